@@ -1,0 +1,80 @@
+#!/bin/busybox sh
+# kharness guest init: PID 1 of every kharness guest.
+#
+# The kernel log goes to the console (first serial port); commands travel on a separate
+# channel named by `kh_cmd=<tty>` on the kernel command line, so kernel messages can never
+# corrupt a command's output. The host half of the protocol is kharness/vm/channel.py:
+#
+#   host -> guest   run <id> <base64 of a shell script>
+#                   bye                         (end of run: poweroff)
+#   guest -> host   \036KH-READY <uname -r>     once, when the channel is ready
+#                   \036KHO <id> <size>\n<base64 of stdout>
+#                   \036KHR <id> <size>\n<base64 of stderr>
+#                   \036KHE <id> <exit status>  the end of one command
+#                   \036KH-BYE                  just before poweroff
+# Outputs are base64 so that they cross the tty byte-exact; <size> is the untruncated size.
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run /mnt /root /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+mount -t tmpfs -o size=64m tmpfs /tmp
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+# Let the host ask for backtraces (sysrq l/w/t) when a command hangs.
+echo 1 > /proc/sys/kernel/sysrq
+# Everything to the console, so an oops or panic is seen even when the guest is dead.
+echo 8 > /proc/sys/kernel/printk
+
+KH_CMD=/dev/console
+for w in $(cat /proc/cmdline); do
+  case "$w" in
+    kh_cmd=*) KH_CMD=/dev/${w#kh_cmd=} ;;
+  esac
+done
+
+# Kernel modules the board needs for the command channel (from the target profile).
+if [ -f /lib/kh-guest/order ]; then
+  for m in $(cat /lib/kh-guest/order); do
+    insmod "/lib/kh-guest/$m" || echo "kharness: insmod $m failed" > /dev/console
+  done
+fi
+i=0
+while [ ! -c "$KH_CMD" ] && [ $i -lt 100 ]; do usleep 50000; i=$((i+1)); done
+
+# sysrq listener on the console port: the host writes "sysrq-<key>" lines here.
+( while IFS= read -r l; do
+    case "$l" in sysrq-?) echo "${l#sysrq-}" > /proc/sysrq-trigger ;; esac
+  done < /dev/console ) &
+
+stty -F "$KH_CMD" raw -echo 2>/dev/null
+KH_MAX=${KH_MAX:-1048576}
+
+kh_emit() {  # tag id file: a size line, then the (capped) content in base64
+  printf '\036%s %s %s\n' "$1" "$2" "$(wc -c < "$3")"
+  head -c "$KH_MAX" "$3" | base64
+}
+
+kh_run() {  # id base64-script
+  echo "$2" | base64 -d > /tmp/.kh.sh
+  ( cd / && exec sh /tmp/.kh.sh ) < /dev/null > /tmp/.kh.out 2> /tmp/.kh.err
+  rc=$?
+  kh_emit KHO "$1" /tmp/.kh.out
+  kh_emit KHR "$1" /tmp/.kh.err
+  printf '\036KHE %s %s\n' "$1" "$rc"
+}
+
+kh_serve() {
+  printf '\036KH-READY %s\n' "$(uname -r)"
+  while IFS= read -r line; do
+    set -- $line
+    case "$1" in
+      run) kh_run "$2" "$3" ;;
+      bye) printf '\036KH-BYE\n'; sync; poweroff -f ;;
+    esac
+  done
+}
+
+exec < "$KH_CMD" > "$KH_CMD" 2>&1
+while :; do kh_serve; sleep 1; done

@@ -1,0 +1,3 @@
+from kharness.cli import main
+
+main()

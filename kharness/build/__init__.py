@@ -1,0 +1,1 @@
+"""Building modules: kbuild Makefile generation, cross toolchains, kbuild runs, diagnostics."""

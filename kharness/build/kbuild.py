@@ -1,0 +1,263 @@
+"""Run kbuild for a module directory, out of tree, with a content-addressed cache.
+
+The user's directory is never written to. kharness builds in a *shadow tree* under its cache:
+real directories whose files are symlinks to the user's files. It reaches two levels above the
+module directory, so Makefiles that say ``-I$(PWD)/../include`` or ``$(src)/../common`` still
+find their files, and kbuild's objects land in the shadow, not next to the sources.
+
+A build is reused when nothing that went into it changed: the manifest records the SHA256 of
+every source file in the directory and of every file outside the kernel headers that the
+compiler read (from kbuild's ``.*.cmd`` dependency lists).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kharness import ui
+from kharness.build.diagnostics import Diagnostic, parse_diagnostics
+from kharness.build.makefile import BuildPlan, render_makefile
+from kharness.build.toolchain import Toolchain
+from kharness.elf import read_modinfo
+from kharness.kernels.store import HeadersBundle
+from kharness.lock import file_lock
+from kharness.paths import cache_dir
+
+SHADOW_LEVELS = 2
+MAX_FILES = 5000
+# What kbuild writes into M=: never link these from the user's tree (a stale host build would
+# be written *through* the link into the user's directory).
+PRODUCTS = ("*.o", "*.ko", "*.mod", "*.mod.c", "*.cmd", "*.a", "*.order", "*.symvers",
+            "*.dwo", "*.su", "*.lds", ".cache.mk", ".tmp_versions", ".*.d", "*.ko.*", ".git", "*.orig")
+_DEPS_RE = re.compile(r"^(?:source_\S+|deps_\S+)\s*:=\s*(.*?)(?=^\S|\Z)", re.M | re.S)
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class BuiltModule:
+    name: str
+    path: Path
+    vermagic: str
+    modinfo: dict
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "file": self.path.name, "size": self.path.stat().st_size,
+                "vermagic": self.vermagic,
+                "modinfo": {k: v for k, v in self.modinfo.items() if k in
+                            ("license", "author", "description", "depends", "parm", "parmtype", "version")}}
+
+
+@dataclass
+class BuildOutcome:
+    ok: bool
+    modules: list[BuiltModule]
+    diagnostics: list[Diagnostic]
+    log: str
+    duration: float
+    cached: bool
+    command: list[str]
+    build_dir: Path
+    makefile: str | None = None   # the generated Makefile, if one was generated
+    error: str = ""
+    compiler: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _is_product(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, p) for p in PRODUCTS)
+
+
+def _source_files(directory: Path) -> list[Path]:
+    out = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not _is_product(d) and not d.startswith("."))
+        for f in sorted(files):
+            if not _is_product(f):
+                out.append(Path(root) / f)
+        if len(out) > MAX_FILES:
+            break
+    return out
+
+
+def _mirror_dir(src: Path, dst: Path) -> None:
+    """``dst`` mirrors ``src``: real directories, symlinked files; stale links removed."""
+    dst.mkdir(parents=True, exist_ok=True)
+    wanted = set()
+    for entry in sorted(src.iterdir()):
+        if _is_product(entry.name):
+            continue
+        wanted.add(entry.name)
+        target = dst / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            if target.is_symlink():
+                target.unlink()
+            _mirror_dir(entry, target)
+        else:
+            if target.is_symlink() and os.readlink(target) == str(entry):
+                continue
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+            os.symlink(entry, target)
+    for entry in dst.iterdir():
+        if entry.is_symlink() and entry.name not in wanted:
+            entry.unlink()
+
+
+def make_shadow(src: Path, root: Path, levels: int = SHADOW_LEVELS) -> Path:
+    """Build the shadow of ``src`` under ``root`` and return the shadow module directory."""
+    chain = [src]
+    while len(chain) <= levels and chain[-1].parent != chain[-1] and chain[-1].parent != Path("/"):
+        chain.append(chain[-1].parent)
+    here = root
+    # Levels above the module: link every sibling, descend into the one on our path.
+    for i in range(len(chain) - 1, 0, -1):
+        parent, child = chain[i], chain[i - 1]
+        here.mkdir(parents=True, exist_ok=True)
+        for entry in parent.iterdir():
+            link = here / entry.name
+            if entry.name == child.name or link.exists() or link.is_symlink():
+                continue
+            os.symlink(entry, link)
+        here = here / child.name
+        if here.is_symlink():
+            here.unlink()
+    _mirror_dir(src, here)
+    return here
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _manifest_inputs(plan: BuildPlan, shadow: Path, headers: HeadersBundle) -> dict[str, str]:
+    files = {str(p): _sha(p) for p in _source_files(plan.directory)}
+    hdr_root = str(headers.root.resolve())
+    for cmd in shadow.rglob(".*.cmd"):
+        for m in _DEPS_RE.finditer(cmd.read_text(errors="replace")):
+            for word in m.group(1).replace("\\\n", " ").split():
+                if word.startswith("$(") or word.startswith("wildcard") or "/" not in word:
+                    continue
+                p = Path(word) if word.startswith("/") else shadow / word
+                try:
+                    real = p.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    continue
+                if str(real).startswith(hdr_root) or str(real) in files or str(real).startswith("/usr/lib/gcc"):
+                    continue
+                if real.is_file() and not str(real).startswith(str(shadow)):
+                    files[str(real)] = _sha(real)
+    return files
+
+
+def _inputs_unchanged(recorded: dict[str, str], plan: BuildPlan) -> bool:
+    current = {str(p) for p in _source_files(plan.directory)}
+    if not current <= set(recorded):
+        return False  # a new file appeared in the module directory
+    for path, digest in recorded.items():
+        try:
+            if _sha(Path(path)) != digest:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def build_key(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, extra: list[str]) -> str:
+    ident = json.dumps([str(plan.directory), str(headers.root), tc.cc, tc.version, tc.arch,
+                        tc.cross_compile, sorted(extra), list(plan.ccflags),
+                        [(m.name, m.objs) for m in plan.modules]])
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def collect_modules(module_dir: Path) -> list[BuiltModule]:
+    order = module_dir / "modules.order"
+    names: list[Path] = []
+    if order.exists():
+        for line in order.read_text().split():
+            p = module_dir / line.removeprefix("kernel/")
+            p = p.with_suffix(".ko") if p.suffix == ".o" else p
+            if p.exists():
+                names.append(p)
+    if not names:
+        names = sorted(module_dir.rglob("*.ko"))
+    out = []
+    for p in names:
+        info = read_modinfo(p)
+        out.append(BuiltModule(name=info.get("name", [p.stem])[0].replace("-", "_"), path=p,
+                               vermagic=info.get("vermagic", [""])[0], modinfo=info))
+    return out
+
+
+def run_kbuild(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, *, extra_vars: list[str] | None = None,
+               jobs: int | None = None, timeout: float = 900) -> BuildOutcome:
+    extra_vars = extra_vars or []
+    key = build_key(plan, headers, tc, extra_vars)
+    bdir = cache_dir() / "builds" / f"{plan.directory.name}-{headers.release}-{key}"
+    with file_lock(bdir.with_name(bdir.name + ".lock")):
+        return _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir)
+
+
+def _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir: Path) -> BuildOutcome:
+    manifest_path = bdir / "manifest.json"
+    generated = render_makefile(plan) if plan.generated else None
+    if manifest_path.exists():
+        try:
+            man = json.loads(manifest_path.read_text())
+            if (man.get("version") == MANIFEST_VERSION and man.get("makefile") == generated
+                    and _inputs_unchanged(man["inputs"], plan)):
+                mods = collect_modules(Path(man["module_dir"]))
+                if mods and all(m.path.exists() for m in mods):
+                    return BuildOutcome(True, mods, [Diagnostic(**d) for d in man["diagnostics"]],
+                                        man["log"], 0.0, True, man["command"], bdir, generated,
+                                        compiler=tc.version)
+        except (ValueError, KeyError, TypeError, OSError):
+            pass  # a damaged manifest means: build again
+        manifest_path.unlink(missing_ok=True)
+    shadow = make_shadow(plan.directory, bdir / "tree")
+    if generated is not None:
+        # kbuild reads Kbuild before Makefile: the generated rules win over a Makefile that has
+        # no obj-m (for instance one that only builds user-space tools).
+        (shadow / "Kbuild").unlink(missing_ok=True)
+        (shadow / "Kbuild").write_text(generated)
+    for old in shadow.rglob("*.ko"):
+        old.unlink()
+    cmd = ["make", "-C", str(headers.build_dir), f"M={shadow}", *tc.make_vars(),
+           f"KDIR={headers.build_dir}", f"KERNELDIR={headers.build_dir}", f"KERNEL_DIR={headers.build_dir}",
+           f"-j{jobs or os.cpu_count() or 2}", *extra_vars, "modules"]
+    env = dict(os.environ, PWD=str(shadow), LC_ALL="C")
+    env.pop("MAKEFLAGS", None)
+    env.pop("KBUILD_OUTPUT", None)
+    start = time.monotonic()
+    with ui.step(f"building {plan.directory.name} for {headers.release}"):
+        try:
+            p = subprocess.run(cmd, cwd=shadow, env=env, capture_output=True, text=True,
+                               errors="replace", timeout=timeout)
+            log, rc = p.stdout + p.stderr, p.returncode
+        except subprocess.TimeoutExpired as e:
+            log = (e.stdout or "") + (e.stderr or "") if isinstance(e.stdout, str) else ""
+            log += f"\n[kharness: build timed out after {timeout:g}s]"
+            rc = -1
+        except FileNotFoundError:
+            log, rc = "make is not installed", 127
+    duration = time.monotonic() - start
+    diags = parse_diagnostics(log, {str(shadow): str(plan.directory)})
+    mods = collect_modules(shadow) if rc == 0 else []
+    if rc != 0 or not mods:
+        err = next((d.format() for d in diags if d.severity == "error"),
+                   "build failed" if rc != 0 else "the build produced no .ko file")
+        return BuildOutcome(False, [], diags, log, duration, False, cmd, bdir, generated,
+                            error=err, compiler=tc.version)
+    manifest_path.write_text(json.dumps({
+        "version": MANIFEST_VERSION, "inputs": _manifest_inputs(plan, shadow, headers),
+        "module_dir": str(shadow), "makefile": generated, "log": log, "command": cmd,
+        "diagnostics": [d.to_dict() for d in diags]}, indent=1))
+    return BuildOutcome(True, mods, diags, log, duration, False, cmd, bdir, generated, compiler=tc.version)

@@ -1,0 +1,120 @@
+"""Decide what a module directory builds, and generate its kbuild Makefile when it has none.
+
+* A directory with a ``Kbuild`` file, or a ``Makefile`` mentioning ``obj-m``/``obj-$(CONFIG_``,
+  builds with its own rules.
+* Otherwise each top-level ``.c`` file that has a ``module_init`` (or ``module_*_driver``) is the
+  root of a module. One root and helper files: one multi-file module named after the directory
+  (``name-objs := a.o b.o``). Several roots and no helpers: one module per root. No root: one
+  module from all files. ``[module] name`` / ``sources`` in ``kharness.toml`` override this.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from kharness import __version__
+from kharness.errors import UsageError
+from kharness.paths import data_dir
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_ROOT_RE = re.compile(r"^\s*(module_init\s*\(|module_\w+_driver\s*\(|module_driver\s*\()", re.M)
+_OBJ_M_RE = re.compile(r"^\s*obj-(m|\$\(CONFIG_\w+\))\s*[:+]?=", re.M)
+MAKEFILE_NAMES = ("GNUmakefile", "makefile", "Makefile")
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    name: str
+    objs: tuple[str, ...] = ()   # empty: built from <name>.c alone
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    directory: Path
+    own_rules: Path | None          # the module's own Kbuild/Makefile, when it has one
+    modules: tuple[ModuleSpec, ...]  # empty when own_rules decides (known after the build)
+    ccflags: tuple[str, ...] = ()
+
+    @property
+    def generated(self) -> bool:
+        return self.own_rules is None
+
+
+def check_name(name: str, where: str) -> str:
+    if not NAME_RE.match(name):
+        raise UsageError(f"invalid module name {name!r} ({where})",
+                         hint="a module name is a C identifier: letters, digits and _")
+    return name
+
+
+def own_rules(directory: Path) -> Path | None:
+    kbuild = directory / "Kbuild"
+    if kbuild.is_file():
+        return kbuild
+    for n in MAKEFILE_NAMES:
+        f = directory / n
+        if f.is_file() and _OBJ_M_RE.search(f.read_text(errors="replace")):
+            return f
+    return None
+
+
+def plan_build(directory: Path, *, name: str | None = None, sources: list[str] | None = None,
+               ccflags: list[str] | None = None, include_dirs: list[str] | None = None) -> BuildPlan:
+    directory = directory.resolve()
+    flags = list(ccflags or [])
+    for inc in include_dirs or []:
+        p = (directory / inc).resolve()
+        if not p.is_dir():
+            raise UsageError(f"include directory {inc!r} does not exist (relative to {directory})")
+        flags.append(f"-I{p}")
+    rules = None if (name or sources) else own_rules(directory)
+    if rules is not None:
+        return BuildPlan(directory, rules, (), tuple(flags))
+    if sources:
+        files = []
+        for s in sources:
+            if not (directory / s).is_file():
+                raise UsageError(f"source {s!r} listed in kharness.toml does not exist in {directory}")
+            files.append(s)
+    else:
+        files = sorted(p.name for p in directory.glob("*.c"))
+    if not files:
+        raise UsageError(f"{directory} has no .c files and no Kbuild/Makefile with obj-m",
+                         hint="point kharness at a directory holding your module's sources")
+    stems = [f[:-2] for f in files]
+    for s in stems:
+        if not NAME_RE.match(s):
+            raise UsageError(f"source file {s}.c has a name kbuild cannot use",
+                             hint="rename it to letters, digits and _ only")
+    roots = [s for s, f in zip(stems, files) if _ROOT_RE.search((directory / f).read_text(errors="replace"))]
+    if name is None and len(files) == 1:
+        mods = (ModuleSpec(stems[0]),)
+    elif name is None and len(roots) > 1 and len(roots) == len(stems):
+        mods = tuple(ModuleSpec(s) for s in stems)
+    elif name is None and len(roots) > 1:
+        raise UsageError(f"{directory} holds several modules ({', '.join(roots)}) and helper files "
+                         f"({', '.join(s for s in stems if s not in roots)})",
+                         hint="write a Kbuild file, or set [module] name and sources in kharness.toml")
+    else:
+        mod = name or re.sub(r"[^A-Za-z0-9_]", "_", directory.name)
+        check_name(mod, "module name")
+        if len(files) == 1 and stems[0] == mod:
+            mods = (ModuleSpec(mod),)
+        else:
+            if mod in stems:
+                raise UsageError(f"module {mod!r} would be built from several files, one of them {mod}.c",
+                                 hint="kbuild cannot do that: set another [module] name in kharness.toml")
+            mods = (ModuleSpec(mod, tuple(f"{s}.o" for s in stems)),)
+    return BuildPlan(directory, None, mods, tuple(flags))
+
+
+def render_makefile(plan: BuildPlan) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(data_dir("module_templates") / "kbuild")),
+                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
+                             autoescape=False)
+    return env.get_template("Makefile.j2").render(
+        version=__version__, dirname=plan.directory.name, modules=plan.modules, ccflags=plan.ccflags)

@@ -1,0 +1,50 @@
+"""Exception classes.
+
+Two families, kept apart because they mean different things to a user and to CI:
+
+* :class:`UsageError` - the user asked for something that cannot be done (a missing directory,
+  an unknown kernel). Exit code 2.
+* :class:`InfraError` - kharness or its host failed (a download, QEMU missing or crashing).
+  Exit code 2.
+
+A module that fails to build, load or pass a check is *not* an exception at the CLI level: it is
+a result with ``status = "fail"`` and exit code 1 (see :mod:`kharness.result`).
+"""
+
+from __future__ import annotations
+
+
+class KharnessError(Exception):
+    """Base class: carries a one-line message and an optional hint on how to fix it."""
+
+    exit_code = 2
+    kind = "error"
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UsageError(KharnessError):
+    """Bad input from the user: arguments, module directory, configuration."""
+
+    kind = "usage"
+
+
+class InfraError(KharnessError):
+    """The infrastructure failed: network, mirror, QEMU, host tools, cache."""
+
+    kind = "infrastructure"
+
+
+class ModuleFailure(Exception):
+    """Raised inside the pipeline when the module under test failed; never escapes the runner."""
+
+    def __init__(self, phase: str, message: str):
+        super().__init__(message)
+        self.phase = phase
+        self.message = message

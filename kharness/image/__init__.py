@@ -1,0 +1,1 @@
+"""Guest images: the initramfs kharness assembles for a target and kernel."""

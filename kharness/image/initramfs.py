@@ -1,0 +1,103 @@
+"""The guest's initramfs: a cached base image per target and kernel, plus a per-run payload.
+
+The base (busybox-static for the target's Debian arch, kharness's /init, the kernel modules the
+board needs for its command channel) is gzip-compressed once and cached by content. The modules
+under test travel in a small uncompressed cpio appended after it: the kernel unpacks concatenated
+archives in order, so a run costs one small write, not a rebuild.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from kharness import ui
+from kharness.image.cpio import CpioWriter
+from kharness.kernels.deb import extract_deb
+from kharness.kernels.index import load_index
+from kharness.kernels.store import COMPLETE, KernelBundle, fetch_pkg
+from kharness.lock import file_lock, staging_dir
+from kharness.paths import cache_dir, data_dir
+from kharness.targets import TargetProfile
+
+FORMAT = "1"  # bump when the layout of the base image changes
+BUSYBOX_SUITE = "bookworm"
+GUEST_MODULE_DIR = "lib/kh-guest"
+PAYLOAD_DIR = "kh"
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    path: Path          # initramfs.cpio.gz
+    key: str
+    busybox: dict       # package record of the busybox used
+
+
+def _busybox(profile: TargetProfile) -> tuple[bytes, dict]:
+    pkg = load_index(BUSYBOX_SUITE, profile.debian_arch).get("busybox-static")
+    if pkg is None:
+        from kharness.errors import InfraError
+        raise InfraError(f"busybox-static not found in {BUSYBOX_SUITE}/{profile.debian_arch}")
+    deb = fetch_pkg(pkg)
+    root = cache_dir() / "busybox" / pkg.sha256
+    with file_lock(root.with_name(root.name + ".lock")):
+        if not (root / COMPLETE).exists():
+            with staging_dir(root) as tmp:
+                extract_deb(deb, tmp, lambda p: p in ("bin/busybox", "usr/bin/busybox"))
+                (tmp / COMPLETE).touch()
+    binary = next(p for p in (root / "bin/busybox", root / "usr/bin/busybox") if p.exists())
+    return binary.read_bytes(), pkg.to_dict()
+
+
+def ensure_base_image(profile: TargetProfile, kernel: KernelBundle) -> BaseImage:
+    busybox, bb_pkg = _busybox(profile)
+    images = data_dir("images")
+    init = (images / "init.sh").read_bytes()
+    dmesg_since = (images / "kh-dmesg-since").read_bytes()
+    mods = [(p.name, p.read_bytes()) for p in kernel.guest_modules]
+    h = hashlib.sha256()
+    for part in (FORMAT.encode(), busybox, init, dmesg_since, *(n.encode() + b"\0" + d for n, d in mods)):
+        h.update(hashlib.sha256(part).digest())
+    key = h.hexdigest()[:16]
+    final = cache_dir() / "images" / f"{profile.name}-{kernel.release}-{key}"
+    with file_lock(final.with_name(final.name + ".lock")):
+        if not (final / COMPLETE).exists():
+            with staging_dir(final) as tmp, ui.step(f"building the {profile.name} initramfs"):
+                w = CpioWriter()
+                for d in ("bin", "dev", "etc", "lib", GUEST_MODULE_DIR, "proc", "sys", "tmp", "root", PAYLOAD_DIR):
+                    w.dir(d)
+                w.chardev("dev/console", 5, 1)
+                w.file("bin/busybox", busybox, 0o755)
+                w.symlink("bin/sh", "busybox")
+                w.file("init", init, 0o755)
+                w.file("bin/kh-dmesg-since", dmesg_since, 0o755)
+                order = []
+                for i, (name, data) in enumerate(mods):
+                    fname = f"{i:02d}-{name}"
+                    w.file(f"{GUEST_MODULE_DIR}/{fname}", data)
+                    order.append(fname)
+                w.file(f"{GUEST_MODULE_DIR}/order", ("\n".join(order) + "\n").encode() if order else b"")
+                data = gzip.compress(w.getvalue(), compresslevel=6, mtime=0)
+                data += b"\0" * ((4 - len(data) % 4) % 4)  # the next archive starts 4-byte aligned
+                (tmp / "initramfs.cpio.gz").write_bytes(data)
+                (tmp / "image.json").write_text(json.dumps({
+                    "target": profile.name, "release": kernel.release, "busybox": bb_pkg,
+                    "guest_modules": [n for n, _ in mods]}, indent=1))
+                (tmp / COMPLETE).touch()
+    return BaseImage(path=final / "initramfs.cpio.gz", key=key, busybox=bb_pkg)
+
+
+def payload_cpio(files: dict[str, bytes]) -> bytes:
+    """An uncompressed cpio with the run's files under /kh (the modules under test)."""
+    w = CpioWriter()
+    for name, data in sorted(files.items()):
+        w.file(f"{PAYLOAD_DIR}/{name}", data)
+    return w.getvalue()
+
+
+def write_run_initrd(base: BaseImage, files: dict[str, bytes], dest: Path) -> Path:
+    dest.write_bytes(base.path.read_bytes() + payload_cpio(files))
+    return dest

@@ -1,0 +1,1 @@
+"""Debian kernels: find them in the archive's indices, download, verify, unpack and cache them."""

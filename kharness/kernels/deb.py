@@ -1,0 +1,98 @@
+"""Unpack a .deb's data safely.
+
+python-debian opens the archive; every member is then checked before anything touches the disk:
+no absolute paths, no ``..``, no device files, no link that points out of the unpack root, no
+write through a symlinked parent. Absolute symlinks (``build -> /usr/src/...``) are rewritten to
+point inside the unpack root, which is where the package's files really are.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+from debian.debfile import DebFile, DebError
+
+from kharness.errors import InfraError
+
+
+class UnsafeArchive(InfraError):
+    pass
+
+
+def _clean_name(name: str, deb: Path) -> str:
+    if name.startswith("/"):
+        raise UnsafeArchive(f"{deb.name}: absolute path {name!r} in archive: refusing to unpack it")
+    norm = posixpath.normpath(name)
+    parts = norm.split("/")
+    if ".." in parts:
+        raise UnsafeArchive(f"{deb.name}: path {name!r} leaves the unpack directory: refusing to unpack it")
+    return "" if norm == "." else norm
+
+
+def _inside(root: Path, path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == str(root) or real.startswith(str(root) + os.sep)
+
+
+def extract_deb(deb: Path, dest: Path, select: Callable[[str], bool] | None = None) -> list[str]:
+    """Unpack the members of ``deb`` that ``select`` accepts (all by default) under ``dest``.
+
+    Returns the relative paths written.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    root = Path(os.path.realpath(dest))
+    written: list[str] = []
+    try:
+        tar = DebFile(str(deb)).data.tgz()
+    except (DebError, OSError, tarfile.TarError) as e:
+        raise InfraError(f"{deb.name} is not a readable Debian package: {e}") from e
+    try:
+        for m in tar:
+            rel = _clean_name(m.name, deb)
+            if not rel or (select is not None and not select(rel)):
+                continue
+            target = root / rel
+            if not _inside(root, str(target.parent)):
+                raise UnsafeArchive(f"{deb.name}: {rel!r} would be written through a link out of the unpack directory")
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink() or target.exists():
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+            if m.issym():
+                link = m.linkname
+                if link.startswith("/"):
+                    # Re-root an absolute link inside the unpack directory.
+                    link = os.path.relpath(root / link.lstrip("/"), target.parent)
+                resolved = posixpath.normpath(posixpath.join(str(target.parent), link))
+                if not (resolved == str(root) or resolved.startswith(str(root) + "/")):
+                    raise UnsafeArchive(f"{deb.name}: symlink {rel!r} -> {m.linkname!r} points out of the unpack directory")
+                os.symlink(link, target)
+            elif m.islnk():
+                src = root / _clean_name(m.linkname, deb)
+                if not _inside(root, str(src)):
+                    raise UnsafeArchive(f"{deb.name}: hard link {rel!r} points out of the unpack directory")
+                os.link(src, target)
+            elif m.isfile():
+                f = tar.extractfile(m)
+                assert f is not None
+                with open(target, "wb") as out:
+                    shutil.copyfileobj(f, out, 1 << 20)
+                os.chmod(target, m.mode & 0o755)
+            else:
+                continue  # devices, fifos: nothing a kernel package needs
+            written.append(rel)
+    except tarfile.TarError as e:
+        raise InfraError(f"{deb.name}: corrupt archive: {e}") from e
+    finally:
+        tar.close()
+    return written

@@ -1,0 +1,136 @@
+"""Debian ``Packages`` indices, reduced to the packages kharness cares about and cached.
+
+A full index is tens of MB; kharness keeps only kernel, kbuild and busybox paragraphs, parsed with
+python-debian, in a small JSON file per suite and architecture. The JSON is refreshed after
+``INDEX_TTL`` seconds; if the mirror cannot be reached then, the stale copy is used with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from debian.deb822 import Packages
+from debian.debian_support import Version
+
+from kharness import ui
+from kharness.errors import InfraError
+from kharness.kernels.download import fetch_bytes
+from kharness.kernels.mirror import debian_mirror
+from kharness.lock import file_lock
+from kharness.paths import cache_dir
+
+INDEX_TTL = 12 * 3600
+_KEEP_PREFIXES = (
+    "Package: linux-image-",
+    "Package: linux-headers-",
+    "Package: linux-kbuild-",
+    "Package: linux-binary-",
+    "Package: linux-modules-",
+    "Package: linux-source-",
+    "Package: busybox-static\n",
+)
+_FIELDS = ("Package", "Version", "Architecture", "Filename", "Size", "SHA256", "Depends", "Source")
+
+
+@dataclass(frozen=True)
+class Pkg:
+    """One binary package as the index describes it."""
+
+    name: str
+    version: str
+    arch: str
+    filename: str
+    size: int
+    sha256: str
+    depends: str
+    suite: str
+
+    def url(self, mirror: str) -> str:
+        return f"{mirror}/{self.filename}"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "version": self.version, "arch": self.arch, "suite": self.suite,
+                "sha256": self.sha256, "size": self.size, "filename": self.filename}
+
+
+class PackageIndex:
+    """The kept paragraphs of one suite/arch index: ``name -> [Pkg, ...]`` newest first."""
+
+    def __init__(self, suite: str, arch: str, pkgs: list[Pkg]):
+        self.suite = suite
+        self.arch = arch
+        self.by_name: dict[str, list[Pkg]] = {}
+        for p in pkgs:
+            self.by_name.setdefault(p.name, []).append(p)
+        for lst in self.by_name.values():
+            lst.sort(key=lambda p: Version(p.version), reverse=True)
+
+    def get(self, name: str) -> Pkg | None:
+        lst = self.by_name.get(name)
+        return lst[0] if lst else None
+
+    def names(self) -> list[str]:
+        return list(self.by_name)
+
+
+def filter_index_text(text: str, suite: str) -> list[Pkg]:
+    """The paragraphs kharness keeps, parsed with python-debian."""
+    kept = [p for p in text.split("\n\n") if p.startswith(_KEEP_PREFIXES)]
+    pkgs = []
+    for para in Packages.iter_paragraphs("\n\n".join(kept).splitlines(keepends=True), use_apt_pkg=False):
+        if "SHA256" not in para or "Filename" not in para:
+            continue
+        pkgs.append(
+            Pkg(
+                name=para["Package"],
+                version=para["Version"],
+                arch=para.get("Architecture", ""),
+                filename=para["Filename"],
+                size=int(para["Size"]),
+                sha256=para["SHA256"],
+                depends=para.get("Depends", ""),
+                suite=suite,
+            )
+        )
+    return pkgs
+
+
+def _cache_path(suite: str, arch: str) -> Path:
+    return cache_dir() / "index" / f"{suite}_{arch}.json"
+
+
+def load_index(suite: str, arch: str, *, refresh: bool = False) -> PackageIndex:
+    """The index for ``suite``/``arch``, from the cache when fresh enough."""
+    path = _cache_path(suite, arch)
+    with file_lock(path.with_suffix(".lock")):
+        stale: dict | None = None
+        if path.exists():
+            try:
+                data = json.loads(path.read_text())
+                stale = data
+                if not refresh and time.time() - data["fetched"] < INDEX_TTL:
+                    return PackageIndex(suite, arch, [Pkg(**p) for p in data["packages"]])
+            except (ValueError, KeyError, TypeError):
+                stale = None  # a corrupt cache entry is refetched, never used
+        mirror = debian_mirror()
+        url = f"{mirror}/dists/{suite}/main/binary-{arch}/Packages.xz"
+        try:
+            with ui.step(f"reading the {suite} {arch} package index"):
+                text = lzma.decompress(fetch_bytes(url)).decode("utf-8", "replace")
+        except (InfraError, lzma.LZMAError) as e:
+            if stale is not None:
+                ui.info(f"[yellow]could not refresh {suite}/{arch} index ({e}); using the cached copy[/yellow]")
+                return PackageIndex(suite, arch, [Pkg(**p) for p in stale["packages"]])
+            raise InfraError(f"could not read the {suite} {arch} package index: {e}",
+                             hint="check the network or KHARNESS_DEBIAN_MIRROR") from None
+        pkgs = filter_index_text(text, suite)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"fetched": time.time(), "url": url,
+                                   "packages": [p.__dict__ for p in pkgs]}))
+        os.replace(tmp, path)
+        return PackageIndex(suite, arch, pkgs)

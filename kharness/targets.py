@@ -1,0 +1,77 @@
+"""Target profiles: one declarative TOML file per board in ``images/``, loaded into a frozen dataclass.
+
+Adding a board is adding a file. Every QEMU choice sits in the profile with the reason beside it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from kharness.errors import UsageError
+from kharness.paths import data_dir
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    name: str
+    description: str
+    # Debian side
+    debian_arch: str            # Packages index architecture: amd64, arm64, armhf, ppc64el
+    kernel_flavour: str         # suffix of linux-image-<release>: amd64, arm64, armmp, powerpc64le
+    series: tuple[str, ...]     # kernel series Debian ships for this target
+    # kbuild side
+    kernel_arch: str            # ARCH= for kbuild
+    cross_compile: str          # CROSS_COMPILE= prefix (empty when it is the host)
+    endian: str                 # "little" | "big"
+    bits: int                   # 32 | 64
+    # QEMU side
+    qemu: str                   # the qemu-system-* binary
+    machine: str
+    memory_mb: int
+    console: str                # kernel console device in the guest
+    command_tty: str            # the guest device that carries the command channel
+    console_args: tuple[str, ...]   # argv wiring chardev "kh_con" to the console device
+    command_args: tuple[str, ...]   # argv wiring chardev "kh_cmd" to the command device
+    kernel_boot: str = "image"  # "image": boot the packaged kernel; "pvh-vmlinux": extract vmlinux (x86 PVH)
+    cpu: str | None = None
+    smp: int = 1
+    dtb: str | None = None      # path of the device tree inside the kernel package, if the board needs one
+    append: str = ""            # extra kernel command line
+    extra_args: tuple[str, ...] = ()
+    guest_modules: tuple[str, ...] = ()   # kernel modules /init loads before the command channel opens
+    kvm_host_arch: str | None = None      # host `uname -m` on which KVM may be tried
+    notes: str = ""
+    source: Path = field(default=Path(), compare=False)
+
+    @property
+    def cross_prefix(self) -> str:
+        return self.cross_compile
+
+
+def _load(path: Path) -> TargetProfile:
+    data = tomllib.loads(path.read_text())
+    known = {f.name for f in fields(TargetProfile)}
+    unknown = set(data) - known
+    if unknown:
+        raise UsageError(f"{path}: unknown keys {sorted(unknown)}")
+    for key, value in list(data.items()):
+        if isinstance(value, list):
+            data[key] = tuple(value)
+    return TargetProfile(source=path, **data)
+
+
+def all_targets() -> dict[str, TargetProfile]:
+    out = {}
+    for path in sorted(data_dir("images").glob("*.toml")):
+        prof = _load(path)
+        out[prof.name] = prof
+    return out
+
+
+def get_target(name: str) -> TargetProfile:
+    targets = all_targets()
+    if name not in targets:
+        raise UsageError(f"unknown target {name!r}", hint=f"known targets: {', '.join(targets)}")
+    return targets[name]

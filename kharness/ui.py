@@ -1,0 +1,87 @@
+"""Terminal output: one rich console on stderr for progress, so stdout stays for results.
+
+Progress is shown only when stderr is a terminal (or ``KHARNESS_PROGRESS=1``); in CI logs and under
+pytest, steps are printed as plain one-line messages instead of redrawn bars.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+console = Console(stderr=True, highlight=False)
+_quiet = False
+
+
+def set_quiet(value: bool) -> None:
+    global _quiet
+    _quiet = value
+
+
+def _live() -> bool:
+    return os.environ.get("KHARNESS_PROGRESS") == "1" or console.is_terminal
+
+
+def info(message: str) -> None:
+    if not _quiet:
+        console.print(message)
+
+
+@contextlib.contextmanager
+def step(label: str) -> Iterator[None]:
+    """A spinner while a long step runs, then a line saying how long it took."""
+    start = time.monotonic()
+    if _quiet:
+        yield
+        return
+    if _live():
+        with console.status(f"{label}…"):
+            yield
+    else:
+        yield
+    console.print(f"[dim]{label}: {time.monotonic() - start:.1f}s[/dim]")
+
+
+class ByteProgress:
+    """A download bar. ``advance(n)`` as bytes arrive."""
+
+    def __init__(self, label: str, total: int | None):
+        self._progress: Progress | None = None
+        if _quiet or not _live():
+            if not _quiet:
+                size = f" ({total / 1e6:.1f} MB)" if total else ""
+                console.print(f"[dim]downloading {label}{size}[/dim]")
+            return
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=total)
+
+    def advance(self, n: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,90 @@
+"""The kernel console: a thread drains it into a log file and watches for a panic.
+
+The console is read continuously (never only when someone asks) so that the guest never blocks
+on a full pipe and a panic is noticed the moment it is printed. The log kept in memory and on
+disk is capped: a module that floods the kernel log must not flood the host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import threading
+import time
+from pathlib import Path
+
+PANIC_RE = re.compile(rb"Kernel panic - not syncing|---\[ end Kernel panic")
+CAP = 16 << 20          # bytes of console kept on disk
+TAIL = 256 << 10        # bytes kept in memory for reports
+
+
+class ConsoleLog:
+    def __init__(self, read_fd: int, write_fd: int, path: Path):
+        self._rfd = read_fd
+        self._wfd = write_fd
+        self.path = path
+        self._file = open(path, "wb")
+        self._written = 0
+        self._dropped = 0
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.panic_at: float | None = None
+        self._thread = threading.Thread(target=self._pump, name="kh-console", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while not self._stop.is_set():
+            r, _, _ = select.select([self._rfd], [], [], 0.05)
+            if not r:
+                continue
+            try:
+                data = os.read(self._rfd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        with self._lock:
+            window = bytes(self._tail[-64:]) + data
+            if self.panic_at is None and PANIC_RE.search(window):
+                self.panic_at = time.monotonic()
+            self._tail += data
+            if len(self._tail) > TAIL:
+                del self._tail[: len(self._tail) - TAIL]
+            room = CAP - self._written
+            if room > 0:
+                self._file.write(data[:room])
+                self._written += min(room, len(data))
+                self._file.flush()
+            self._dropped += max(0, len(data) - max(room, 0))
+
+    def text(self, last: int = TAIL) -> str:
+        with self._lock:
+            return bytes(self._tail[-last:]).decode("utf-8", "replace")
+
+    def send(self, line: str) -> None:
+        try:
+            os.write(self._wfd, line.encode())
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        # Drain what is left without blocking.
+        try:
+            while select.select([self._rfd], [], [], 0)[0]:
+                data = os.read(self._rfd, 65536)
+                if not data:
+                    break
+                self._feed(data)
+        except OSError:
+            pass
+        with self._lock:
+            if self._dropped:
+                self._file.write(f"\n[kharness: {self._dropped} more bytes of console output dropped]\n".encode())
+            self._file.close()

@@ -1,0 +1,169 @@
+"""One QEMU guest from start to teardown.
+
+``with Guest(...) as g:`` guarantees the QEMU process is killed and the channel FIFOs removed on
+every path out: success, failure, timeout, exception and Ctrl-C. QEMU also gets
+``PR_SET_PDEATHSIG`` so it dies with the harness even if the harness is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from kharness.targets import TargetProfile
+from kharness.vm.channel import CommandChannel, CommandResult
+from kharness.vm.console import ConsoleLog
+from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, QemuStartError
+from kharness.vm.qemu import BootSpec, build_argv
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _fifo_pair(base: Path) -> tuple[int, int]:
+    """FIFOs ``base.in`` (host writes) and ``base.out`` (host reads). Opened O_RDWR so that
+    neither open blocks and no EOF is seen while QEMU starts or restarts its side."""
+    for suffix in (".in", ".out"):
+        os.mkfifo(str(base) + suffix, 0o600)
+    wfd = os.open(str(base) + ".in", os.O_RDWR)
+    rfd = os.open(str(base) + ".out", os.O_RDWR)
+    return rfd, wfd
+
+
+class Guest:
+    def __init__(self, profile: TargetProfile, boot: BootSpec, workdir: Path, accel: str = "tcg"):
+        self.profile = profile
+        self.boot = boot
+        self.workdir = workdir
+        self.accel = accel
+        self.argv = build_argv(profile, boot, workdir, accel)
+        self.proc: subprocess.Popen | None = None
+        self.console: ConsoleLog | None = None
+        self.channel: CommandChannel | None = None
+        self.release: str | None = None
+        self.boot_seconds: float | None = None
+        self._fds: list[int] = []
+        self._stderr = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        con_r, con_w = _fifo_pair(self.workdir / "con")
+        cmd_r, cmd_w = _fifo_pair(self.workdir / "cmd")
+        self._fds = [con_r, con_w, cmd_r, cmd_w]
+        self.console = ConsoleLog(con_r, con_w, self.workdir / "console.log")
+        self.channel = CommandChannel(cmd_r, cmd_w, self.workdir / "channel.log")
+        self._stderr = open(self.workdir / "qemu.stderr", "wb")
+        self._t0 = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._stderr,
+                                         stderr=self._stderr, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
+        except OSError as e:
+            raise QemuStartError(f"cannot start {self.argv[0]}: {e}") from e
+
+    def qemu_stderr(self) -> str:
+        try:
+            return (self.workdir / "qemu.stderr").read_text(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        """Raise :class:`GuestDied` if the kernel panicked or QEMU exited."""
+        assert self.proc and self.console
+        if self.console.panic_at is not None:
+            # Give the panic report a moment to reach the console before reporting it.
+            deadline = self.console.panic_at + 1.0
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                time.sleep(0.05)
+            time.sleep(0.1)
+            raise GuestDied("the kernel panicked", self.console.text(), panic=True)
+        rc = self.proc.poll()
+        if rc is not None:
+            time.sleep(0.1)
+            if self.console.panic_at is not None:
+                raise GuestDied("the kernel panicked", self.console.text(), panic=True)
+            err = self.qemu_stderr()
+            if self.release is None and rc != 0:
+                raise QemuStartError(f"QEMU exited with status {rc}: {err.splitlines()[-1] if err else 'no message'}",
+                                     self.console.text())
+            raise GuestDied(f"QEMU exited (status {rc}){': ' + err.splitlines()[-1] if err else ''}",
+                            self.console.text())
+
+    def wait_ready(self, timeout: float) -> str:
+        assert self.channel
+        try:
+            self.release = self.channel.wait_ready(timeout, self.check_alive)
+        except CommandTimeout:
+            raise BootTimeout(f"the guest did not come up within {timeout:g}s", self.console.text()) from None
+        self.boot_seconds = time.monotonic() - self._t0
+        return self.release
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        assert self.channel
+        return self.channel.run(command, timeout, self.check_alive)
+
+    def sysrq(self, keys: str, settle: float = 1.0) -> str:
+        """Ask the kernel for diagnostics over the console (works while the command shell is
+        stuck) and return what the console printed meanwhile."""
+        assert self.console
+        before = len(self.console.text())
+        for k in keys:
+            self.console.send(f"sysrq-{k}\n")
+        time.sleep(settle)
+        return self.console.text()[before:] if before < len(self.console.text()) else self.console.text()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """The orderly end: ask the guest to power off and wait for QEMU to exit."""
+        if self.proc is None or self.proc.poll() is not None or self.channel is None:
+            return
+        try:
+            self.channel.bye()
+            self.proc.wait(timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+    def close(self) -> None:
+        """Kill QEMU (its whole process group), stop the console thread, close every fd."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.console is not None:
+            self.console.close()
+        if self.channel is not None:
+            self.channel.close()
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+        if self._stderr is not None:
+            self._stderr.close()
+        for name in ("con.in", "con.out", "cmd.in", "cmd.out"):
+            try:
+                (self.workdir / name).unlink()
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Guest":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
