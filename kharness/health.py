@@ -75,7 +75,8 @@ class Finding:
 
     ``line`` is the 1-based line of the headline in the scanned text; taint findings do not
     come from a log line and use 0. ``module`` is the module the report blames, when it names
-    one (see :func:`scan_kernel_log` for how it is chosen).
+    one: the [module] on the faulting IP/PC/NIP line first, then the headline's, then an
+    "in module X" hint, then the first reliable call-trace frame in a module.
     """
 
     kind: str
@@ -201,8 +202,9 @@ _RULES: tuple[_Rule, ...] = (
           "trace"),
     _rule(rf"^(?:\[ )?(?:WARNING|INFO): (?:{_LOCKDEP_TITLES})", "lockdep", "trace"),
     _rule(r"^inconsistent lock state$", "lockdep", "trace"),
-    _rule(r"^(?:rcu: )?INFO: rcu_\w+ (?:self-)?detected (?:expedited )?stalls?\b", "rcu_stall",
-          "trace"),
+    # "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:", "... self-detected stall on CPU".
+    _rule(r"^(?:rcu: )?(?:INFO: )?rcu_\w+ (?:self-)?detected (?:expedited )?stalls?\b",
+          "rcu_stall", "trace"),
     _rule(r"^INFO: task .+:\d+ blocked for more than \d+ seconds", "hung_task", "trace"),
     _rule(r"^Kernel panic - not syncing\b", "panic", "marker"),
     # Die lines always carry the die counter "[#N]", which keeps a module's own
@@ -220,6 +222,12 @@ _RULES: tuple[_Rule, ...] = (
     _rule(r"^BUG: ", "bug", "trace"),
     # SLUB debugging: "BUG kmalloc-64 (Tainted: G    B   O): Right Redzone overwritten".
     _rule(r"^BUG [\w.:-]+ \((?:Not tainted|Tainted: [^)]*)\): ", "bug", "trace"),
+)
+
+# One alternation of every headline pattern: nearly all log lines match none, and a single
+# search rejects them much faster than trying each rule in turn.
+_ANY_RULE_RE = re.compile(
+    "|".join(f"(?:{rule.pattern.pattern})" for rule in _RULES if rule.pattern is not None)
 )
 
 # Lockdep reports have many titles; all start "WARNING: " right under a ==== fence, and none
@@ -263,10 +271,10 @@ def _classify(heads: list[str], i: int) -> _Rule | None:
     text = heads[i]
     if not text or _HARNESS_RE.match(text):
         return None
-    for rule in _RULES:
-        assert rule.pattern is not None
-        if rule.pattern.match(text):
-            return rule
+    if _ANY_RULE_RE.match(text):
+        for rule in _RULES:
+            if rule.pattern is not None and rule.pattern.match(text):
+                return rule
     if text.startswith("WARNING: ") and i > 0 and _DELIM_RE.match(heads[i - 1]):
         return _LOCKDEP_FALLBACK
     return None

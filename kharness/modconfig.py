@@ -1,0 +1,167 @@
+"""``kharness.toml`` in a module directory: parameters, build options and checks.
+
+Validated completely before anything is built or booted, so a typo is an immediate one-line
+error naming the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kharness.errors import UsageError
+
+FILENAME = "kharness.toml"
+_PARAM_RE = re.compile(r"^(?:(?P<mod>[A-Za-z_][A-Za-z0-9_]*)\.)?(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<val>.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    run: str
+    expect_rc: int = 0
+    expect_stdout: str | None = None
+    expect_stderr: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class ModuleConfig:
+    path: Path | None = None
+    name: str | None = None
+    sources: tuple[str, ...] = ()
+    ccflags: tuple[str, ...] = ()
+    include_dirs: tuple[str, ...] = ()
+    params: dict = field(default_factory=dict)          # {module or "": {key: value}}
+    load_order: tuple[str, ...] = ()
+    load_expect_dmesg: str | None = None
+    unload_expect_dmesg: str | None = None
+    checks: tuple[Check, ...] = ()
+    timeout: float | None = None
+
+
+def _err(path: Path, where: str, msg: str) -> UsageError:
+    return UsageError(f"{path}: {where}: {msg}")
+
+
+def _regex(path: Path, where: str, value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _err(path, where, "must be a string (a regular expression)")
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise _err(path, where, f"invalid regular expression: {e}") from None
+    return value
+
+
+def _param_value(v) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_param_value(x) for x in v)
+    return str(v)
+
+
+def load_config(directory: Path) -> ModuleConfig:
+    path = directory / FILENAME
+    if not path.is_file():
+        return ModuleConfig()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: not valid TOML: {e}") from None
+    unknown = set(data) - {"module", "load", "unload", "check", "build"}
+    if unknown:
+        raise _err(path, "top level", f"unknown section(s) {sorted(unknown)}; known: module, build, load, unload, check")
+    mod = data.get("module", {})
+    build = data.get("build", {})
+    if not isinstance(mod, dict) or not isinstance(build, dict):
+        raise _err(path, "[module]/[build]", "must be tables")
+    bad = set(mod) - {"name", "params", "load_order", "timeout", "sources", "ccflags", "include_dirs"}
+    if bad:
+        raise _err(path, "[module]", f"unknown key(s) {sorted(bad)}")
+    bad = set(build) - {"sources", "ccflags", "include_dirs"}
+    if bad:
+        raise _err(path, "[build]", f"unknown key(s) {sorted(bad)}")
+    merged_build = {**{k: mod[k] for k in ("sources", "ccflags", "include_dirs") if k in mod}, **build}
+    for k, v in merged_build.items():
+        if not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise _err(path, k, "must be a list of strings")
+    params_raw = mod.get("params", {})
+    if not isinstance(params_raw, dict):
+        raise _err(path, "[module] params", "must be a table such as { myint = 5 }")
+    params: dict[str, dict[str, str]] = {}
+    for k, v in params_raw.items():
+        if isinstance(v, dict):  # per-module table: params.alpha = { x = 1 }
+            params.setdefault(k, {}).update({kk: _param_value(vv) for kk, vv in v.items()})
+        else:
+            params.setdefault("", {})[k] = _param_value(v)
+    sections = {}
+    for sec in ("load", "unload"):
+        s = data.get(sec, {})
+        bad = set(s) - {"expect_dmesg"}
+        if bad:
+            raise _err(path, f"[{sec}]", f"unknown key(s) {sorted(bad)}; known: expect_dmesg")
+        sections[sec] = _regex(path, f"[{sec}] expect_dmesg", s.get("expect_dmesg"))
+    checks = []
+    raw_checks = data.get("check", [])
+    if not isinstance(raw_checks, list):
+        raise _err(path, "check", "use [[check]] entries")
+    for i, c in enumerate(raw_checks, 1):
+        where = f"check #{i}" + (f" ({c.get('name')})" if isinstance(c, dict) and c.get("name") else "")
+        if not isinstance(c, dict):
+            raise _err(path, where, "must be a table")
+        bad = set(c) - {"name", "run", "expect_rc", "expect_stdout", "expect_stderr", "timeout"}
+        if bad:
+            raise _err(path, where, f"unknown key(s) {sorted(bad)}; a check has run, expect_rc, "
+                                    "expect_stdout, expect_stderr, timeout")
+        if not isinstance(c.get("run"), str) or not c["run"].strip():
+            raise _err(path, where, "'run' (a shell command) is required")
+        rc = c.get("expect_rc", 0)
+        if not isinstance(rc, int) or isinstance(rc, bool):
+            raise _err(path, where, "'expect_rc' must be an integer")
+        t = c.get("timeout")
+        if t is not None and (not isinstance(t, (int, float)) or t <= 0):
+            raise _err(path, where, "'timeout' must be a positive number of seconds")
+        checks.append(Check(name=str(c.get("name") or c["run"]), run=c["run"], expect_rc=rc,
+                            expect_stdout=_regex(path, f"{where} expect_stdout", c.get("expect_stdout")),
+                            expect_stderr=_regex(path, f"{where} expect_stderr", c.get("expect_stderr")),
+                            timeout=t))
+    name = mod.get("name")
+    if name is not None and not isinstance(name, str):
+        raise _err(path, "[module] name", "must be a string")
+    order = mod.get("load_order", [])
+    if not (isinstance(order, list) and all(isinstance(x, str) for x in order)):
+        raise _err(path, "[module] load_order", "must be a list of module names")
+    timeout = mod.get("timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise _err(path, "[module] timeout", "must be a positive number of seconds")
+    return ModuleConfig(path=path, name=name, sources=tuple(merged_build.get("sources", ())),
+                        ccflags=tuple(merged_build.get("ccflags", ())),
+                        include_dirs=tuple(merged_build.get("include_dirs", ())),
+                        params=params, load_order=tuple(order),
+                        load_expect_dmesg=sections["load"], unload_expect_dmesg=sections["unload"],
+                        checks=tuple(checks), timeout=timeout)
+
+
+def parse_cli_params(values: list[str]) -> dict[str, dict[str, str]]:
+    """``--param myint=5`` / ``--param alpha.myint=5`` into ``{module or "": {key: value}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for v in values:
+        m = _PARAM_RE.match(v)
+        if not m:
+            raise UsageError(f"--param {v!r} is not KEY=VALUE", hint="e.g. --param myint=5 or --param mymod.myint=5")
+        out.setdefault(m.group("mod") or "", {})[m.group("key")] = m.group("val")
+    return out
+
+
+def merge_params(*layers: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for layer in layers:
+        for mod, kv in layer.items():
+            out.setdefault(mod, {}).update(kv)
+    return out

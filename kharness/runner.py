@@ -1,0 +1,446 @@
+"""One run's pipeline: build -> image -> boot -> load -> check -> unload, and its verdict.
+
+Every way out of a run produces a :class:`Result`. Usage and infrastructure problems give
+``status = "error"``; anything the module did (a build error, a failed insmod or check, a kernel
+oops/WARN/panic/taint, a hang) gives ``status = "fail"``. The guest is torn down on every path.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kharness import health, ui
+from kharness.build.kbuild import BuildOutcome, BuiltModule, run_kbuild
+from kharness.build.makefile import plan_build
+from kharness.build.toolchain import pick_toolchain
+from kharness.errors import KharnessError, ModuleFailure, UsageError
+from kharness.image.initramfs import ensure_base_image, write_run_initrd
+from kharness.kernels.resolve import resolve_kernel
+from kharness.kernels.store import ensure_headers, ensure_kernel
+from kharness.modconfig import ModuleConfig, load_config, merge_params, parse_cli_params
+from kharness.result.model import CheckResult, Result, cap
+from kharness.targets import TargetProfile, get_target
+from kharness.vm.accel import ACCELS, choose_accel
+from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, GuestError, QemuStartError
+from kharness.vm.machine import Guest
+from kharness.vm.qemu import BootSpec, qemu_binary, reproducer
+
+DEFAULT_TIMEOUT = 60.0        # per guest step (an insmod, a check, an rmmod)
+DEFAULT_BOOT_TIMEOUT = 300.0  # TCG on a loaded 2-core machine can be slow; a healthy boot is ~3 s
+_MODULE_FRAME_RE = re.compile(r"(\w+\+0x[0-9a-f]+/0x[0-9a-f]+) \[(\w+)\]")
+HEALTH_CMD = "cat /proc/sys/kernel/tainted; echo @@KH@@; kh-dmesg-since"
+
+
+@dataclass
+class RunOptions:
+    module_dir: Path
+    target: str = "x86_64"
+    kernel: str | None = None
+    params: list[str] = field(default_factory=list)
+    timeout: float | None = None
+    boot_timeout: float = DEFAULT_BOOT_TIMEOUT
+    accel: str = "auto"
+    keep: bool = False
+
+
+def _reproducer_cmd(opts: RunOptions, release: str | None) -> str:
+    argv = ["kharness", "run", str(opts.module_dir), "--target", opts.target]
+    if release or opts.kernel:
+        argv += ["--kernel", release or opts.kernel]
+    for p in opts.params:
+        argv += ["--param", p]
+    if opts.timeout:
+        argv += ["--timeout", f"{opts.timeout:g}"]
+    return shlex.join(argv)
+
+
+def _insmod_args(params: dict[str, str]) -> list[str]:
+    out = []
+    for k, v in params.items():
+        # The kernel's parameter parser honours double quotes; insmod joins its argv with spaces.
+        out.append(f'{k}="{v}"' if (" " in v or not v) else f"{k}={v}")
+    return out
+
+
+class Run:
+    """State of one run while it executes; ``execute()`` returns the finished Result."""
+
+    def __init__(self, opts: RunOptions):
+        self.opts = opts
+        self.result = Result(module_dir=str(opts.module_dir), target=opts.target,
+                             kernel_wanted=opts.kernel or "default")
+        self.guest: Guest | None = None
+        self.workdir: Path | None = None
+        self.taint = 0
+        self.shadow_map: tuple[str, str] | None = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _fail(self, phase: str, message: str) -> ModuleFailure:
+        p = self.result.phase(phase)
+        p.status = "fail"
+        p.message = p.message or message
+        return ModuleFailure(phase, message)
+
+    def _findings(self, phase: str, text: str, baseline: bool = False) -> list[dict]:
+        found = [dict(f.to_dict(), phase=phase) for f in health.scan_kernel_log(text)]
+        if self.shadow_map:
+            # Reports name the build tree's paths: show the user's own.
+            a, b = self.shadow_map
+            for f in found:
+                f["summary"] = f["summary"].replace(a, b)
+                f["report"] = f["report"].replace(a, b)
+        for f in found:
+            f["blocking"] = not baseline
+        self.result.findings += found
+        return [f for f in found if f["blocking"]]
+
+    def _health(self, phase: str, timeout: float) -> list[dict]:
+        """Taint and the kernel log since the last look; findings that fail the run."""
+        assert self.guest
+        r = self.guest.run(HEALTH_CMD, timeout)
+        head, _, log = r.stdout.partition("@@KH@@\n")
+        try:
+            taint = int(head.strip() or "0")
+        except ValueError:
+            taint = self.taint
+        self.result.dmesg[phase] = self.result.dmesg.get(phase, "") + log
+        blocking = self._findings(phase, log, baseline=(phase == "boot"))
+        if phase != "boot":
+            for f in health.taint_findings(self.taint, taint):
+                d = dict(f.to_dict(), phase=phase, blocking=True)
+                self.result.findings.append(d)
+                blocking.append(d)
+        self.taint = taint
+        self.result.taint = {"value": taint, "flags": health.taint_string(taint),
+                             "decoded": [f"{t.letter}: {t.description}" for t in health.decode_taint(taint)]}
+        return blocking
+
+    def _check_health(self, phase: str, timeout: float) -> None:
+        bad = self._health(phase, timeout)
+        if bad:
+            f = bad[0]
+            raise self._fail(phase, f"kernel reported {f['kind']}: {f['summary']}")
+
+    def _guest_trouble(self, phase: str, e: GuestError, what: str) -> ModuleFailure:
+        """A hang, a panic or a dead QEMU while the module was in the kernel: the module's fault."""
+        text = e.console_tail
+        if isinstance(e, CommandTimeout) and self.guest is not None:
+            # Ask the kernel what every CPU and blocked task is doing.
+            text = self.guest.sysrq("lw", settle=2.0)
+            msg = f"{what} did not return within its timeout (hang)"
+        elif isinstance(e, GuestDied) and e.panic:
+            msg = f"kernel panic during {what}"
+        else:
+            msg = f"guest stopped during {what}: {e.message}"
+        self.result.phase(phase).log = cap(text)
+        found = self._findings(phase, text)
+        if isinstance(e, CommandTimeout):
+            frame = _MODULE_FRAME_RE.search(text.split("Show Blocked State", 1)[-1]) or _MODULE_FRAME_RE.search(text)
+            if frame:
+                msg += f", stuck in {frame.group(1)} [{frame.group(2)}]"
+            self.result.findings.append({"kind": "hang", "summary": msg, "report": cap(text, 16384),
+                                         "line": 0, "module": None, "phase": phase, "blocking": True})
+        elif found and not (isinstance(e, GuestDied) and e.panic):
+            msg += f" ({found[0]['kind']}: {found[0]['summary']})"
+        if isinstance(e, GuestDied) and e.panic:
+            pf = next((f for f in found if f["kind"] == "panic"), None)
+            if pf:
+                msg = f"kernel panic during {what}: {pf['summary']}"
+        return self._fail(phase, msg)
+
+    # -- phases ----------------------------------------------------------------------------------
+    def execute(self) -> Result:
+        start = time.monotonic()
+        r = self.result
+        try:
+            with ExitStack() as stack:
+                stack.callback(self._teardown)
+                self._pipeline()
+            r.status = "pass"
+            r.summary = "built, loaded, checked and unloaded cleanly"
+        except ModuleFailure as e:
+            r.status = "fail"
+            r.summary = f"{e.phase}: {e.message}"
+        except KharnessError as e:
+            r.status = "error"
+            r.error = {"kind": e.kind, "message": str(e)}
+            r.summary = str(e)
+            for p in r.phases:
+                if p.status == "running":
+                    p.status = "error"
+                    p.message = str(e)
+        finally:
+            for p in r.phases:
+                if p.status == "running":
+                    p.status = "error"
+            r.duration = time.monotonic() - start
+        return r
+
+    def _teardown(self) -> None:
+        if self.guest is not None:
+            self.guest.close()
+            self.result.artifacts["console_log_tail"] = cap(self.guest.console.text(32768)) if self.guest.console else ""
+        if self.workdir is not None:
+            if self.opts.keep:
+                self.result.artifacts["run_dir"] = str(self.workdir)
+                ui.info(f"[dim]kept the run directory {self.workdir}[/dim]")
+            else:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _pipeline(self) -> None:
+        opts, r = self.opts, self.result
+        d = opts.module_dir
+        if not d.exists():
+            raise UsageError(f"module directory {d} does not exist")
+        if not d.is_dir():
+            raise UsageError(f"{d} is not a directory", hint="give the directory that holds the module's sources")
+        if opts.accel not in ACCELS:
+            raise UsageError(f"unknown accelerator {opts.accel!r}", hint="use auto, kvm or tcg")
+        profile = get_target(opts.target)
+        qemu_binary(profile)  # a missing QEMU is an error before any work, not after a build
+        config = load_config(d)
+        cli_params = parse_cli_params(opts.params)
+        plan = plan_build(d, name=config.name, sources=list(config.sources) or None,
+                          ccflags=list(config.ccflags), include_dirs=list(config.include_dirs))
+        timeout = opts.timeout or config.timeout or DEFAULT_TIMEOUT
+        spec = resolve_kernel(profile, opts.kernel)
+        r.kernel = spec.to_dict()
+        r.reproducer["kharness"] = _reproducer_cmd(opts, spec.release)
+
+        # build
+        ph = r.phase("build")
+        ph.status = "running"
+        t = time.monotonic()
+        headers = ensure_headers(spec)
+        tc = pick_toolchain(profile, spec.gcc)
+        r.compiler = tc.version + (f" ({tc.note})" if tc.note else "")
+        outcome = run_kbuild(plan, headers, tc)
+        ph.duration = time.monotonic() - t
+        self._record_build(outcome)
+        if outcome.modules:
+            self.shadow_map = (str(outcome.modules[0].path.parent), str(d.resolve()))
+        if not outcome.ok:
+            ph.log = cap(outcome.log)
+            raise self._fail("build", outcome.error)
+        for m in outcome.modules:
+            if m.vermagic.split(" ")[0] != spec.release:
+                raise self._fail("build", f"{m.name}.ko has vermagic {m.vermagic.strip()!r}, "
+                                          f"the target kernel is {spec.release}")
+        ph.status = "pass"
+        ph.message = ("reused the cached build" if outcome.cached else f"{len(outcome.modules)} module(s)") + \
+            (f", {sum(1 for x in outcome.diagnostics if x.severity == 'warning')} warning(s)"
+             if any(x.severity == "warning" for x in outcome.diagnostics) else "")
+        modules = self._load_order(outcome.modules, config)
+        params = merge_params(config.params, cli_params)
+        per_module = self._params_for(modules, params)
+        r.params = per_module
+
+        # image
+        ph = r.phase("image")
+        ph.status = "running"
+        t = time.monotonic()
+        kernel = ensure_kernel(spec, boot=profile.kernel_boot, want_modules=profile.guest_modules)
+        base = ensure_base_image(profile, kernel)
+        self.workdir = Path(tempfile.mkdtemp(prefix="kharness-run-"))
+        initrd = write_run_initrd(base, {f"{m.name}.ko": m.path.read_bytes() for m in modules},
+                                  self.workdir / "initrd.img")
+        dtb = None
+        if profile.dtb:
+            if kernel.dtb_dir is None or not (kernel.dtb_dir / profile.dtb).exists():
+                raise UsageError(f"kernel {spec.release} ships no device tree {profile.dtb}")
+            dtb = kernel.dtb_dir / profile.dtb
+        boot = BootSpec(kernel.kernel, initrd, dtb)
+        r.image = {"base": str(base.path), "key": base.key, "busybox": base.busybox,
+                   "kernel": str(kernel.kernel)}
+        ph.duration = time.monotonic() - t
+        ph.status = "pass"
+
+        # boot
+        ph = r.phase("boot")
+        ph.status = "running"
+        t = time.monotonic()
+        accel, note = choose_accel(profile, opts.accel, boot)
+        r.accelerator, r.accelerator_note = accel, note
+        self.guest = Guest(profile, boot, self.workdir, accel)
+        r.reproducer["qemu"] = reproducer(self.guest.argv)
+        try:
+            self.guest.start()
+            with ui.step(f"booting {spec.release} on {profile.name} ({accel})"):
+                self.guest.wait_ready(opts.boot_timeout)
+            self._health("boot", timeout)
+        except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
+            from kharness.errors import InfraError
+            ph.log = cap(e.console_tail)
+            raise InfraError(f"the guest did not boot: {e.message}",
+                             hint="see the console log in the JSON result (phase boot)") from None
+        ph.duration = time.monotonic() - t
+        ph.status = "pass"
+        ph.message = f"ready in {self.guest.boot_seconds:.1f}s"
+        self._load(modules, per_module, config, timeout)
+        self._checks(config, timeout)
+        self._unload(modules, config, timeout)
+        self.guest.shutdown()
+
+    def _record_build(self, o: BuildOutcome) -> None:
+        self.result.build = {
+            "cached": o.cached, "command": shlex.join(o.command), "directory": str(o.build_dir),
+            "generated_makefile": o.makefile, "compiler": o.compiler,
+            "diagnostics": [d.to_dict() for d in o.diagnostics],
+        }
+        self.result.modules = [m.to_dict() for m in o.modules]
+
+    @staticmethod
+    def _load_order(mods: list[BuiltModule], config: ModuleConfig) -> list[BuiltModule]:
+        by_name = {m.name: m for m in mods}
+        if config.load_order:
+            missing = [n for n in config.load_order if n not in by_name]
+            if missing:
+                raise UsageError(f"load_order names {missing}, which the build did not produce",
+                                 hint=f"built: {', '.join(by_name)}")
+            return [by_name[n] for n in config.load_order]
+        order: list[BuiltModule] = []
+
+        def visit(m: BuiltModule) -> None:
+            if m in order:
+                return
+            for dep in ",".join(m.modinfo.get("depends", [""])).split(","):
+                if dep in by_name:
+                    visit(by_name[dep])
+            order.append(m)
+
+        for m in mods:
+            visit(m)
+        return order
+
+    @staticmethod
+    def _params_for(mods: list[BuiltModule], params: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        names = [m.name for m in mods]
+        out = {n: {} for n in names}
+        for mod, kv in params.items():
+            if mod == "":
+                if len(names) > 1 and kv:
+                    raise UsageError(f"several modules are built ({', '.join(names)}): say which one a "
+                                     f"parameter is for", hint="--param MODULE.KEY=VALUE")
+                out[names[0]].update(kv)
+            elif mod in out:
+                out[mod].update(kv)
+            else:
+                raise UsageError(f"parameter for unknown module {mod!r}", hint=f"built: {', '.join(names)}")
+        return out
+
+    def _run_step(self, phase: str, command: str, timeout: float, what: str):
+        assert self.guest
+        try:
+            return self.guest.run(command, timeout)
+        except GuestError as e:
+            raise self._guest_trouble(phase, e, what) from None
+
+    def _expect_dmesg(self, phase: str, regex: str | None) -> None:
+        if regex and not re.search(regex, self.result.dmesg.get(phase, ""), re.M):
+            raise self._fail(phase, f"kernel log did not match expect_dmesg {regex!r}")
+
+    def _load(self, modules, per_module, config: ModuleConfig, timeout: float) -> None:
+        ph = self.result.phase("load")
+        ph.status = "running"
+        t = time.monotonic()
+        try:
+            for m in modules:
+                cmd = shlex.join(["insmod", f"/kh/{m.name}.ko", *_insmod_args(per_module[m.name])])
+                res = self._run_step("load", cmd, timeout, f"insmod {m.name}")
+                ph.log += f"$ {cmd}\n{res.stdout}{res.stderr}"
+                if res.rc != 0:
+                    try:
+                        bad = self._health("load", timeout)
+                    except GuestError:
+                        bad = []
+                    why = (res.stderr or res.stdout).strip() or "no message"
+                    if bad:
+                        raise self._fail("load", f"kernel reported {bad[0]['kind']} during insmod {m.name}: "
+                                                 f"{bad[0]['summary']} (insmod: {why})")
+                    raise self._fail("load", f"insmod {m.name} failed (exit {res.rc}): {why}")
+                listed = self._run_step("load", f"grep -q '^{m.name} ' /proc/modules", timeout, "lsmod")
+                if listed.rc != 0:
+                    raise self._fail("load", f"{m.name} is not listed in /proc/modules after insmod")
+            try:
+                self._check_health("load", timeout)
+            except GuestError as e:
+                raise self._guest_trouble("load", e, "the health check after load") from None
+            self._expect_dmesg("load", config.load_expect_dmesg)
+        finally:
+            ph.duration = time.monotonic() - t
+        ph.status = "pass"
+        ph.message = ", ".join(m.name for m in modules)
+
+    def _checks(self, config: ModuleConfig, timeout: float) -> None:
+        ph = self.result.phase("check")
+        ph.status = "running"
+        t = time.monotonic()
+        failed = []
+        try:
+            for c in config.checks:
+                res = self._run_step("check", c.run, c.timeout or timeout, f"check {c.name!r}")
+                problems = []
+                if res.rc != c.expect_rc:
+                    problems.append(f"exit status {res.rc}, expected {c.expect_rc}")
+                if c.expect_stdout is not None and not re.search(c.expect_stdout, res.stdout, re.M):
+                    problems.append(f"stdout {res.stdout.strip()[:200]!r} does not match {c.expect_stdout!r}")
+                if c.expect_stderr is not None and not re.search(c.expect_stderr, res.stderr, re.M):
+                    problems.append(f"stderr {res.stderr.strip()[:200]!r} does not match {c.expect_stderr!r}")
+                cr = CheckResult(name=c.name, command=c.run, status="fail" if problems else "pass",
+                                 rc=res.rc, expect_rc=c.expect_rc, stdout=res.stdout, stderr=res.stderr,
+                                 duration=res.duration, message="; ".join(problems))
+                self.result.checks.append(cr)
+                if problems:
+                    failed.append(cr)
+            try:
+                self._check_health("check", timeout)
+            except GuestError as e:
+                raise self._guest_trouble("check", e, "the health check after the checks") from None
+        finally:
+            ph.duration = time.monotonic() - t
+        if failed:
+            raise self._fail("check", f"{len(failed)} of {len(config.checks)} check(s) failed: "
+                                      f"{failed[0].name}: {failed[0].message}")
+        ph.status = "pass"
+        ph.message = f"{len(config.checks)} check(s) passed" if config.checks else "no checks defined"
+
+    def _unload(self, modules, config: ModuleConfig, timeout: float) -> None:
+        ph = self.result.phase("unload")
+        ph.status = "running"
+        t = time.monotonic()
+        try:
+            for m in reversed(modules):
+                res = self._run_step("unload", f"rmmod {m.name}", timeout, f"rmmod {m.name}")
+                ph.log += f"$ rmmod {m.name}\n{res.stdout}{res.stderr}"
+                if res.rc != 0:
+                    try:
+                        bad = self._health("unload", timeout)
+                    except GuestError:
+                        bad = []
+                    why = (res.stderr or res.stdout).strip() or "no message"
+                    if bad:
+                        raise self._fail("unload", f"kernel reported {bad[0]['kind']} during rmmod {m.name}: "
+                                                   f"{bad[0]['summary']} (rmmod: {why})")
+                    raise self._fail("unload", f"rmmod {m.name} failed (exit {res.rc}): {why}")
+                gone = self._run_step("unload", f"grep -q '^{m.name} ' /proc/modules", timeout, "lsmod")
+                if gone.rc == 0:
+                    raise self._fail("unload", f"{m.name} is still listed in /proc/modules after rmmod")
+            try:
+                self._check_health("unload", timeout)
+            except GuestError as e:
+                raise self._guest_trouble("unload", e, "the health check after unload") from None
+            self._expect_dmesg("unload", config.unload_expect_dmesg)
+        finally:
+            ph.duration = time.monotonic() - t
+        ph.status = "pass"
+
+
+def run(opts: RunOptions) -> Result:
+    return Run(opts).execute()
