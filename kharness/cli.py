@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from kharness import __version__, ui
 from kharness.errors import KharnessError
+
+out = Console(highlight=False)  # results go to stdout; progress and errors to stderr
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -82,7 +85,7 @@ def run(
         # A usage or infrastructure error before anything ran: one line says it all.
         ui.console.print(f"[bold red]kharness: error:[/bold red] {result.error['message']}", highlight=False, soft_wrap=True)
     else:
-        print_summary(result, ui.console)
+        print_summary(result, out)
     raise typer.Exit(result.exit_code)
 
 
@@ -113,7 +116,7 @@ def kernels(
                     t.add_row(p.name, series, "-", "[dim]none[/dim]")
                 for i, (suite, rel) in enumerate(pairs):
                     t.add_row(p.name if i == 0 else "", series if i == 0 else "", suite, rel)
-        ui.console.print(t)
+        out.print(t)
     except KharnessError as e:
         _die(e)
 
@@ -128,7 +131,7 @@ def targets() -> None:
         t.add_column(col)
     for p in all_targets().values():
         t.add_row(p.name, p.qemu, p.machine, p.debian_arch, ", ".join(p.series), p.description)
-    ui.console.print(t)
+    out.print(t)
 
 
 def main() -> None:

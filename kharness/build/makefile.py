@@ -71,7 +71,9 @@ def plan_build(directory: Path, *, name: str | None = None, sources: list[str] |
         if not p.is_dir():
             raise UsageError(f"include directory {inc!r} does not exist (relative to {directory})")
         flags.append(f"-I{p}")
-    rules = None if (name or sources) else own_rules(directory)
+    # Own rules win unless the sources are listed explicitly; a [module] name alone only names
+    # a generated module.
+    rules = None if sources else own_rules(directory)
     if rules is not None:
         return BuildPlan(directory, rules, (), tuple(flags))
     if sources:

@@ -1,0 +1,66 @@
+# kharness: the two commands a new user needs.
+#   make demo   install everything, then run kharness on examples/hello
+#   make test   install everything, then run the whole test suite (unit + real QEMU boots)
+
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+KH      := $(VENV)/bin/kharness
+JOBS    ?= 2
+
+# Everything kharness needs from Debian: QEMU, a compiler and make for kbuild, libelf/bc/flex/
+# bison that kbuild's scripts may call, kmod/cpio/xz/zstd for modules and images.
+APT_PACKAGES := qemu-system-x86 qemu-utils gcc make bc flex bison libelf-dev libssl-dev kmod cpio \
+                xz-utils zstd busybox-static ca-certificates python3 python3-venv python3-pip
+
+.PHONY: all install system-deps python-deps demo test test-unit test-integration bench clean distclean help
+
+all: help
+
+help:
+	@echo "make demo   - install, then run: kharness run examples/hello"
+	@echo "make test   - install, then run the whole test suite"
+	@echo "make bench  - time each phase of a run (bench/README)"
+
+install: system-deps python-deps
+
+# apt-get only when something is missing, so a warm machine pays nothing.
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing system packages:" $$missing; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+python-deps: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	$(KH) run examples/hello --param myint=5 --param mystring=hi --json demo-result.json
+
+test: install
+	$(PY) -m pytest -n $(JOBS) -ra tests
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+test-integration: install
+	$(PY) -m pytest -n $(JOBS) -ra tests/integration
+
+bench: install
+	$(PY) bench/bench_hello.py
+
+clean:
+	rm -rf .pytest_cache demo-result.json
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,75 @@
+"""Bad input: one line on stderr, exit code 2, no traceback, nothing booted."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import EXAMPLES
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "/nonexistent/module"], "does not exist"),
+    (["run", str(EXAMPLES / "hello"), "--kernel", "9.9"], "available series: 5.10, 6.1, 6.12, 7.2"),
+    (["run", str(EXAMPLES / "hello"), "--kernel", "6.1.0-1-amd64"], "available 6.1 releases"),
+    (["run", str(EXAMPLES / "hello"), "--target", "sparc"], "known targets"),
+    (["run", str(EXAMPLES / "hello"), "--param", "novalue"], "is not KEY=VALUE"),
+    (["run", str(EXAMPLES / "hello"), "--accel", "warp"], "unknown accelerator"),
+])
+def test_usage_errors(kharness, args, needle):
+    o = kharness(*args)
+    assert o.rc == 2
+    assert needle in o.stderr
+    assert "Traceback" not in o.stderr
+    assert o.stderr.count("kharness: error:") == 1
+    assert o.result["status"] == "error" and o.result["error"]["kind"] == "usage"
+
+
+def test_directory_without_sources(kharness, tmp_path):
+    (tmp_path / "empty").mkdir()
+    o = kharness("run", str(tmp_path / "empty"))
+    assert o.rc == 2 and "no .c files" in o.stderr
+
+
+def test_invalid_module_name(kharness, tmp_path):
+    d = tmp_path / "9bad"
+    d.mkdir()
+    (d / "a.c").write_text("int a;\n")
+    (d / "b.c").write_text("int b;\n")
+    o = kharness("run", str(d))
+    assert o.rc == 2 and "invalid module name" in o.stderr
+
+
+def test_bad_kharness_toml_names_file_and_check(kharness, tmp_path):
+    d = tmp_path / "mod"
+    d.mkdir()
+    (d / "mod.c").write_text("int x;\n")
+    (d / "kharness.toml").write_text('[[check]]\nname = "reads"\nrun = "true"\nexpect_stdot = "x"\n')
+    o = kharness("run", str(d))
+    assert o.rc == 2
+    assert "kharness.toml" in o.stderr and "reads" in o.stderr and "expect_stdot" in o.stderr
+
+
+def test_missing_qemu_is_an_infrastructure_error(kharness, tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PATH=str(tmp_path))  # no qemu-system-* anywhere
+    p = subprocess.run([sys.executable, "-m", "kharness", "run", str(EXAMPLES / "hello")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2
+    assert "qemu-system-x86_64 is not installed" in p.stderr
+
+
+def test_version_and_help(kharness):
+    o = kharness("--version", json_out=False)
+    assert o.rc == 0 and o.stdout.startswith("kharness ")
+    for cmd in ([], ["run"], ["kernels"], ["targets"]):
+        h = kharness(*cmd, "--help", json_out=False)
+        assert h.rc == 0 and "Usage" in h.stdout
+
+
+def test_kernels_lists_every_series(kharness):
+    o = kharness("kernels", json_out=False)
+    assert o.rc == 0
+    for series in ("5.10", "6.1", "6.12", "7.2"):
+        assert series in o.stderr + o.stdout
