@@ -9,9 +9,11 @@ KH      := $(VENV)/bin/kharness
 JOBS    ?= 2
 
 # Everything kharness needs from Debian: QEMU, a compiler and make for kbuild, libelf/bc/flex/
-# bison that kbuild's scripts may call, kmod/cpio/xz/zstd for modules and images.
+# bison that kbuild's scripts may call, kmod/cpio/xz/zstd for modules and images; mmdebstrap and
+# bubblewrap for the build environments of kernels the host's gcc cannot build (7.2, trixie's 6.12).
 APT_PACKAGES := qemu-system-x86 qemu-utils gcc make bc flex bison libelf-dev libssl-dev kmod cpio \
-                xz-utils zstd busybox-static ca-certificates python3 python3-venv python3-pip
+                xz-utils zstd busybox-static ca-certificates python3 python3-venv python3-pip \
+                mmdebstrap bubblewrap uidmap
 
 .PHONY: all install system-deps python-deps demo test test-unit test-integration bench clean distclean help
 

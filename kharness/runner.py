@@ -219,7 +219,7 @@ class Run:
         ph.status = "running"
         t = time.monotonic()
         headers = ensure_headers(spec)
-        tc = pick_toolchain(profile, spec.gcc)
+        tc = pick_toolchain(profile, spec)
         r.compiler = tc.version + (f" ({tc.note})" if tc.note else "")
         outcome = run_kbuild(plan, headers, tc)
         ph.duration = time.monotonic() - t

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kharness import ui
+from kharness.build import buildenv
 from kharness.build.diagnostics import Diagnostic, parse_diagnostics
 from kharness.build.makefile import BuildPlan, render_makefile
 from kharness.build.toolchain import Toolchain
@@ -172,7 +173,7 @@ def _inputs_unchanged(recorded: dict[str, str], plan: BuildPlan) -> bool:
 
 
 def build_key(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, extra: list[str]) -> str:
-    ident = json.dumps([str(plan.directory), str(headers.root), tc.cc, tc.version, tc.arch,
+    ident = json.dumps([str(plan.directory), str(headers.root), tc.cc, tc.version, tc.arch, str(tc.sysroot),
                         tc.cross_compile, sorted(extra), list(plan.ccflags),
                         [(m.name, m.objs) for m in plan.modules]])
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
@@ -238,10 +239,21 @@ def _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir: Path) -> B
     env = dict(os.environ, PWD=str(shadow), LC_ALL="C")
     env.pop("MAKEFLAGS", None)
     env.pop("KBUILD_OUTPUT", None)
+    run_cmd = cmd
+    if tc.sysroot is not None:
+        # Inside the kernel suite's build environment: the headers, the build tree and the user's
+        # directories (reached through the shadow's links) appear at the same paths.
+        top = plan.directory
+        for _ in range(SHADOW_LEVELS):
+            if top.parent != top and top.parent != Path("/"):
+                top = top.parent
+        ro = [headers.root, top, *(Path(f[2:]) for f in plan.ccflags if f.startswith("-I/"))]
+        run_cmd = buildenv.wrap(tc.sysroot, cmd, cwd=shadow, rw=[bdir], ro=ro,
+                                env={"PATH": "/usr/bin:/bin", "PWD": str(shadow), "LC_ALL": "C", "HOME": "/tmp"})
     start = time.monotonic()
     with ui.step(f"building {plan.directory.name} for {headers.release}"):
         try:
-            p = subprocess.run(cmd, cwd=shadow, env=env, capture_output=True, text=True,
+            p = subprocess.run(run_cmd, cwd=shadow, env=env, capture_output=True, text=True,
                                errors="replace", timeout=timeout)
             log, rc = p.stdout + p.stderr, p.returncode
         except subprocess.TimeoutExpired as e:

@@ -13,8 +13,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
+from kharness.build import buildenv
 from kharness.errors import InfraError
+from kharness.kernels.resolve import KernelSpec, _dep_names
 from kharness.targets import TargetProfile
 
 
@@ -25,6 +28,7 @@ class Toolchain:
     cc: str                   # CC=
     version: str              # first line of `cc --version`
     note: str = ""            # why this compiler, when it is not the one the kernel asked for
+    sysroot: Path | None = None   # build inside this Debian root (see buildenv), None: the host
 
     def make_vars(self) -> list[str]:
         out = [f"ARCH={self.arch}", f"CC={self.cc}"]
@@ -46,9 +50,16 @@ def _major(cc: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def pick_toolchain(profile: TargetProfile, wanted_gcc: str | None) -> Toolchain:
+def pick_toolchain(profile: TargetProfile, spec: KernelSpec) -> Toolchain:
+    """The compiler for ``spec``: the host's when it can build it, else the kernel's own suite's
+    inside a build environment."""
+    wanted_gcc = spec.gcc
     prefix = profile.cross_compile
     default = f"{prefix}gcc"
+    want = int(wanted_gcc.split("-")[1]) if wanted_gcc else None
+    have = _major(default) if shutil.which(default) else None
+    if want is not None and (have is None or have < want) and not shutil.which(f"{prefix}{wanted_gcc}"):
+        return _sysroot_toolchain(profile, spec, wanted_gcc)
     if shutil.which(default) is None:
         raise InfraError(f"{default} is not installed (needed to build for {profile.name})",
                          hint="run `make install` to install the cross compilers")
@@ -56,12 +67,19 @@ def pick_toolchain(profile: TargetProfile, wanted_gcc: str | None) -> Toolchain:
         exact = f"{prefix}{wanted_gcc}"
         if shutil.which(exact):
             return Toolchain(profile.kernel_arch, prefix, exact, _version(exact))
-        want = int(wanted_gcc.split("-")[1])
-        have = _major(default)
-        if have is not None and have < want:
-            raise InfraError(
-                f"this kernel was built with {wanted_gcc}, the host has gcc {have}",
-                hint="use a kernel built with the host's compiler (e.g. 6.12 from bookworm-backports)")
         return Toolchain(profile.kernel_arch, prefix, default, _version(default),
                          note=f"kernel asks for {wanted_gcc}; using the host's newer gcc {have}")
     return Toolchain(profile.kernel_arch, prefix, default, _version(default))
+
+
+def _sysroot_toolchain(profile: TargetProfile, spec: KernelSpec, wanted_gcc: str) -> Toolchain:
+    triplet = profile.cross_compile.rstrip("-")
+    gcc_pkg = f"{wanted_gcc}-{triplet.replace('_', '-')}" if triplet else wanted_gcc
+    kbuild = next((p for p in spec.header_pkgs if p.name.startswith("linux-kbuild-")), None)
+    runtime = tuple(d for d in _dep_names(kbuild.depends) if d != "libc6") if kbuild else ()
+    root = buildenv.ensure_sysroot(spec.suite, (gcc_pkg, *runtime))
+    cc = f"{profile.cross_compile}{wanted_gcc}"
+    p = buildenv.run_in(root, [cc, "--version"])
+    version = p.stdout.splitlines()[0] if p.returncode == 0 and p.stdout else cc
+    return Toolchain(profile.kernel_arch, profile.cross_compile, cc, f"{version} (in a {spec.suite} build environment)",
+                     note=f"the host's gcc cannot build {spec.release}", sysroot=root)

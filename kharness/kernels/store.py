@@ -128,7 +128,10 @@ def ensure_kernel(spec: KernelSpec, *, boot: str, want_modules: tuple[str, ...] 
     final = cache_dir() / "kernels" / f"{spec.release}-{key}"
     with file_lock(final.with_name(final.name + ".lock")):
         if not (final / COMPLETE).exists():
-            debs = [fetch_pkg(p) for p in spec.image_pkgs]
+            # From 7.2 the modules are a separate (large) package: fetch it only when the
+            # guest needs some of them.
+            debs = [fetch_pkg(p) for p in spec.image_pkgs
+                    if want_modules or not p.name.startswith("linux-modules-")]
             with staging_dir(final) as tmp, ui.step(f"unpacking kernel {spec.release}"):
                 _assemble_kernel(spec, debs, tmp, boot, want_modules)
                 (tmp / COMPLETE).write_text(json.dumps(spec.to_dict(), indent=1))

@@ -151,9 +151,11 @@ def test_keep_leaves_the_run_directory_and_no_qemu_behind(kharness):
     subprocess.run(["rm", "-rf", run_dir], check=True)
 
 
-@pytest.mark.parametrize("series", ["5.10", "6.12"])
+@pytest.mark.parametrize("series", ["5.10", "6.12", "7.2"])
 def test_other_kernel_series(kharness, series):
     o = kharness("run", str(EXAMPLES / "hello"), "--kernel", series)
     assert o.rc == 0, o.stderr
     assert o.result["kernel"]["series"] == series
     assert o.result["compiler"]
+    if series == "7.2":  # built with sid's gcc-16 in a build environment
+        assert "gcc-16" in o.result["compiler"] and "build environment" in o.result["compiler"]

@@ -1,0 +1,90 @@
+"""Build environments: a Debian sysroot of the kernel's own suite, for kernels the host cannot build.
+
+sid's 7.2 (gcc-16) and trixie's 6.12 (gcc-14) headers use compiler flags bookworm's gcc-12 does not
+know, and their kbuild tools need a newer glibc. So kharness builds those modules inside a minimal
+Debian root of the kernel's suite, made once with mmdebstrap (apt verifies every package against
+the archive keyring) and entered with bubblewrap, rootless where user namespaces allow. Each
+series then builds with the compiler it was built with, on any host distribution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from kharness import ui
+from kharness.errors import InfraError
+from kharness.kernels.mirror import debian_mirror
+from kharness.kernels.store import COMPLETE
+from kharness.lock import file_lock, staging_dir
+from kharness.paths import cache_dir
+
+BASE_PACKAGES = ("make", "libc6-dev")
+
+
+def _need(tool: str, package: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise InfraError(f"{tool} is not installed (needed for the build environment of this kernel)",
+                         hint=f"run `make install` or apt-get install {package}")
+    return path
+
+
+def ensure_sysroot(suite: str, packages: tuple[str, ...]) -> Path:
+    """A minbase Debian ``suite`` root with ``packages`` installed, cached by its recipe."""
+    pkgs = tuple(sorted(set(BASE_PACKAGES) | set(packages)))
+    key = hashlib.sha256("\n".join((suite, *pkgs)).encode()).hexdigest()[:12]
+    final = cache_dir() / "sysroots" / f"{suite}-{key}"
+    with file_lock(final.with_name(final.name + ".lock")):
+        if (final / COMPLETE).exists():
+            return final
+        mmdebstrap = _need("mmdebstrap", "mmdebstrap")
+        with staging_dir(final) as tmp:
+            root = tmp / "root"
+            cmd = [mmdebstrap, "--variant=minbase", "--mode=auto", "--quiet",
+                   # Snapshot mirrors serve Release files past their Valid-Until date; the
+                   # signature is still checked, only the expiry is not.
+                   "--aptopt=Acquire::Check-Valid-Until \"false\"",
+                   f"--include={','.join(pkgs)}", suite, str(root), debian_mirror()]
+            with ui.step(f"creating the {suite} build environment ({', '.join(pkgs)})"):
+                p = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+            if p.returncode != 0:
+                tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-5:])
+                raise InfraError(f"could not create the {suite} build environment: {tail}")
+            (tmp / "recipe.txt").write_text("\n".join((suite, *pkgs)) + "\n")
+            (tmp / COMPLETE).touch()
+    return final
+
+
+def wrap(sysroot: Path, argv: list[str], *, cwd: Path, rw: list[Path], ro: list[Path],
+         env: dict[str, str]) -> list[str]:
+    """``argv`` run inside ``sysroot`` with the given host paths visible at the same place."""
+    bwrap = _need("bwrap", "bubblewrap")
+    # /proc is needed: 7.2's objtool reads the stack limit from it.
+    out = [bwrap, "--bind", str(sysroot / "root"), "/", "--proc", "/proc", "--dev", "/dev",
+           "--tmpfs", "/tmp", "--die-with-parent", "--unshare-ipc", "--unshare-pid"]
+    seen: set[str] = set()
+    for p in ro:
+        if str(p) not in seen and p.exists():
+            out += ["--ro-bind", str(p), str(p)]
+            seen.add(str(p))
+    for p in rw:
+        if str(p) not in seen:
+            out += ["--bind", str(p), str(p)]
+            seen.add(str(p))
+    out += ["--chdir", str(cwd), "--clearenv"]
+    for k, v in env.items():
+        out += ["--setenv", k, v]
+    return out + argv
+
+
+def run_in(sysroot: Path, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    cmd = wrap(sysroot, argv, cwd=Path("/"), rw=[], ro=[], env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def host_env_ok() -> bool:
+    return os.path.exists("/proc/self/ns/user")
