@@ -1,0 +1,184 @@
+"""Unit tests for kharness.kernels.mirror: which Debian mirror the host's apt sources name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kharness.errors import InfraError
+from kharness.kernels import mirror
+from kharness.kernels.mirror import (
+    debian_mirror,
+    host_mirrors,
+    parse_deb822_sources,
+    parse_one_line_sources,
+)
+
+DEB822 = """\
+Types: deb deb-src
+URIs: http://mirror.example/debian/
+Suites: bookworm bookworm-updates
+Components: main contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://disabled.example/debian
+Suites: bookworm
+Components: main
+Enabled: no
+
+Types: deb
+URIs: http://security.example/debian-security
+Suites: bookworm-security
+Components: main
+
+Types: deb
+URIs: https://thirdparty.example/node_20.x
+Suites: nodistro
+Components: main
+
+Types: deb-src
+URIs: http://src-only.example/debian
+Suites: bookworm
+Components: main
+
+Types: deb
+URIs: http://second.example/debian https://third.example/debian/
+Suites: trixie
+Components: main
+"""
+
+
+def test_deb822_keeps_only_enabled_main_archive_binary_entries():
+    assert parse_deb822_sources(DEB822) == [
+        "http://mirror.example/debian",
+        "http://second.example/debian",
+        "https://third.example/debian",
+    ]
+
+
+def test_deb822_enabled_yes_and_case_insensitive_no():
+    text = (
+        "Types: deb\nURIs: http://a.example/debian\nSuites: sid\nEnabled: yes\n\n"
+        "Types: deb\nURIs: http://b.example/debian\nSuites: sid\nEnabled: No\n"
+    )
+    assert parse_deb822_sources(text) == ["http://a.example/debian"]
+
+
+def test_deb822_paragraph_mixing_security_suite_is_skipped():
+    text = "Types: deb\nURIs: http://mix.example/debian\nSuites: bookworm bookworm-security\n"
+    assert parse_deb822_sources(text) == []
+
+
+def test_deb822_non_http_uri_is_skipped_but_file_uri_kept():
+    text = (
+        "Types: deb\nURIs: cdrom:/media/cdrom/\nSuites: bookworm\n\n"
+        "Types: deb\nURIs: file:/srv/mirror/debian/\nSuites: bookworm\n"
+    )
+    assert parse_deb822_sources(text) == ["file:/srv/mirror/debian"]
+
+
+def test_deb822_empty_text():
+    assert parse_deb822_sources("") == []
+
+
+ONE_LINE = """\
+# The main archive
+deb http://mirror.example/debian bookworm main contrib
+deb-src http://mirror.example/debian bookworm main
+deb [signed-by=/usr/share/keyrings/x.gpg] http://signed.example/debian/ bookworm main
+deb [arch=amd64 signed-by=/usr/share/keyrings/y.gpg] http://multi.example/debian sid main
+deb http://security.example/debian-security bookworm-security main
+deb [signed-by=/k.gpg] https://thirdparty.example/repo nodistro main
+#deb http://commented.example/debian bookworm main
+deb http://trailing.example/debian trixie main # a trailing comment
+deb http://nosuite.example/debian
+"""
+
+
+def test_one_line_sources():
+    assert parse_one_line_sources(ONE_LINE) == [
+        "http://mirror.example/debian",
+        "http://signed.example/debian",
+        "http://multi.example/debian",
+        "http://trailing.example/debian",
+    ]
+
+
+def test_one_line_options_with_spaces_inside_brackets():
+    text = "deb [ arch=amd64 signed-by=/k.gpg ] http://spaced.example/debian bookworm main\n"
+    assert parse_one_line_sources(text) == ["http://spaced.example/debian"]
+
+
+def test_one_line_indented_entry_and_blank_lines():
+    text = "\n   deb http://indent.example/debian/ unstable main\n\n"
+    assert parse_one_line_sources(text) == ["http://indent.example/debian"]
+
+
+def _apt_dir(tmp_path: Path) -> Path:
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list").write_text(
+        "deb http://one-line.example/debian bookworm main\n"
+        "deb http://security.example/debian-security bookworm-security main\n"
+    )
+    (apt / "sources.list.d" / "b-debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\n"
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n"
+    )
+    (apt / "sources.list.d" / "a-extra.list").write_text(
+        "deb http://extra.example/debian trixie main\n"
+        # a duplicate of the .sources entry: reported once, at its first position
+        "deb http://mirror.example/debian/ bookworm main\n"
+    )
+    (apt / "sources.list.d" / "c-node.sources").write_text(
+        "Types: deb\nURIs: https://thirdparty.example/node\nSuites: nodistro\nComponents: main\n"
+    )
+    (apt / "sources.list.d" / "d-ignored.save").write_text(
+        "deb http://ignored.example/debian bookworm main\n"
+    )
+    return apt
+
+
+def test_host_mirrors_reading_order_and_dedup(tmp_path):
+    assert host_mirrors(_apt_dir(tmp_path)) == [
+        "http://one-line.example/debian",
+        "http://extra.example/debian",
+        "http://mirror.example/debian",
+    ]
+
+
+def test_host_mirrors_missing_dir(tmp_path):
+    assert host_mirrors(tmp_path / "nothing") == []
+
+
+def test_debian_mirror_env_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv(mirror.ENV_VAR, "  http://env.example/debian/  ")
+    assert debian_mirror(_apt_dir(tmp_path)) == "http://env.example/debian"
+
+
+def test_debian_mirror_from_apt_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv(mirror.ENV_VAR, raising=False)
+    assert debian_mirror(_apt_dir(tmp_path)) == "http://one-line.example/debian"
+
+
+def test_debian_mirror_blank_env_falls_back_to_apt(tmp_path, monkeypatch):
+    monkeypatch.setenv(mirror.ENV_VAR, "   ")
+    assert debian_mirror(_apt_dir(tmp_path)) == "http://one-line.example/debian"
+
+
+def test_debian_mirror_nothing_configured(tmp_path, monkeypatch):
+    monkeypatch.delenv(mirror.ENV_VAR, raising=False)
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list.d" / "node.sources").write_text(
+        "Types: deb\nURIs: https://thirdparty.example/node\nSuites: nodistro\n"
+    )
+    with pytest.raises(InfraError) as ei:
+        debian_mirror(apt)
+    assert ei.value.message == "no Debian mirror found in the host's apt sources"
+    assert ei.value.hint == "set KHARNESS_DEBIAN_MIRROR=<URL of a Debian archive mirror>"
+    assert ei.value.exit_code == 2
