@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import lzma
 import os
-import zlib
 
 import pytest
 import zstandard
@@ -110,7 +109,7 @@ def test_redirect_usr_src(tmp_path):
     (top / "Makefile").write_text(
         "include /usr/src/linux-headers-6.1.0-50-common/Makefile\n"
         "KBUILD_OUTPUT=/usr/src/linux-headers-6.1.0-50-amd64\n"
-        "KEEP := /opt/usr/src/x $(srctree)/usr/src/y\n")
+        "KEEP := /opt/usr/src/x dir/usr/src/y\n")
     (top / "arch.mk").write_text("X = /usr/src/a\n")
     (top / "other.txt").write_text("/usr/src/unchanged\n")
     (top / "common.mk").write_text("nothing to redirect\n")
@@ -119,7 +118,7 @@ def test_redirect_usr_src(tmp_path):
     assert (top / "Makefile").read_text() == (
         f"include {final}/usr/src/linux-headers-6.1.0-50-common/Makefile\n"
         f"KBUILD_OUTPUT={final}/usr/src/linux-headers-6.1.0-50-amd64\n"
-        "KEEP := /opt/usr/src/x $(srctree)/usr/src/y\n")
+        "KEEP := /opt/usr/src/x dir/usr/src/y\n")
     assert (top / "arch.mk").read_text() == f"X = {final}/usr/src/a\n"
     assert (top / "other.txt").read_text() == "/usr/src/unchanged\n"
     assert os.readlink(top / "link.mk") == "Makefile"
@@ -135,4 +134,3 @@ def test_key_is_stable_and_order_sensitive():
     assert store._key("a", "b") == store._key("a", "b")
     assert store._key("a", "b") != store._key("b", "a")
     assert len(store._key("x")) == 12
-    assert zlib  # zlib is what the gzip branch of extract_vmlinux uses
