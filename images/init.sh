@@ -52,6 +52,10 @@ stty -F "$KH_CMD" raw -echo 2>/dev/null
 KH_MAX=${KH_MAX:-1048576}
 
 kh_emit() {  # tag id file: a size line, then the (capped) content in base64
+  if [ ! -s "$3" ]; then  # the common case costs no fork: every fork is slow under TCG
+    printf '\036%s %s 0\n' "$1" "$2"
+    return
+  fi
   printf '\036%s %s %s\n' "$1" "$2" "$(wc -c < "$3")"
   head -c "$KH_MAX" "$3" | base64
 }

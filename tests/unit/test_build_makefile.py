@@ -1,0 +1,250 @@
+"""Unit tests for kharness.build.makefile: what a module directory builds, and the generated Makefile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kharness import __version__
+from kharness.build.makefile import BuildPlan, ModuleSpec, check_name, own_rules, plan_build, render_makefile
+from kharness.errors import UsageError
+
+ROOT_C = """\
+#include <linux/module.h>
+static int __init m_init(void) { return 0; }
+static void __exit m_exit(void) { }
+module_init(m_init);
+module_exit(m_exit);
+MODULE_LICENSE("GPL");
+"""
+HELPER_C = "int helper(int x) { return x + 1; }\n"
+DRIVER_C = "#include <linux/platform_device.h>\nstatic struct platform_driver d;\nmodule_platform_driver(d);\n"
+
+
+def _dir(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
+    d = tmp_path / name
+    d.mkdir(parents=True)
+    for n, text in files.items():
+        (d / n).parent.mkdir(parents=True, exist_ok=True)
+        (d / n).write_text(text)
+    return d
+
+
+def test_single_file(tmp_path):
+    d = _dir(tmp_path, "hello_dir", {"hello.c": ROOT_C})
+    plan = plan_build(d)
+    assert plan == BuildPlan(d.resolve(), None, (ModuleSpec("hello"),), ())
+    assert plan.generated is True
+
+
+def test_single_file_without_module_init(tmp_path):
+    d = _dir(tmp_path, "x", {"lonely.c": HELPER_C})
+    assert plan_build(d).modules == (ModuleSpec("lonely"),)
+
+
+def test_root_plus_helper_is_one_module_named_after_dir(tmp_path):
+    d = _dir(tmp_path, "multi", {"main.c": ROOT_C, "util.c": HELPER_C, "util.h": "int helper(int);\n"})
+    assert plan_build(d).modules == (ModuleSpec("multi", ("main.o", "util.o")),)
+
+
+def test_two_roots_are_two_modules(tmp_path):
+    d = _dir(tmp_path, "twomods", {"b.c": ROOT_C, "a.c": ROOT_C})
+    assert plan_build(d).modules == (ModuleSpec("a"), ModuleSpec("b"))
+
+
+def test_platform_driver_macro_counts_as_root(tmp_path):
+    d = _dir(tmp_path, "drv", {"a.c": ROOT_C, "b.c": DRIVER_C})
+    assert plan_build(d).modules == (ModuleSpec("a"), ModuleSpec("b"))
+
+
+def test_several_roots_plus_helper(tmp_path):
+    d = _dir(tmp_path, "mixed", {"a.c": ROOT_C, "b.c": ROOT_C, "common.c": HELPER_C})
+    with pytest.raises(UsageError) as ei:
+        plan_build(d)
+    assert ei.value.message == f"{d.resolve()} holds several modules (a, b) and helper files (common)"
+    assert ei.value.hint == "write a Kbuild file, or set [module] name and sources in kharness.toml"
+
+
+def test_no_root_several_files_is_one_module(tmp_path):
+    d = _dir(tmp_path, "lib_only", {"x.c": HELPER_C, "y.c": HELPER_C})
+    assert plan_build(d).modules == (ModuleSpec("lib_only", ("x.o", "y.o")),)
+
+
+def test_commented_out_module_init_not_at_line_start_is_ignored(tmp_path):
+    d = _dir(tmp_path, "cm", {"a.c": ROOT_C, "b.c": HELPER_C + "/* see module_init(x) */\n"})
+    assert plan_build(d).modules == (ModuleSpec("cm", ("a.o", "b.o")),)
+
+
+def test_own_makefile_with_obj_m(tmp_path):
+    d = _dir(tmp_path, "own", {"foo.c": ROOT_C, "Makefile": "obj-m += foo.o\n\nall:\n\t$(MAKE) -C $(KDIR) M=$(PWD)\n"})
+    plan = plan_build(d)
+    assert plan.own_rules == d.resolve() / "Makefile"
+    assert plan.modules == ()
+    assert plan.generated is False
+
+
+@pytest.mark.parametrize("line", ["obj-m := foo.o", "  obj-m=foo.o", "obj-$(CONFIG_FOO) += foo.o"])
+def test_own_rules_variants(tmp_path, line):
+    d = _dir(tmp_path, "own", {"foo.c": ROOT_C, "makefile": f"# x\n{line}\n"})
+    assert own_rules(d) == d / "makefile"
+
+
+def test_makefile_without_obj_m_is_not_own_rules(tmp_path):
+    d = _dir(tmp_path, "tool", {"mod.c": ROOT_C,
+                                "Makefile": "CC ?= gcc\nuser_tool: user_tool.o\n\t$(CC) -o $@ $^\n# obj-m is in Kbuild\n"})
+    plan = plan_build(d)
+    assert plan.own_rules is None
+    assert plan.modules == (ModuleSpec("mod"),)
+
+
+def test_kbuild_file_is_own_rules(tmp_path):
+    d = _dir(tmp_path, "kb", {"foo.c": ROOT_C, "Kbuild": "obj-y += whatever\n", "Makefile": "all:\n"})
+    assert plan_build(d).own_rules == d.resolve() / "Kbuild"
+
+
+def test_kbuild_ignored_when_sources_listed(tmp_path):
+    d = _dir(tmp_path, "kb", {"foo.c": ROOT_C, "bar.c": HELPER_C, "Kbuild": "obj-m += foo.o\n"})
+    plan = plan_build(d, name="combo", sources=["foo.c", "bar.c"])
+    assert plan.own_rules is None
+    assert plan.modules == (ModuleSpec("combo", ("foo.o", "bar.o")),)
+
+
+def test_name_alone_does_not_override_own_rules(tmp_path):
+    d = _dir(tmp_path, "kb", {"foo.c": ROOT_C, "Kbuild": "obj-m += foo.o\n"})
+    assert plan_build(d, name="other").own_rules == d.resolve() / "Kbuild"
+
+
+def test_no_c_files(tmp_path):
+    d = _dir(tmp_path, "empty", {"README": "nothing\n", "x.h": "\n"})
+    with pytest.raises(UsageError) as ei:
+        plan_build(d)
+    assert ei.value.message == f"{d.resolve()} has no .c files and no Kbuild/Makefile with obj-m"
+
+
+def test_c_files_in_subdirs_are_not_roots(tmp_path):
+    d = _dir(tmp_path, "nested", {"sub/a.c": ROOT_C})
+    with pytest.raises(UsageError):
+        plan_build(d)
+
+
+def test_dashed_directory_name(tmp_path):
+    d = _dir(tmp_path, "my-mod", {"main.c": ROOT_C, "util.c": HELPER_C})
+    assert plan_build(d).modules == (ModuleSpec("my_mod", ("main.o", "util.o")),)
+
+
+def test_dotted_directory_name(tmp_path):
+    d = _dir(tmp_path, "drv.v2", {"main.c": ROOT_C, "util.c": HELPER_C})
+    assert plan_build(d).modules == (ModuleSpec("drv_v2", ("main.o", "util.o")),)
+
+
+def test_directory_named_like_a_source(tmp_path):
+    d = _dir(tmp_path, "main", {"main.c": ROOT_C, "util.c": HELPER_C})
+    with pytest.raises(UsageError) as ei:
+        plan_build(d)
+    assert ei.value.message == "module 'main' would be built from several files, one of them main.c"
+
+
+def test_name_override_equal_to_a_stem(tmp_path):
+    d = _dir(tmp_path, "dir", {"main.c": ROOT_C, "util.c": HELPER_C})
+    with pytest.raises(UsageError):
+        plan_build(d, name="util")
+
+
+def test_name_override(tmp_path):
+    d = _dir(tmp_path, "dir", {"main.c": ROOT_C, "util.c": HELPER_C})
+    assert plan_build(d, name="renamed").modules == (ModuleSpec("renamed", ("main.o", "util.o")),)
+
+
+def test_name_override_single_file(tmp_path):
+    d = _dir(tmp_path, "dir", {"hello.c": ROOT_C})
+    assert plan_build(d, name="hello").modules == (ModuleSpec("hello"),)
+    assert plan_build(d, name="greeting").modules == (ModuleSpec("greeting", ("hello.o",)),)
+
+
+def test_name_override_overrides_two_roots(tmp_path):
+    d = _dir(tmp_path, "dir", {"a.c": ROOT_C, "b.c": ROOT_C, "c.c": HELPER_C})
+    assert plan_build(d, name="all3").modules == (ModuleSpec("all3", ("a.o", "b.o", "c.o")),)
+
+
+def test_invalid_name_override(tmp_path):
+    d = _dir(tmp_path, "dir", {"a.c": ROOT_C})
+    with pytest.raises(UsageError) as ei:
+        plan_build(d, name="9lives")
+    assert ei.value.message == "invalid module name '9lives' (module name)"
+
+
+def test_sources_override(tmp_path):
+    d = _dir(tmp_path, "dir", {"a.c": ROOT_C, "b.c": HELPER_C, "unused.c": ROOT_C})
+    assert plan_build(d, sources=["b.c", "a.c"]).modules == (ModuleSpec("dir", ("b.o", "a.o")),)
+    assert plan_build(d, sources=["a.c"]).modules == (ModuleSpec("a"),)
+
+
+def test_missing_source(tmp_path):
+    d = _dir(tmp_path, "dir", {"a.c": ROOT_C})
+    with pytest.raises(UsageError) as ei:
+        plan_build(d, sources=["a.c", "gone.c"])
+    assert ei.value.message == f"source 'gone.c' listed in kharness.toml does not exist in {d.resolve()}"
+
+
+def test_unusable_source_name(tmp_path):
+    d = _dir(tmp_path, "dir", {"a b.c": ROOT_C})
+    with pytest.raises(UsageError) as ei:
+        plan_build(d)
+    assert ei.value.message == "source file a b.c has a name kbuild cannot use"
+
+
+def test_include_dirs_and_ccflags(tmp_path):
+    d = _dir(tmp_path, "a/b/mod", {"m.c": ROOT_C})
+    (tmp_path / "a/b/include").mkdir()
+    (d / "local").mkdir()
+    plan = plan_build(d, ccflags=["-DDEBUG", "-Wno-unused"], include_dirs=["../include", "local"])
+    assert plan.ccflags == ("-DDEBUG", "-Wno-unused", f"-I{(tmp_path / 'a/b/include').resolve()}",
+                            f"-I{(d / 'local').resolve()}")
+
+
+def test_missing_include_dir(tmp_path):
+    d = _dir(tmp_path, "mod", {"m.c": ROOT_C})
+    with pytest.raises(UsageError) as ei:
+        plan_build(d, include_dirs=["../nope"])
+    assert ei.value.message == f"include directory '../nope' does not exist (relative to {d.resolve()})"
+
+
+def test_flags_kept_with_own_rules(tmp_path):
+    d = _dir(tmp_path, "mod", {"m.c": ROOT_C, "Kbuild": "obj-m += m.o\n"})
+    assert plan_build(d, ccflags=["-DX"]).ccflags == ("-DX",)
+
+
+@pytest.mark.parametrize("name,ok", [("foo", True), ("_x1", True), ("my-mod", True), ("1x", False),
+                                     ("a.b", False), ("", False), ("a b", False)])
+def test_check_name(name, ok):
+    if ok:
+        assert check_name(name, "here") == name
+    else:
+        with pytest.raises(UsageError):
+            check_name(name, "here")
+
+
+def test_render_makefile_multi(tmp_path):
+    d = _dir(tmp_path, "multi", {"main.c": ROOT_C, "util.c": HELPER_C})
+    text = render_makefile(plan_build(d, ccflags=["-DDEBUG", "-O2"]))
+    lines = text.splitlines()
+    assert lines[0] == f"# kbuild Makefile generated by kharness {__version__} for multi."
+    assert "obj-m += multi.o" in lines
+    assert "multi-objs := main.o util.o" in lines
+    assert "ccflags-y += -DDEBUG -O2" in lines
+    assert "KDIR ?= /lib/modules/$(shell uname -r)/build" in lines
+    assert "\t$(MAKE) -C $(KDIR) M=$(CURDIR) modules" in lines
+    i = lines.index("clean:")
+    assert lines[i + 1] == "\t$(MAKE) -C $(KDIR) M=$(CURDIR) clean"
+    assert lines.index("ifneq ($(KERNELRELEASE),)") < lines.index("obj-m += multi.o") < lines.index("else")
+    assert text.endswith("endif\n")
+
+
+def test_render_makefile_two_single_file_modules(tmp_path):
+    d = _dir(tmp_path, "two", {"a.c": ROOT_C, "b.c": ROOT_C})
+    text = render_makefile(plan_build(d))
+    kbuild_part = text.split("ifneq ($(KERNELRELEASE),)\n", 1)[1].split("\nelse\n", 1)[0]
+    assert kbuild_part == "# kbuild part: what to build.\nobj-m += a.o\nobj-m += b.o"
+    assert "-objs" not in text
+    assert "ccflags-y" not in text
