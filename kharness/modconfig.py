@@ -103,6 +103,8 @@ def load_config(directory: Path) -> ModuleConfig:
     sections = {}
     for sec in ("load", "unload"):
         s = data.get(sec, {})
+        if not isinstance(s, dict):
+            raise _err(path, f"[{sec}]", "must be a table, e.g. [load] expect_dmesg = '...'")
         bad = set(s) - {"expect_dmesg"}
         if bad:
             raise _err(path, f"[{sec}]", f"unknown key(s) {sorted(bad)}; known: expect_dmesg")

@@ -7,6 +7,7 @@ oops/WARN/panic/taint, a hang) gives ``status = "fail"``. The guest is torn down
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -67,6 +68,29 @@ def _insmod_args(params: dict[str, str]) -> list[str]:
         # The kernel's parameter parser honours double quotes; insmod joins its argv with spaces.
         out.append(f'{k}="{v}"' if (" " in v or not v) else f"{k}={v}")
     return out
+
+
+RUN_DIR_PREFIX = "kharness-run-"
+KEEP_MARKER = "KEPT"
+
+
+def _reap_stale_run_dirs() -> None:
+    """Remove run directories whose kharness process died without cleaning up (SIGKILL, power
+    loss). A directory names its owner's pid; one kept with --keep is left alone."""
+    for d in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*-*"):
+        try:
+            pid = int(d.name[len(RUN_DIR_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if (d / KEEP_MARKER).exists() or pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            continue
 
 
 class Run:
@@ -189,6 +213,7 @@ class Run:
             self.result.artifacts["console_log_tail"] = cap(self.guest.console.text(32768)) if self.guest.console else ""
         if self.workdir is not None:
             if self.opts.keep:
+                (self.workdir / KEEP_MARKER).touch()
                 self.result.artifacts["run_dir"] = str(self.workdir)
                 ui.info(f"[dim]kept the run directory {self.workdir}[/dim]")
             else:
@@ -248,7 +273,8 @@ class Run:
         t = time.monotonic()
         kernel = ensure_kernel(spec, boot=profile.kernel_boot, want_modules=profile.guest_modules)
         base = ensure_base_image(profile, kernel)
-        self.workdir = Path(tempfile.mkdtemp(prefix="kharness-run-"))
+        _reap_stale_run_dirs()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-"))
         initrd = write_run_initrd(base, {f"{m.name}.ko": m.path.read_bytes() for m in modules},
                                   self.workdir / "initrd.img")
         dtb = None

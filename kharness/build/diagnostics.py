@@ -9,7 +9,9 @@ _GCC_RE = re.compile(
     r"^(?P<file>[^:\s][^:]*?):(?P<line>\d+):(?:(?P<col>\d+):)?\s+"
     r"(?P<sev>fatal error|error|warning|note):\s+(?P<msg>.*)$")
 _MODPOST_RE = re.compile(r"^(?P<sev>ERROR|WARNING): modpost: (?P<msg>.*)$")
-_LD_RE = re.compile(r"^(?P<file>[^:\s]+\.o): (?:in function .*|undefined reference to .*)$")
+# Driver-level messages with no location, e.g. "gcc-12: error: unrecognized command-line option"
+# (a bad ccflags entry) or "cc1: warning: ...".
+_DRIVER_RE = re.compile(r"^(?P<tool>\S*(?:gcc|cc1|cc|clang)(?:-\d+)?): (?P<sev>fatal error|error|warning): (?P<msg>.*)$")
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,14 @@ def parse_diagnostics(log: str, path_map: dict[str, str] | None = None) -> list[
                            sev, m.group("msg").strip())
         else:
             m = _MODPOST_RE.match(line.strip())
-            if not m:
-                continue
-            d = Diagnostic(None, None, None, m.group("sev").lower(), m.group("msg").strip(), "modpost")
+            if m:
+                d = Diagnostic(None, None, None, m.group("sev").lower(), m.group("msg").strip(), "modpost")
+            else:
+                m = _DRIVER_RE.match(line.strip())
+                if not m:
+                    continue
+                sev = "error" if m.group("sev") == "fatal error" else m.group("sev")
+                d = Diagnostic(None, None, None, sev, m.group("msg").strip(), "gcc")
         if d not in seen:
             seen.add(d)
             out.append(d)

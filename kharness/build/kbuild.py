@@ -99,7 +99,7 @@ def _mirror_dir(src: Path, dst: Path) -> None:
         wanted.add(entry.name)
         target = dst / entry.name
         if entry.is_dir() and not entry.is_symlink():
-            if target.is_symlink():
+            if target.is_symlink() or target.is_file():
                 target.unlink()
             _mirror_dir(entry, target)
         else:
@@ -107,10 +107,16 @@ def _mirror_dir(src: Path, dst: Path) -> None:
                 continue
             if target.is_symlink() or target.is_file():
                 target.unlink()
+            elif target.is_dir():
+                shutil.rmtree(target)  # was a directory, is a file now
             os.symlink(entry, target)
     for entry in dst.iterdir():
-        if entry.is_symlink() and entry.name not in wanted:
-            entry.unlink()
+        if entry.name in wanted or _is_product(entry.name):
+            continue
+        if entry.is_symlink() or entry.is_file():
+            entry.unlink()   # a source file that was removed (or a generated file we rewrite)
+        elif entry.is_dir():
+            shutil.rmtree(entry)  # a source directory that was removed
 
 
 def make_shadow(src: Path, root: Path, levels: int = SHADOW_LEVELS) -> Path:

@@ -21,7 +21,9 @@ from kharness.errors import UsageError
 from kharness.paths import data_dir
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_ROOT_RE = re.compile(r"^\s*(module_init\s*\(|module_\w+_driver\s*\(|module_driver\s*\()", re.M)
+# What makes a .c file the root of a module: module_init or one of the helper macros that expand
+# to it (module_platform_driver, module_i2c_driver, module_misc_device, ...), not module_param.
+_ROOT_RE = re.compile(r"^\s*(module_init|module_\w*driver\w*|module_misc_device)\s*\(", re.M)
 _OBJ_M_RE = re.compile(r"^\s*obj-(m|\$\(CONFIG_\w+\))\s*[:+]?=", re.M)
 MAKEFILE_NAMES = ("GNUmakefile", "makefile", "Makefile")
 

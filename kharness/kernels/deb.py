@@ -15,7 +15,8 @@ import tarfile
 from pathlib import Path
 from typing import Callable
 
-from debian.debfile import DebFile, DebError
+from debian.arfile import ArError
+from debian.debfile import DebError, DebFile
 
 from kharness.errors import InfraError
 
@@ -49,7 +50,7 @@ def extract_deb(deb: Path, dest: Path, select: Callable[[str], bool] | None = No
     written: list[str] = []
     try:
         tar = DebFile(str(deb)).data.tgz()
-    except (DebError, OSError, tarfile.TarError) as e:
+    except (DebError, ArError, OSError, tarfile.TarError) as e:
         raise InfraError(f"{deb.name} is not a readable Debian package: {e}") from e
     try:
         for m in tar:
@@ -73,7 +74,9 @@ def extract_deb(deb: Path, dest: Path, select: Callable[[str], bool] | None = No
                 if link.startswith("/"):
                     # Re-root an absolute link inside the unpack directory.
                     link = os.path.relpath(root / link.lstrip("/"), target.parent)
-                resolved = posixpath.normpath(posixpath.join(str(target.parent), link))
+                # Judge the link where the OS will resolve it: through the real (symlink-free)
+                # path of its parent, not the textual one.
+                resolved = posixpath.normpath(posixpath.join(os.path.realpath(target.parent), link))
                 if not (resolved == str(root) or resolved.startswith(str(root) + "/")):
                     raise UnsafeArchive(f"{deb.name}: symlink {rel!r} -> {m.linkname!r} points out of the unpack directory")
                 os.symlink(link, target)

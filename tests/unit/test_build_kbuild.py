@@ -130,10 +130,6 @@ def test_source_files(tree):
     assert [str(p.relative_to(mod)) for p in _source_files(mod)] == ["Makefile", "x.c", "sub/y.c"]
 
 
-@pytest.mark.xfail(strict=True, raises=FileExistsError, reason=(
-    "BUG: _mirror_dir only unlinks an existing symlink or regular file before linking; when a "
-    "source subdirectory is replaced by a file of the same name, the shadow still holds the real "
-    "directory and os.symlink raises FileExistsError (not a KharnessError)"))
 def test_shadow_directory_that_became_a_file(tree):
     mod, root = tree
     shadow = make_shadow(mod, root)
@@ -144,9 +140,6 @@ def test_shadow_directory_that_became_a_file(tree):
     assert os.readlink(shadow / "sub") == str(mod / "sub")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: _mirror_dir prunes stale symlinks but not stale directories: a subdirectory deleted "
-    "from the module directory stays in the shadow with dangling links (and any old objects)"))
 def test_shadow_prunes_deleted_subdirectory(tree):
     mod, root = tree
     shadow = make_shadow(mod, root)

@@ -79,6 +79,17 @@ def test_deb822_non_http_uri_is_skipped_but_file_uri_kept():
     assert parse_deb822_sources(text) == ["file:/srv/mirror/debian"]
 
 
+def test_deb822_comments_and_multiline_signed_by():
+    text = (
+        "# Modernized from /etc/apt/sources.list\n"
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\nComponents: main\n\n"
+        "## another entry\n"
+        "Types: deb\n# a comment inside the paragraph\nURIs: http://m2.example/debian\nSuites: trixie\n"
+        "Signed-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n mQINBF\n -----END PGP PUBLIC KEY BLOCK-----\n"
+    )
+    assert parse_deb822_sources(text) == ["http://mirror.example/debian", "http://m2.example/debian"]
+
+
 def test_deb822_empty_text():
     assert parse_deb822_sources("") == []
 

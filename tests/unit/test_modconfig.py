@@ -172,10 +172,6 @@ def test_other_errors(tmp_path, text, msg):
     assert _error(tmp_path, text) == msg
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: load_config validates [load]/[unload] with set(s) without checking that they are tables: "
-    "'load = 5' raises TypeError and '[[load]]' raises TypeError (unhashable dict) instead of a "
-    "UsageError naming the file"))
 @pytest.mark.parametrize("text", ["load = 5\n", "[[unload]]\nexpect_dmesg = 'x'\n"])
 def test_load_section_not_a_table(tmp_path, text):
     _write(tmp_path, text)

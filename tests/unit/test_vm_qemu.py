@@ -19,7 +19,8 @@ QEMU = "/usr/bin/qemu-system-x86_64"
 @pytest.fixture
 def x86(monkeypatch):
     monkeypatch.setattr(qemu.shutil, "which", lambda name: QEMU if name == "qemu-system-x86_64" else None)
-    return get_target("x86_64")
+    # pin the profile's free-form command-line tuning so that the argv can be compared exactly
+    return dataclasses.replace(get_target("x86_64"), append="quiet")
 
 
 BOOT = BootSpec(kernel=Path("/k/vmlinux"), initrd=Path("/run/initrd.img"))
@@ -84,6 +85,13 @@ def test_kernel_cmdline(x86):
     bare = dataclasses.replace(x86, append="")
     assert kernel_cmdline(bare, "") == "console=ttyS0 panic=-1 kh_cmd=ttyS1"
     assert kernel_cmdline(bare, "a=b c") == "console=ttyS0 panic=-1 kh_cmd=ttyS1 a=b c"
+
+
+def test_real_profile_append_is_passed_through(monkeypatch):
+    monkeypatch.setattr(qemu.shutil, "which", lambda name: QEMU)
+    prof = get_target("x86_64")
+    (append,) = _after(build_argv(prof, BOOT, CHAN, "tcg"), "-append")
+    assert append == f"console=ttyS0 panic=-1 kh_cmd=ttyS1 {prof.append}".rstrip()
 
 
 def test_qemu_missing(monkeypatch):
