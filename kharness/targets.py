@@ -37,6 +37,7 @@ class TargetProfile:
     kernel_boot: str = "image"  # "image": boot the packaged kernel; "pvh-vmlinux": extract vmlinux (x86 PVH)
     cpu: str | None = None
     smp: int = 1
+    tcg_options: str = ""       # appended to -accel tcg (e.g. thread=single)
     dtb: str | None = None      # path of the device tree inside the kernel package, if the board needs one
     append: str = ""            # extra kernel command line
     extra_args: tuple[str, ...] = ()

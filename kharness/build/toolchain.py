@@ -30,10 +30,16 @@ class Toolchain:
     note: str = ""            # why this compiler, when it is not the one the kernel asked for
     sysroot: Path | None = None   # build inside this Debian root (see buildenv), None: the host
 
+    debian_arch: str = ""         # the target's Debian architecture
+
     def make_vars(self) -> list[str]:
         out = [f"ARCH={self.arch}", f"CC={self.cc}"]
         if self.cross_compile:
-            out.append(f"CROSS_COMPILE={self.cross_compile}")
+            triplet = self.cross_compile.rstrip("-")
+            # From 6.12 Debian's headers derive CROSS_COMPILE from dpkg-architecture's view of
+            # build and host; say what the host of this build is.
+            out += [f"CROSS_COMPILE={self.cross_compile}", f"DEB_HOST_ARCH={self.debian_arch}",
+                    f"DEB_HOST_GNU_TYPE={triplet}"]
         return out
 
 
@@ -66,10 +72,11 @@ def pick_toolchain(profile: TargetProfile, spec: KernelSpec) -> Toolchain:
     if wanted_gcc:
         exact = f"{prefix}{wanted_gcc}"
         if shutil.which(exact):
-            return Toolchain(profile.kernel_arch, prefix, exact, _version(exact))
+            return Toolchain(profile.kernel_arch, prefix, exact, _version(exact), debian_arch=profile.debian_arch)
         return Toolchain(profile.kernel_arch, prefix, default, _version(default),
-                         note=f"kernel asks for {wanted_gcc}; using the host's newer gcc {have}")
-    return Toolchain(profile.kernel_arch, prefix, default, _version(default))
+                         note=f"kernel asks for {wanted_gcc}; using the host's newer gcc {have}",
+                         debian_arch=profile.debian_arch)
+    return Toolchain(profile.kernel_arch, prefix, default, _version(default), debian_arch=profile.debian_arch)
 
 
 def _sysroot_toolchain(profile: TargetProfile, spec: KernelSpec, wanted_gcc: str) -> Toolchain:
@@ -82,4 +89,5 @@ def _sysroot_toolchain(profile: TargetProfile, spec: KernelSpec, wanted_gcc: str
     p = buildenv.run_in(root, [cc, "--version"])
     version = p.stdout.splitlines()[0] if p.returncode == 0 and p.stdout else cc
     return Toolchain(profile.kernel_arch, profile.cross_compile, cc, f"{version} (in a {spec.suite} build environment)",
-                     note=f"the host's gcc cannot build {spec.release}", sysroot=root)
+                     note=f"the host's gcc cannot build {spec.release}", sysroot=root,
+                     debian_arch=profile.debian_arch)

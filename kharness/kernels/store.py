@@ -155,6 +155,7 @@ def _assemble_kernel(spec: KernelSpec, debs: list[Path], root: Path, boot: str,
     for deb in debs:
         extract_deb(deb, root, lambda p: bool(keep.match(p)))
     kernel = next((p for p in (root / f"boot/vmlinuz-{spec.release}",
+                                root / f"boot/vmlinux-{spec.release}",   # ppc64el: an ELF vmlinux
                                 root / f"usr/lib/modules/{spec.release}/vmlinuz",
                                 root / f"lib/modules/{spec.release}/vmlinuz") if p.exists()), None)
     if kernel is None:

@@ -43,7 +43,7 @@ def build_argv(profile: TargetProfile, boot: BootSpec, chan_dir: Path, accel: st
     if accel == "kvm":
         argv += ["-accel", "kvm", "-cpu", "host"]
     else:
-        argv += ["-accel", "tcg"]
+        argv += ["-accel", "tcg" + (f",{profile.tcg_options}" if profile.tcg_options else "")]
         if profile.cpu:
             argv += ["-cpu", profile.cpu]
     argv += ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd),
