@@ -48,7 +48,6 @@ while [ ! -c "$KH_CMD" ] && [ $i -lt 100 ]; do usleep 50000; i=$((i+1)); done
     case "$l" in sysrq-?) echo "${l#sysrq-}" > /proc/sysrq-trigger ;; esac
   done < /dev/console ) &
 
-stty -F "$KH_CMD" raw -echo 2>/dev/null
 KH_MAX=${KH_MAX:-1048576}
 
 kh_emit() {  # tag id file: a size line, then the (capped) content in base64
@@ -81,4 +80,7 @@ kh_serve() {
 }
 
 exec < "$KH_CMD" > "$KH_CMD" 2>&1
+# Raw, no echo, no CR/LF translation. Set on the open tty: some drivers (hvc) reset the termios
+# when the last user closes the device.
+stty raw -echo 2>/dev/null
 while :; do kh_serve; sleep 1; done

@@ -22,6 +22,7 @@ from kharness.build.kbuild import BuildOutcome, BuiltModule, run_kbuild
 from kharness.build.makefile import plan_build
 from kharness.build.toolchain import pick_toolchain
 from kharness.errors import KharnessError, ModuleFailure, UsageError
+from kharness.image.dtb import prepare_dtb
 from kharness.image.initramfs import ensure_base_image, write_run_initrd
 from kharness.kernels.resolve import resolve_kernel
 from kharness.kernels.store import ensure_headers, ensure_kernel
@@ -277,11 +278,8 @@ class Run:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-"))
         initrd = write_run_initrd(base, {f"{m.name}.ko": m.path.read_bytes() for m in modules},
                                   self.workdir / "initrd.img")
-        dtb = None
-        if profile.dtb:
-            if kernel.dtb_dir is None or not (kernel.dtb_dir / profile.dtb).exists():
-                raise UsageError(f"kernel {spec.release} ships no device tree {profile.dtb}")
-            dtb = kernel.dtb_dir / profile.dtb
+        dtb = (prepare_dtb(kernel.dtb_dir, profile.dtb, profile.dtb_fixups, spec.release)
+               if profile.dtb else None)
         boot = BootSpec(kernel.kernel, initrd, dtb)
         r.image = {"base": str(base.path), "key": base.key, "busybox": base.busybox,
                    "kernel": str(kernel.kernel)}

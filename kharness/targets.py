@@ -39,6 +39,7 @@ class TargetProfile:
     smp: int = 1
     tcg_options: str = ""       # appended to -accel tcg (e.g. thread=single)
     dtb: str | None = None      # path of the device tree inside the kernel package, if the board needs one
+    dtb_fixups: tuple = ()      # [node, property, string value] set in a copy of the tree
     append: str = ""            # extra kernel command line
     extra_args: tuple[str, ...] = ()
     guest_modules: tuple[str, ...] = ()   # kernel modules /init loads before the command channel opens

@@ -107,7 +107,7 @@ class CommandChannel:
         payload = base64.b64encode(command.encode()).decode()
         start = time.monotonic()
         self.child.send(f"run {cid} {payload}\n")
-        end_re = re.compile(rb"\x1eKHE %d (-?\d+)\n" % cid)
+        end_re = re.compile(rb"\x1eKHE %d (-?\d+)\r?\n" % cid)
         m = self._wait(end_re, timeout, check, f"command {command!r}")
         rc = int(m.group(1))
         out, out_size, err, err_size = parse_framed(self.child.before, cid)
