@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kharness import __version__, ui
-from kharness.errors import KharnessError
+from kharness.errors import KharnessError, UsageError
 
 out = Console(highlight=False)  # results go to stdout; progress and errors to stderr
 
@@ -65,6 +65,11 @@ def run(
     keep: bool = typer.Option(False, "--keep", help="Keep the run directory (console log, initrd, QEMU "
                                                    "command line) and print where it is."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, only the summary."),
+    kernel_tree: Optional[Path] = typer.Option(None, "--kernel-tree", help="Build the kernel from this source "
+                                               "tree (tinyconfig + the target's fragment + --kernel-config) "
+                                               "and test against it."),
+    kernel_config: List[Path] = typer.Option([], "--kernel-config", help="Config fragment for --kernel-tree "
+                                                                        "(repeatable)."),
 ) -> None:
     """Build MODULE_DIR against the target kernel, boot it in QEMU, insmod, run the checks, rmmod,
     and watch the kernel log throughout."""
@@ -73,7 +78,8 @@ def run(
 
     ui.set_quiet(quiet)
     opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
-                      timeout=timeout, boot_timeout=boot_timeout, accel=accel, keep=keep)
+                      timeout=timeout, boot_timeout=boot_timeout, accel=accel, keep=keep,
+                      kernel_tree=kernel_tree, kernel_config=list(kernel_config))
     try:
         result = run_pipeline(opts)
     except KeyboardInterrupt:
@@ -108,6 +114,10 @@ def kernels(
             for series in p.series:
                 if series not in SERIES_SUITES:
                     continue
+                if p.kernel_source != "debian":
+                    t.add_row(p.name, series, SERIES_SUITES[series][0],
+                              f"built by kharness from linux-source-{series}")
+                    continue
                 if refresh:
                     for suite in SERIES_SUITES[series]:
                         load_index(suite, p.debian_arch, refresh=True)
@@ -132,6 +142,95 @@ def targets() -> None:
     for p in all_targets().values():
         t.add_row(p.name, p.qemu, p.machine, p.debian_arch, ", ".join(p.series), p.description)
     out.print(t)
+
+
+kernel_app = typer.Typer(help="Kernels kharness builds itself (targets Debian has no kernel for, your own tree).",
+                         no_args_is_help=True)
+image_app = typer.Typer(help="Guest images (kernel + initramfs + device tree), built and cached.", no_args_is_help=True)
+cache_app = typer.Typer(help="The content-addressed cache under ~/.cache/kharness.", no_args_is_help=True)
+app.add_typer(kernel_app, name="kernel")
+app.add_typer(image_app, name="image")
+app.add_typer(cache_app, name="cache")
+
+
+@kernel_app.command("build")
+def kernel_build(
+    target: str = typer.Option(..., "--target", "-t", help="Target whose profile gives ARCH, cross compiler "
+                                                          "and config fragment (e.g. ppc64)."),
+    kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="Series of Debian's linux-source-* (e.g. 6.1)."),
+    source: Optional[Path] = typer.Option(None, "--source", help="Your own kernel tree instead of Debian's source."),
+    config: List[Path] = typer.Option([], "--config", help="Extra config fragment (repeatable)."),
+) -> None:
+    """Build (or reuse) a kernel from source: tinyconfig + the target's fragment + yours."""
+    from kharness.kernels.source import debian_source, user_tree
+    from kharness.targets import get_target
+
+    try:
+        prof = get_target(target)
+        if source is None and prof.kernel_source != "debian-source" and not config:
+            raise UsageError(f"target {target} uses Debian's packaged kernels",
+                             hint="give --source DIR (and --config fragments) to build your own tree")
+        if source is not None:
+            if not prof.config_fragment and not config:
+                raise UsageError(f"target {target} has no config fragment of its own",
+                                 hint="give --config fragments that make the kernel boot on it")
+            b = user_tree(prof, source, tuple(config))
+        else:
+            b = debian_source(prof, kernel or prof.series[0])
+    except KharnessError as e:
+        _die(e)
+    out.print(f"kernel {b.release} for {target}: {b.out}/vmlinux")
+
+
+@image_app.command("build")
+def image_build(
+    target: str = typer.Option("x86_64", "--target", "-t"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="Series or exact release."),
+) -> None:
+    """Build (or reuse) the guest image for a target and kernel and print where it is."""
+    from kharness.runner import guest_image, resolve_any
+    from kharness.targets import get_target
+
+    try:
+        prof = get_target(target)
+        spec, built = resolve_any(prof, kernel)
+        k, base, dtb = guest_image(prof, spec, built)
+    except KharnessError as e:
+        _die(e)
+    out.print(f"kernel    {k.kernel}")
+    out.print(f"initramfs {base.path}")
+    if dtb:
+        out.print(f"dtb       {dtb}")
+    out.print(f"release   {spec.release}")
+
+
+@cache_app.command("ls")
+def cache_ls() -> None:
+    """What the cache holds, per kind, with sizes."""
+    from kharness.cachectl import cache_entries
+
+    t = Table(title="kharness cache")
+    for col in ("kind", "entry", "size"):
+        t.add_column(col)
+    total = 0
+    for kind, name, size in cache_entries():
+        total += size
+        t.add_row(kind, name, f"{size / 1e6:.1f} MB")
+    out.print(t)
+    out.print(f"total {total / 1e9:.2f} GB")
+
+
+@cache_app.command("clean")
+def cache_clean(
+    kind: List[str] = typer.Argument(None, help="Only these kinds (debs, kernels, headers, images, builds, "
+                                                "sysroots, kernel-builds, index, ...). Default: all."),
+    older_than: Optional[float] = typer.Option(None, "--older-than", help="Only entries unused for this many days."),
+) -> None:
+    """Remove cache entries (they are rebuilt or downloaded again when needed)."""
+    from kharness.cachectl import clean
+
+    n, size = clean(kind or None, older_than)
+    out.print(f"removed {n} entries, {size / 1e6:.1f} MB")
 
 
 def main() -> None:

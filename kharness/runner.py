@@ -24,7 +24,8 @@ from kharness.build.toolchain import pick_toolchain
 from kharness.errors import KharnessError, ModuleFailure, UsageError
 from kharness.image.dtb import prepare_dtb
 from kharness.image.initramfs import ensure_base_image, write_run_initrd
-from kharness.kernels.resolve import resolve_kernel
+from kharness.kernels.resolve import DEFAULT_SERIES, KernelSpec, resolve_kernel
+from kharness.kernels.source import SourceBuild, debian_source, source_spec, user_tree
 from kharness.kernels.store import ensure_headers, ensure_kernel
 from kharness.modconfig import ModuleConfig, load_config, merge_params, parse_cli_params
 from kharness.result.model import CheckResult, Result, cap
@@ -50,6 +51,8 @@ class RunOptions:
     boot_timeout: float = DEFAULT_BOOT_TIMEOUT
     accel: str = "auto"
     keep: bool = False
+    kernel_tree: Path | None = None          # build the kernel from this source tree instead
+    kernel_config: list[Path] = field(default_factory=list)  # extra config fragments for it
 
 
 def _reproducer_cmd(opts: RunOptions, release: str | None) -> str:
@@ -60,6 +63,10 @@ def _reproducer_cmd(opts: RunOptions, release: str | None) -> str:
         argv += ["--param", p]
     if opts.timeout:
         argv += ["--timeout", f"{opts.timeout:g}"]
+    if opts.kernel_tree:
+        argv += ["--kernel-tree", str(opts.kernel_tree)]
+        for c in opts.kernel_config:
+            argv += ["--kernel-config", str(c)]
     return shlex.join(argv)
 
 
@@ -236,15 +243,29 @@ class Run:
         plan = plan_build(d, name=config.name, sources=list(config.sources) or None,
                           ccflags=list(config.ccflags), include_dirs=list(config.include_dirs))
         timeout = opts.timeout or config.timeout or DEFAULT_TIMEOUT
-        spec = resolve_kernel(profile, opts.kernel)
-        r.kernel = spec.to_dict()
-        r.reproducer["kharness"] = _reproducer_cmd(opts, spec.release)
+        built_kernel: SourceBuild | None = None
+        if profile.kernel_source == "debian" and not opts.kernel_tree:
+            spec = resolve_kernel(profile, opts.kernel)
+            r.kernel = spec.to_dict()
+            r.reproducer["kharness"] = _reproducer_cmd(opts, spec.release)
 
-        # build
+        # build (for self-built kernels the kernel too, the first time)
         ph = r.phase("build")
         ph.status = "running"
         t = time.monotonic()
-        headers = ensure_headers(spec)
+        if profile.kernel_source == "debian" and not opts.kernel_tree:
+            headers = ensure_headers(spec)
+        else:
+            series = opts.kernel or (profile.series[0] if profile.series else DEFAULT_SERIES)
+            if opts.kernel_tree:
+                built_kernel = user_tree(profile, opts.kernel_tree, tuple(opts.kernel_config))
+            else:
+                built_kernel = debian_source(profile, series)
+            spec = source_spec(built_kernel, series)
+            headers = built_kernel.headers_bundle()
+            r.kernel = dict(spec.to_dict(), built_from=built_kernel.origin,
+                            config_fragments=list(built_kernel.config_fragments), build_tree=str(built_kernel.out))
+            r.reproducer["kharness"] = _reproducer_cmd(opts, None)
         tc = pick_toolchain(profile, spec)
         r.compiler = tc.version + (f" ({tc.note})" if tc.note else "")
         outcome = run_kbuild(plan, headers, tc)
@@ -272,14 +293,11 @@ class Run:
         ph = r.phase("image")
         ph.status = "running"
         t = time.monotonic()
-        kernel = ensure_kernel(spec, boot=profile.kernel_boot, want_modules=profile.guest_modules)
-        base = ensure_base_image(profile, kernel)
+        kernel, base, dtb = guest_image(profile, spec, built_kernel)
         _reap_stale_run_dirs()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-"))
         initrd = write_run_initrd(base, {f"{m.name}.ko": m.path.read_bytes() for m in modules},
                                   self.workdir / "initrd.img")
-        dtb = (prepare_dtb(kernel.dtb_dir, profile.dtb, profile.dtb_fixups, spec.release)
-               if profile.dtb else None)
         boot = BootSpec(kernel.kernel, initrd, dtb)
         r.image = {"base": str(base.path), "key": base.key, "busybox": base.busybox,
                    "kernel": str(kernel.kernel)}
@@ -464,6 +482,25 @@ class Run:
         finally:
             ph.duration = time.monotonic() - t
         ph.status = "pass"
+
+
+def resolve_any(profile: TargetProfile, wanted: str | None, kernel_tree: Path | None = None,
+                kernel_config: tuple[Path, ...] = ()) -> tuple[KernelSpec, SourceBuild | None]:
+    """The kernel for a target: from Debian's packages, or built from source (the first time)."""
+    if profile.kernel_source == "debian" and kernel_tree is None:
+        return resolve_kernel(profile, wanted), None
+    series = wanted or (profile.series[0] if profile.series else DEFAULT_SERIES)
+    built = user_tree(profile, kernel_tree, kernel_config) if kernel_tree else debian_source(profile, series)
+    return source_spec(built, series), built
+
+
+def guest_image(profile: TargetProfile, spec: KernelSpec, built: SourceBuild | None):
+    """Everything a guest boots from, cached: (kernel bundle, base initramfs, device tree or None)."""
+    kernel = (built.kernel_bundle(profile.kernel_boot) if built else
+              ensure_kernel(spec, boot=profile.kernel_boot, want_modules=profile.guest_modules))
+    base = ensure_base_image(profile, kernel)
+    dtb = prepare_dtb(kernel.dtb_dir, profile.dtb, profile.dtb_fixups, spec.release) if profile.dtb else None
+    return kernel, base, dtb
 
 
 def run(opts: RunOptions) -> Result:

@@ -35,6 +35,9 @@ class TargetProfile:
     console_args: tuple[str, ...]   # argv wiring chardev "kh_con" to the console device
     command_args: tuple[str, ...]   # argv wiring chardev "kh_cmd" to the command device
     kernel_boot: str = "image"  # "image": boot the packaged kernel; "pvh-vmlinux": extract vmlinux (x86 PVH)
+    kernel_source: str = "debian"   # "debian": Debian's packages; "debian-source": built from linux-source-*
+    config_fragment: str = ""   # for built kernels: fragment under images/ merged on tinyconfig
+    busybox: str = "debian"     # "debian": busybox-static for debian_arch; "source": built from Debian's source
     cpu: str | None = None
     smp: int = 1
     tcg_options: str = ""       # appended to -accel tcg (e.g. thread=single)

@@ -37,6 +37,9 @@ class BaseImage:
 
 
 def _busybox(profile: TargetProfile) -> tuple[bytes, dict]:
+    if profile.busybox == "source":
+        from kharness.image.busybox_source import build_busybox
+        return build_busybox(profile)
     pkg = load_index(BUSYBOX_SUITE, profile.debian_arch).get("busybox-static")
     if pkg is None:
         from kharness.errors import InfraError

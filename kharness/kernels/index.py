@@ -134,3 +134,54 @@ def load_index(suite: str, arch: str, *, refresh: bool = False) -> PackageIndex:
                                    "packages": [p.__dict__ for p in pkgs]}))
         os.replace(tmp, path)
         return PackageIndex(suite, arch, pkgs)
+
+
+@dataclass(frozen=True)
+class SourcePkg:
+    """A source package from a ``Sources`` index: its files with their SHA256 and size."""
+
+    name: str
+    version: str
+    directory: str
+    files: tuple[tuple[str, int, str], ...]   # (sha256, size, name)
+    suite: str
+
+    def file_pkg(self, fname: str) -> Pkg:
+        sha, size, name = next(f for f in self.files if f[2] == fname)
+        return Pkg(name=name, version=self.version, arch="source", filename=f"{self.directory}/{name}",
+                   size=size, sha256=sha, depends="", suite=self.suite)
+
+
+_KEEP_SOURCES = ("Package: busybox\n",)
+
+
+def load_sources(suite: str, *, refresh: bool = False) -> dict[str, SourcePkg]:
+    """The kept paragraphs of a suite's ``Sources`` index (busybox), cached like ``load_index``."""
+    from debian.deb822 import Sources
+
+    path = cache_dir() / "index" / f"{suite}_source.json"
+    with file_lock(path.with_suffix(".lock")):
+        if path.exists() and not refresh:
+            try:
+                data = json.loads(path.read_text())
+                if time.time() - data["fetched"] < INDEX_TTL:
+                    return {k: SourcePkg(**{**v, "files": tuple(tuple(f) for f in v["files"])})
+                            for k, v in data["packages"].items()}
+            except (ValueError, KeyError, TypeError):
+                pass
+        url = f"{debian_mirror()}/dists/{suite}/main/source/Sources.xz"
+        with ui.step(f"reading the {suite} source index"):
+            text = lzma.decompress(fetch_bytes(url)).decode("utf-8", "replace")
+        kept = [p for p in text.split("\n\n") if p.startswith(_KEEP_SOURCES)]
+        out: dict[str, SourcePkg] = {}
+        for para in Sources.iter_paragraphs("\n\n".join(kept).splitlines(keepends=True), use_apt_pkg=False):
+            files = tuple((f["sha256"], int(f["size"]), f["name"]) for f in para.get("Checksums-Sha256", []))
+            sp = SourcePkg(para["Package"], para["Version"], para["Directory"], files, suite)
+            old = out.get(sp.name)
+            if old is None or Version(sp.version) > Version(old.version):
+                out[sp.name] = sp
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"fetched": time.time(), "url": url,
+                                   "packages": {k: v.__dict__ for k, v in out.items()}}))
+        os.replace(tmp, path)
+        return out

@@ -1,0 +1,206 @@
+"""Kernels kharness builds itself: from Debian's ``linux-source-*`` or from the user's own tree.
+
+Used where Debian ships no kernel (the big-endian ppc64 target: Debian has no ppc64 port in its
+main archive) and by kernel developers who test modules against their own tree. The build is
+``tinyconfig`` + the target's config fragment (kept in ``images/kernel-configs``) + the user's
+fragments, ``olddefconfig``, then ``make vmlinux modules``. It is cached by the content of the
+source package (or, for a user tree, its path and HEAD), the fragments and the compiler.
+The build tree (``O=``) is then the headers tree modules are built against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from kharness import ui
+from kharness.errors import InfraError, UsageError
+from kharness.kernels.deb import extract_deb
+from kharness.kernels.index import load_index
+from kharness.kernels.resolve import SERIES_SUITES, KernelSpec
+from kharness.kernels.store import COMPLETE, HeadersBundle, KernelBundle, fetch_pkg
+from kharness.lock import file_lock, staging_dir
+from kharness.paths import cache_dir, data_dir
+from kharness.targets import TargetProfile
+
+BUILD_TIMEOUT = 3600
+
+
+@dataclass(frozen=True)
+class SourceBuild:
+    release: str
+    out: Path          # the O= build tree: vmlinux, Module.symvers, and the headers for M= builds
+    source: Path
+    config_fragments: tuple[str, ...]
+    origin: dict       # what it was built from (package record, or the user's tree)
+
+    def kernel_bundle(self, image: str) -> KernelBundle:
+        return KernelBundle(release=self.release, root=self.out, kernel=self.out / image,
+                            modules_dir=self.out, guest_modules=(), dtb_dir=None)
+
+    def headers_bundle(self) -> HeadersBundle:
+        return HeadersBundle(release=self.release, root=self.out.parent, build_dir=self.out)
+
+
+def _fragment_paths(profile: TargetProfile, extra: tuple[Path, ...]) -> list[Path]:
+    paths = []
+    if profile.config_fragment:
+        paths.append(data_dir("images") / profile.config_fragment)
+    for p in extra:
+        if not p.is_file():
+            raise UsageError(f"config fragment {p} does not exist")
+        paths.append(p)
+    return paths
+
+
+def _make(src: Path, out: Path, profile: TargetProfile, *args: str, log: Path, timeout: float = BUILD_TIMEOUT) -> str:
+    cmd = ["make", "-C", str(src), f"O={out}", f"ARCH={profile.kernel_arch}",
+           f"CROSS_COMPILE={profile.cross_compile}", "LOCALVERSION=-kharness", *args]
+    env = dict(os.environ, LC_ALL="C")
+    env.pop("MAKEFLAGS", None)
+    with open(log, "a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                           timeout=timeout, errors="replace")
+        f.write(p.stdout)
+    if p.returncode != 0:
+        tail = "\n".join(p.stdout.strip().splitlines()[-12:])
+        raise InfraError(f"kernel build step `make {' '.join(args)}` failed (log: {log}):\n{tail}")
+    return p.stdout
+
+
+def _check_fragment(config: Path, fragments: list[Path]) -> None:
+    """Every option a fragment sets must survive olddefconfig (a dependency can silently drop one)."""
+    have = config.read_text()
+    lost = []
+    for frag in fragments:
+        for line in frag.read_text().splitlines():
+            m = re.match(r"^(CONFIG_\w+)=(.*)$", line.strip())
+            if m and f"{m.group(1)}={m.group(2)}" not in have:
+                lost.append(f"{m.group(1)}={m.group(2)}")
+    if lost:
+        raise InfraError(f"the kernel config lost {', '.join(lost[:8])} (unmet dependencies)",
+                         hint="fix the config fragment")
+
+
+def build_tree(profile: TargetProfile, src: Path, key: str, fragments: list[Path], origin: dict) -> SourceBuild:
+    final = cache_dir() / "kernel-builds" / f"{profile.name}-{key}"
+    with file_lock(final.with_name(final.name + ".lock")):
+        if not (final / COMPLETE).exists():
+            if shutil.which(f"{profile.cross_compile}gcc") is None:
+                raise InfraError(f"{profile.cross_compile}gcc is not installed", hint="run `make install`")
+            with staging_dir(final) as tmp:
+                out = tmp / "out"
+                out.mkdir()
+                log = tmp / "build.log"
+                jobs = f"-j{os.cpu_count() or 2}"
+                with ui.step(f"configuring the {profile.name} kernel"):
+                    _make(src, out, profile, "tinyconfig", log=log)
+                    merge = src / "scripts/kconfig/merge_config.sh"
+                    p = subprocess.run([str(merge), "-m", "-O", str(out), str(out / ".config"),
+                                        *map(str, fragments)], capture_output=True, text=True,
+                                       env=dict(os.environ, ARCH=profile.kernel_arch,
+                                                CROSS_COMPILE=profile.cross_compile))
+                    if p.returncode != 0:
+                        raise InfraError(f"merge_config.sh failed: {p.stderr.strip()[-400:]}")
+                    _make(src, out, profile, "olddefconfig", log=log)
+                    _check_fragment(out / ".config", fragments)
+                with ui.step(f"building the {profile.name} kernel (minutes; cached afterwards)"):
+                    _make(src, out, profile, jobs, "vmlinux", "modules", log=log)
+                release = _make(src, out, profile, "-s", "kernelrelease", log=log).strip().splitlines()[-1]
+                # The build tree must not point at the staging directory once it is renamed.
+                (tmp / "build.json").write_text(json.dumps({"release": release, "source": str(src),
+                                                            "origin": origin,
+                                                            "fragments": [str(f) for f in fragments]}, indent=1))
+                (tmp / COMPLETE).touch()
+            # O= trees record their own path in a few generated files: fix them up after the move.
+            _relocate(final, tmp_name_prefix=f".{final.name}.")
+    meta = json.loads((final / "build.json").read_text())
+    return SourceBuild(meta["release"], final / "out", Path(meta["source"]), tuple(meta["fragments"]),
+                       meta["origin"])
+
+
+def _relocate(final: Path, tmp_name_prefix: str) -> None:
+    out = final / "out"
+    pat = re.compile(re.escape(str(final.parent)) + r"/" + re.escape(tmp_name_prefix) + r"[^/\s]*?\.tmp")
+    for f in (out / "Makefile", out / "Module.symvers", out / "modules.order"):
+        if f.is_file():
+            text = f.read_text(errors="replace")
+            new = pat.sub(str(final), text)
+            if new != text:
+                f.write_text(new)
+
+
+def debian_source(profile: TargetProfile, series: str) -> SourceBuild:
+    """Build ``profile``'s kernel from Debian's ``linux-source-<series>``."""
+    suites = SERIES_SUITES.get(series)
+    if not suites or series not in profile.series:
+        raise UsageError(f"kernel series {series} is not available for target {profile.name}",
+                         hint=f"available series: {', '.join(profile.series)}")
+    pkg = None
+    for suite in suites:
+        pkg = load_index(suite, "amd64").get(f"linux-source-{series}")
+        if pkg:
+            break
+    if pkg is None:
+        raise UsageError(f"linux-source-{series} is not in Debian's archive")
+    fragments = _fragment_paths(profile, ())
+    key = hashlib.sha256(json.dumps([pkg.sha256, [f.read_text() for f in fragments],
+                                     profile.cross_compile, profile.kernel_arch]).encode()).hexdigest()[:12]
+    src = _unpack_source(pkg)
+    return build_tree(profile, src, f"{series}-{key}", fragments, {"package": pkg.to_dict()})
+
+
+def user_tree(profile: TargetProfile, tree: Path, extra: tuple[Path, ...] = ()) -> SourceBuild:
+    tree = tree.resolve()
+    if not (tree / "Makefile").is_file() or not (tree / "Kconfig").is_file():
+        raise UsageError(f"{tree} is not a kernel source tree (no Makefile and Kconfig)")
+    fragments = _fragment_paths(profile, extra)
+    head = ""
+    if (tree / ".git").exists():
+        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    key = hashlib.sha256(json.dumps([str(tree), head, [f.read_text() for f in fragments],
+                                     profile.cross_compile]).encode()).hexdigest()[:12]
+    return build_tree(profile, tree, f"tree-{key}", fragments, {"tree": str(tree), "git_head": head})
+
+
+def _unpack_source(pkg) -> Path:
+    final = cache_dir() / "linux-src" / pkg.sha256[:16]
+    with file_lock(final.with_name(final.name + ".lock")):
+        if not (final / COMPLETE).exists():
+            deb = fetch_pkg(pkg)
+            with staging_dir(final) as tmp, ui.step(f"unpacking {pkg.name} {pkg.version}"):
+                written = extract_deb(deb, tmp, lambda p: p.startswith("usr/src/") and p.endswith((".tar.xz", ".tar.bz2")))
+                tarball = next((tmp / w for w in written if "linux-source" in w), None)
+                if tarball is None:
+                    raise InfraError(f"{pkg.name} holds no source tarball")
+                # GNU tar is several times faster than tarfile for a 1 GB tree; the tarball comes from
+                # a verified package, and --no-same-owner/-permissions keep it tame.
+                p = subprocess.run(["tar", "-xf", str(tarball), "-C", str(tmp), "--no-same-owner",
+                                    "--no-same-permissions"], capture_output=True, text=True)
+                if p.returncode != 0:
+                    raise InfraError(f"cannot unpack {tarball.name}: {p.stderr.strip()[-300:]}")
+                tarball.unlink()
+                shutil.rmtree(tmp / "usr", ignore_errors=True)
+                top = next(d for d in tmp.iterdir() if d.is_dir() and d.name.startswith("linux-source"))
+                top.rename(tmp / "src")
+                (tmp / COMPLETE).touch()
+    return final / "src"
+
+
+def source_spec(build: SourceBuild, series: str) -> KernelSpec:
+    """A KernelSpec describing a self-built kernel, for results and reproducers."""
+    from kharness.kernels.index import Pkg
+    pkg = build.origin.get("package")
+    pkgs = (Pkg(**{k: pkg[k] for k in ("name", "version", "arch", "filename", "size", "sha256", "suite")},
+                depends=""),) if pkg else ()
+    return KernelSpec(release=build.release, series=series, suite=pkg["suite"] if pkg else "user-tree",
+                      version=pkg["version"] if pkg else build.origin.get("git_head", ""),
+                      image_pkgs=pkgs, header_pkgs=(), gcc=None)
