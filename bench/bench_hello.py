@@ -16,7 +16,6 @@ Timings are wall-clock on whatever machine runs this: a benchmark, never a test 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def kharness_run(cache: Path, kernel: str, out: Path) -> tuple[float, dict]:
@@ -42,37 +42,16 @@ def kharness_run(cache: Path, kernel: str, out: Path) -> tuple[float, dict]:
     return wall, json.loads(out.read_text())
 
 
-def bare_boot(cache: Path, kernel: str, runs: int) -> list[float]:
-    os.environ["KHARNESS_CACHE"] = str(cache)
-    from kharness.image.cpio import CpioWriter
-    from kharness.image.initramfs import _busybox
+def bare_boot(kernel: str, runs: int):
+    """The bare floor: the same x86_64 kernel and machine, an initramfs that powers off at once."""
+    from bench_targets import bare
     from kharness.kernels.resolve import resolve_kernel
     from kharness.kernels.store import ensure_kernel
     from kharness.targets import get_target
 
     prof = get_target("x86_64")
-    spec = resolve_kernel(prof, kernel)
-    kb = ensure_kernel(spec, boot=prof.kernel_boot, want_modules=prof.guest_modules)
-    busybox, _ = _busybox(prof)
-    w = CpioWriter()
-    for d in ("bin", "dev", "proc"):
-        w.dir(d)
-    w.chardev("dev/console", 5, 1)
-    w.file("bin/busybox", busybox, 0o755)
-    w.file("init", b"#!/bin/busybox sh\n/bin/busybox poweroff -f\n", 0o755)
-    tmp = Path(tempfile.mkdtemp())
-    initrd = tmp / "bare.cpio.gz"
-    initrd.write_bytes(gzip.compress(w.getvalue()))
-    times = []
-    for _ in range(runs):
-        t = time.monotonic()
-        subprocess.run(["qemu-system-x86_64", "-M", "pc", "-m", "256", "-nodefaults", "-no-user-config",
-                        "-no-reboot", "-display", "none", "-accel", "tcg", "-serial", "null",
-                        "-kernel", str(kb.kernel), "-initrd", str(initrd),
-                        "-append", "console=ttyS0 panic=-1 quiet"], check=True, timeout=300)
-        times.append(time.monotonic() - t)
-    shutil.rmtree(tmp)
-    return times, kb
+    kb = ensure_kernel(resolve_kernel(prof, kernel), boot=prof.kernel_boot, want_modules=prof.guest_modules)
+    return bare("x86_64", kernel, runs), kb
 
 
 def virtme_ng(cache: Path, kernel_bundle, runs: int) -> list[float] | str:
@@ -138,8 +117,9 @@ def main() -> None:
         wall, last = kharness_run(cache, args.kernel, out)
         warm.append(wall)
     rows.append(("kharness run, warm cache (module unchanged)", fmt(warm), last))
-    bare, kb = bare_boot(cache, args.kernel, args.runs)
-    rows.append(("bare qemu boot to poweroff (same vmlinux, busybox)", fmt(bare), None))
+    os.environ["KHARNESS_CACHE"] = str(cache)
+    bare, kb = bare_boot(args.kernel, args.runs)
+    rows.append(("bare qemu boot to user space (same vmlinux, busybox)", fmt(bare), None))
     vng = None if args.no_vng else virtme_ng(cache, kb, max(1, min(args.runs, 2)))
     if vng is not None:
         rows.append(("virtme-ng --disable-kvm --exec 'uname -r'", fmt(vng) if isinstance(vng, list) else vng, None))

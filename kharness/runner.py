@@ -21,7 +21,7 @@ from kharness import health, ui
 from kharness.build.kbuild import BuildOutcome, BuiltModule, run_kbuild
 from kharness.build.makefile import plan_build
 from kharness.build.toolchain import pick_toolchain
-from kharness.errors import KharnessError, ModuleFailure, UsageError
+from kharness.errors import InfraError, KharnessError, ModuleFailure, UsageError
 from kharness.image.dtb import prepare_dtb
 from kharness.image.initramfs import ensure_base_image, write_run_initrd
 from kharness.kernels.resolve import DEFAULT_SERIES, KernelSpec, resolve_kernel
@@ -318,7 +318,6 @@ class Run:
                 self.guest.wait_ready(opts.boot_timeout)
             self._health("boot", timeout)
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
-            from kharness.errors import InfraError
             ph.log = cap(e.console_tail)
             raise InfraError(f"the guest did not boot: {e.message}",
                              hint="see the console log in the JSON result (phase boot)") from None
@@ -384,6 +383,27 @@ class Run:
         except GuestError as e:
             raise self._guest_trouble(phase, e, what) from None
 
+    def _module_command(self, phase: str, name: str, argv: list[str], timeout: float, listed_after: bool) -> None:
+        """insmod/rmmod one module; a failure is explained by the kernel's report when it has one."""
+        tool = argv[0]
+        cmd = shlex.join(argv)
+        res = self._run_step(phase, cmd, timeout, f"{tool} {name}")
+        self.result.phase(phase).log += f"$ {cmd}\n{res.stdout}{res.stderr}"
+        if res.rc != 0:
+            try:
+                bad = self._health(phase, timeout)
+            except GuestError:
+                bad = []
+            why = (res.stderr or res.stdout).strip() or "no message"
+            if bad:
+                raise self._fail(phase, f"kernel reported {bad[0]['kind']} during {tool} {name}: "
+                                        f"{bad[0]['summary']} ({tool}: {why})")
+            raise self._fail(phase, f"{tool} {name} failed (exit {res.rc}): {why}")
+        listed = self._run_step(phase, f"grep -q '^{name} ' /proc/modules", timeout, "lsmod").rc == 0
+        if listed != listed_after:
+            raise self._fail(phase, f"{name} is {'not ' if listed_after else 'still '}listed in /proc/modules "
+                                    f"after {tool}")
+
     def _expect_dmesg(self, phase: str, regex: str | None) -> None:
         if regex and not re.search(regex, self.result.dmesg.get(phase, ""), re.M):
             raise self._fail(phase, f"kernel log did not match expect_dmesg {regex!r}")
@@ -394,22 +414,8 @@ class Run:
         t = time.monotonic()
         try:
             for m in modules:
-                cmd = shlex.join(["insmod", f"/kh/{m.name}.ko", *_insmod_args(per_module[m.name])])
-                res = self._run_step("load", cmd, timeout, f"insmod {m.name}")
-                ph.log += f"$ {cmd}\n{res.stdout}{res.stderr}"
-                if res.rc != 0:
-                    try:
-                        bad = self._health("load", timeout)
-                    except GuestError:
-                        bad = []
-                    why = (res.stderr or res.stdout).strip() or "no message"
-                    if bad:
-                        raise self._fail("load", f"kernel reported {bad[0]['kind']} during insmod {m.name}: "
-                                                 f"{bad[0]['summary']} (insmod: {why})")
-                    raise self._fail("load", f"insmod {m.name} failed (exit {res.rc}): {why}")
-                listed = self._run_step("load", f"grep -q '^{m.name} ' /proc/modules", timeout, "lsmod")
-                if listed.rc != 0:
-                    raise self._fail("load", f"{m.name} is not listed in /proc/modules after insmod")
+                argv = ["insmod", f"/kh/{m.name}.ko", *_insmod_args(per_module[m.name])]
+                self._module_command("load", m.name, argv, timeout, listed_after=True)
             try:
                 self._check_health("load", timeout)
             except GuestError as e:
@@ -459,21 +465,7 @@ class Run:
         t = time.monotonic()
         try:
             for m in reversed(modules):
-                res = self._run_step("unload", f"rmmod {m.name}", timeout, f"rmmod {m.name}")
-                ph.log += f"$ rmmod {m.name}\n{res.stdout}{res.stderr}"
-                if res.rc != 0:
-                    try:
-                        bad = self._health("unload", timeout)
-                    except GuestError:
-                        bad = []
-                    why = (res.stderr or res.stdout).strip() or "no message"
-                    if bad:
-                        raise self._fail("unload", f"kernel reported {bad[0]['kind']} during rmmod {m.name}: "
-                                                   f"{bad[0]['summary']} (rmmod: {why})")
-                    raise self._fail("unload", f"rmmod {m.name} failed (exit {res.rc}): {why}")
-                gone = self._run_step("unload", f"grep -q '^{m.name} ' /proc/modules", timeout, "lsmod")
-                if gone.rc == 0:
-                    raise self._fail("unload", f"{m.name} is still listed in /proc/modules after rmmod")
+                self._module_command("unload", m.name, ["rmmod", m.name], timeout, listed_after=False)
             try:
                 self._check_health("unload", timeout)
             except GuestError as e:

@@ -73,3 +73,29 @@ def test_kernels_lists_every_series(kharness):
     assert o.rc == 0
     for series in ("5.10", "6.1", "6.12", "7.2"):
         assert series in o.stderr + o.stdout
+
+
+def test_targets_lists_every_board(kharness):
+    o = kharness("targets", json_out=False)
+    assert o.rc == 0
+    for t in ("x86_64", "arm64", "rpi3", "rpi2", "ppc64le", "ppc64"):
+        assert t in o.stdout
+
+
+def test_image_build_prints_the_cached_image(kharness):
+    import pathlib
+    o = kharness("image", "build", "--target", "x86_64", "--kernel", "6.1", json_out=False)
+    assert o.rc == 0, o.stderr
+    paths = {line.split()[0]: line.split()[1] for line in o.stdout.splitlines() if line.strip()}
+    assert pathlib.Path(paths["kernel"]).is_file() and pathlib.Path(paths["initramfs"]).is_file()
+    assert paths["release"].startswith("6.1.")
+
+
+def test_cache_ls(kharness):
+    o = kharness("cache", "ls", json_out=False)
+    assert o.rc == 0 and "total" in o.stdout
+
+
+def test_kernel_build_needs_a_source_for_debian_targets(kharness):
+    o = kharness("kernel", "build", "--target", "x86_64", json_out=False)
+    assert o.rc == 2 and "--source" in o.stderr
