@@ -34,7 +34,8 @@ class TargetProfile:
     command_tty: str            # the guest device that carries the command channel
     console_args: tuple[str, ...]   # argv wiring chardev "kh_con" to the console device
     command_args: tuple[str, ...]   # argv wiring chardev "kh_cmd" to the command device
-    kernel_boot: str = "image"  # "image": boot the packaged kernel; "pvh-vmlinux": extract vmlinux (x86 PVH)
+    kernel_boot: str = "image"  # "image": the packaged kernel; "pvh-vmlinux": its vmlinux, extracted for
+                                # x86 PVH boot; "vmlinux": the ELF of a kernel kharness built
     kernel_source: str = "debian"   # "debian": Debian's packages; "debian-source": built from linux-source-*
     config_fragment: str = ""   # for built kernels: fragment under images/ merged on tinyconfig
     busybox: str = "debian"     # "debian": busybox-static for debian_arch; "source": built from Debian's source
@@ -61,9 +62,11 @@ def _load(path: Path) -> TargetProfile:
     unknown = set(data) - known
     if unknown:
         raise UsageError(f"{path}: unknown keys {sorted(unknown)}")
+    def freeze(v):
+        return tuple(freeze(x) for x in v) if isinstance(v, list) else v
+
     for key, value in list(data.items()):
-        if isinstance(value, list):
-            data[key] = tuple(value)
+        data[key] = freeze(value)
     return TargetProfile(source=path, **data)
 
 

@@ -25,12 +25,14 @@ from kharness.lock import file_lock
 from kharness.paths import cache_dir
 
 INDEX_TTL = 12 * 3600
+INDEX_FORMAT = 2  # bump when the kept subset changes: older cached indices are refetched
 _KEEP_PREFIXES = (
     "Package: linux-image-",
     "Package: linux-headers-",
     "Package: linux-kbuild-",
     "Package: linux-binary-",
     "Package: linux-modules-",
+    "Package: linux-base-",         # from 7.2: device trees, System.map, modules.builtin
     "Package: linux-source-",
     "Package: busybox-static\n",
 )
@@ -113,7 +115,8 @@ def load_index(suite: str, arch: str, *, refresh: bool = False) -> PackageIndex:
             try:
                 data = json.loads(path.read_text())
                 stale = data
-                if not refresh and time.time() - data["fetched"] < INDEX_TTL:
+                if (not refresh and data.get("format") == INDEX_FORMAT
+                        and time.time() - data["fetched"] < INDEX_TTL):
                     return PackageIndex(suite, arch, [Pkg(**p) for p in data["packages"]])
             except (ValueError, KeyError, TypeError):
                 stale = None  # a corrupt cache entry is refetched, never used
@@ -130,7 +133,7 @@ def load_index(suite: str, arch: str, *, refresh: bool = False) -> PackageIndex:
                              hint="check the network or KHARNESS_DEBIAN_MIRROR") from None
         pkgs = filter_index_text(text, suite)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"fetched": time.time(), "url": url,
+        tmp.write_text(json.dumps({"fetched": time.time(), "url": url, "format": INDEX_FORMAT,
                                    "packages": [p.__dict__ for p in pkgs]}))
         os.replace(tmp, path)
         return PackageIndex(suite, arch, pkgs)

@@ -85,9 +85,9 @@ def _spec(profile: TargetProfile, index: PackageIndex, release: str) -> KernelSp
     assert image and headers
     image_pkgs = [image]
     # From 7.2, linux-image-* is an empty metapackage: the kernel is in linux-binary-*, the
-    # modules in linux-modules-*.
+    # modules in linux-modules-*, device trees and modules.builtin in linux-base-<release>.
     for dep in _dep_names(image.depends):
-        if dep.startswith(("linux-binary-", "linux-modules-")) and index.get(dep):
+        if dep.startswith(("linux-binary-", "linux-modules-", f"linux-base-{release}")) and index.get(dep):
             image_pkgs.append(index.get(dep))
     header_pkgs = [headers]
     host = load_index(index.suite, HOST_ARCH) if profile.debian_arch != HOST_ARCH else index

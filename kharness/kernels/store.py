@@ -150,7 +150,8 @@ def _assemble_kernel(spec: KernelSpec, debs: list[Path], root: Path, boot: str,
     keep = re.compile(
         rf"^(boot/(vmlinu[xz]|config|System\.map)-{rel}"
         rf"|(usr/)?lib/modules/{rel}/(vmlinu[xz]|modules\.[a-z.]+)"
-        rf"|usr/lib/linux-image-{rel}/.*)$"
+        rf"|usr/lib/linux-image-{rel}/.*"
+        rf"|(usr/)?lib/modules/{rel}/dtb/.*)$"
     )
     for deb in debs:
         extract_deb(deb, root, lambda p: bool(keep.match(p)))
@@ -169,7 +170,12 @@ def _assemble_kernel(spec: KernelSpec, debs: list[Path], root: Path, boot: str,
     (root / mods_rel).mkdir(parents=True, exist_ok=True)
     # Guest modules and everything they depend on: extract, read `depends=`, repeat.
     found: dict[str, Path] = {}
-    pending = set(want)
+    # A module the profile asks for may be built into this kernel (virtio_console is =m in 6.1's
+    # arm64 kernel, =y from 6.12): then there is nothing to load.
+    builtin_list = root / mods_rel / "modules.builtin"
+    builtin = {_module_name(line.strip()) for line in builtin_list.read_text().splitlines()} \
+        if builtin_list.exists() else set()
+    pending = set(want) - builtin
     while pending:
         names = set(pending)
         pats = [re.compile(rf"^(usr/)?lib/modules/{rel}/kernel/.*/{re.escape(n)}\.ko(\.(xz|zst|gz))?$".replace("_", "[_-]"))
@@ -184,10 +190,12 @@ def _assemble_kernel(spec: KernelSpec, debs: list[Path], root: Path, boot: str,
         pending = set()
         for n in names:
             for dep in ",".join(read_modinfo(found[n]).get("depends", [""])).split(","):
-                if dep and dep not in found:
+                if dep and dep not in found and dep not in builtin:
                     pending.add(dep)
     order = _load_order(found)
-    dtb_dir = f"usr/lib/linux-image-{spec.release}"
+    # Device trees: usr/lib/linux-image-<rel>/ up to 6.12, <modules dir>/dtb/ from 7.2.
+    dtb_dir = next((d for d in (f"usr/lib/linux-image-{spec.release}", f"{mods_rel}/dtb")
+                    if (root / d).is_dir()), f"usr/lib/linux-image-{spec.release}")
     (root / "bundle.json").write_text(json.dumps({
         "kernel": str(kernel.relative_to(root)),
         "modules_dir": mods_rel,
