@@ -16,7 +16,7 @@ from rich.table import Table
 from kharness import __version__, ui
 from kharness.errors import KharnessError, UsageError
 
-out = Console(highlight=False)  # results go to stdout; progress and errors to stderr
+out = Console(highlight=False, soft_wrap=True)  # results to stdout (paths never wrapped); progress, errors to stderr
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode="rich",

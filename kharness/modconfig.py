@@ -11,20 +11,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kharness.checks import Check, parse_check
 from kharness.errors import UsageError
 
 FILENAME = "kharness.toml"
 _PARAM_RE = re.compile(r"^(?:(?P<mod>[A-Za-z_][A-Za-z0-9_]*)\.)?(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<val>.*)$", re.S)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    run: str
-    expect_rc: int = 0
-    expect_stdout: str | None = None
-    expect_stderr: str | None = None
-    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,30 +100,10 @@ def load_config(directory: Path) -> ModuleConfig:
         if bad:
             raise _err(path, f"[{sec}]", f"unknown key(s) {sorted(bad)}; known: expect_dmesg")
         sections[sec] = _regex(path, f"[{sec}] expect_dmesg", s.get("expect_dmesg"))
-    checks = []
     raw_checks = data.get("check", [])
     if not isinstance(raw_checks, list):
         raise _err(path, "check", "use [[check]] entries")
-    for i, c in enumerate(raw_checks, 1):
-        where = f"check #{i}" + (f" ({c.get('name')})" if isinstance(c, dict) and c.get("name") else "")
-        if not isinstance(c, dict):
-            raise _err(path, where, "must be a table")
-        bad = set(c) - {"name", "run", "expect_rc", "expect_stdout", "expect_stderr", "timeout"}
-        if bad:
-            raise _err(path, where, f"unknown key(s) {sorted(bad)}; a check has run, expect_rc, "
-                                    "expect_stdout, expect_stderr, timeout")
-        if not isinstance(c.get("run"), str) or not c["run"].strip():
-            raise _err(path, where, "'run' (a shell command) is required")
-        rc = c.get("expect_rc", 0)
-        if not isinstance(rc, int) or isinstance(rc, bool):
-            raise _err(path, where, "'expect_rc' must be an integer")
-        t = c.get("timeout")
-        if t is not None and (not isinstance(t, (int, float)) or t <= 0):
-            raise _err(path, where, "'timeout' must be a positive number of seconds")
-        checks.append(Check(name=str(c.get("name") or c["run"]), run=c["run"], expect_rc=rc,
-                            expect_stdout=_regex(path, f"{where} expect_stdout", c.get("expect_stdout")),
-                            expect_stderr=_regex(path, f"{where} expect_stderr", c.get("expect_stderr")),
-                            timeout=t))
+    checks = [parse_check(path, i, c) for i, c in enumerate(raw_checks, 1)]
     name = mod.get("name")
     if name is not None and not isinstance(name, str):
         raise _err(path, "[module] name", "must be a string")

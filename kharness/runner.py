@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kharness import health, ui
+from kharness import checks, health, ui
 from kharness.build.kbuild import BuildOutcome, BuiltModule, run_kbuild
 from kharness.build.makefile import plan_build
 from kharness.build.toolchain import pick_toolchain
@@ -325,7 +325,7 @@ class Run:
         ph.status = "pass"
         ph.message = f"ready in {self.guest.boot_seconds:.1f}s"
         self._load(modules, per_module, config, timeout)
-        self._checks(config, timeout)
+        self._checks(config, modules, timeout)
         self._unload(modules, config, timeout)
         self.guest.shutdown()
 
@@ -426,26 +426,29 @@ class Run:
         ph.status = "pass"
         ph.message = ", ".join(m.name for m in modules)
 
-    def _checks(self, config: ModuleConfig, timeout: float) -> None:
+    def _checks(self, config: ModuleConfig, modules, timeout: float) -> None:
         ph = self.result.phase("check")
         ph.status = "running"
         t = time.monotonic()
         failed = []
         try:
+            values = checks.values_for([m.name for m in modules], self.result.params)
             for c in config.checks:
-                res = self._run_step("check", c.run, c.timeout or timeout, f"check {c.name!r}")
-                problems = []
-                if res.rc != c.expect_rc:
-                    problems.append(f"exit status {res.rc}, expected {c.expect_rc}")
-                if c.expect_stdout is not None and not re.search(c.expect_stdout, res.stdout, re.M):
-                    problems.append(f"stdout {res.stdout.strip()[:200]!r} does not match {c.expect_stdout!r}")
-                if c.expect_stderr is not None and not re.search(c.expect_stderr, res.stderr, re.M):
-                    problems.append(f"stderr {res.stderr.strip()[:200]!r} does not match {c.expect_stderr!r}")
-                cr = CheckResult(name=c.name, command=c.run, status="fail" if problems else "pass",
-                                 rc=res.rc, expect_rc=c.expect_rc, stdout=res.stdout, stderr=res.stderr,
-                                 duration=res.duration, message="; ".join(problems))
+                cr = None
+                for i in range(c.repeat):
+                    cmd = checks.command_for(c, values)
+                    res = self._run_step("check", cmd, c.timeout or timeout, f"check {c.name!r}")
+                    problems = checks.judge(c, res.rc, res.stdout, res.stderr, values)
+                    if problems and c.repeat > 1:
+                        problems = [f"repetition {i + 1} of {c.repeat}: {p}" for p in problems]
+                    cr = CheckResult(name=c.name, command=cmd.removeprefix(checks.STEP_CURSOR),
+                                     status="fail" if problems else "pass", rc=res.rc, expect_rc=c.expect_rc,
+                                     stdout=res.stdout, stderr=res.stderr, duration=res.duration,
+                                     message="; ".join(problems))
+                    if problems:
+                        break
                 self.result.checks.append(cr)
-                if problems:
+                if cr.status == "fail":
                     failed.append(cr)
             try:
                 self._check_health("check", timeout)

@@ -159,3 +159,46 @@ def test_other_kernel_series(kharness, series):
     assert o.result["compiler"]
     if series == "7.2":  # built with sid's gcc-16 in a build environment
         assert "gcc-16" in o.result["compiler"] and "build environment" in o.result["compiler"]
+
+
+def test_check_kinds_judge_real_reads_writes_and_errnos(kharness, tmp_path):
+    import shutil
+    d = tmp_path / "procfs"
+    shutil.copytree(EXAMPLES / "procfs", d)
+    (d / "kharness.toml").write_text('''
+[[check]]
+name = "wrong content"
+kind = "proc"
+path = "/proc/procfs_demo"
+expect = "nope"
+
+[[check]]
+name = "a write that succeeds but was expected to fail"
+kind = "proc"
+path = "/proc/procfs_demo"
+write = "x"
+expect_errno = "EINVAL"
+
+[[check]]
+name = "a missing file"
+kind = "proc"
+path = "/proc/not_there"
+
+[[check]]
+name = "a step that logs"
+run = "echo kh-test-marker > /dev/kmsg"
+
+[[check]]
+name = "what the previous step logged is forbidden"
+kind = "dmesg"
+forbid = "kh-test-marker"
+''')
+    o = kharness("run", str(d))
+    assert o.rc == 1
+    msgs = {c["name"]: c["message"] for c in o.result["checks"]}
+    assert msgs["wrong content"] == "read 'hello from procfs', expected 'nope'"
+    assert msgs["a write that succeeds but was expected to fail"] == "write of 'x' succeeded, expected EINVAL"
+    assert msgs["a missing file"] == "reading /proc/not_there failed: ENOENT"
+    assert "forbidden 'kh-test-marker'" in msgs["what the previous step logged is forbidden"]
+    # "since the previous step": the load phase's own lines are not seen again
+    assert msgs["a step that logs"] == ""

@@ -112,13 +112,14 @@ def test_unknown_build_key(tmp_path):
 
 def test_unknown_key_in_a_check(tmp_path):
     assert _error(tmp_path, '[[check]]\nname = "c1"\nrun = "true"\nexpect_code = 1\n') == (
-        "check #1 (c1): unknown key(s) ['expect_code']; a check has run, expect_rc, expect_stdout, "
-        "expect_stderr, timeout")
+        "check #1 (c1): unknown key(s) ['expect_code'] for a run check; it takes expect_rc, expect_stderr, "
+        "expect_stdout, name, repeat, run, timeout")
 
 
 def test_missing_run(tmp_path):
     text = '[[check]]\nrun = "true"\n[[check]]\nname = "second"\nexpect_rc = 0\n'
-    assert _error(tmp_path, text) == "check #2 (second): 'run' (a shell command) is required"
+    assert _error(tmp_path, text) == ("check #2 (second): give 'run' (a shell command) or a 'kind' "
+                                      "(run, proc, sysfs, file, dmesg)")
 
 
 def test_blank_run(tmp_path):
@@ -133,7 +134,8 @@ def test_non_integer_expect_rc(tmp_path, value):
 
 def test_invalid_regex_in_expect_stdout(tmp_path):
     msg = _error(tmp_path, '[[check]]\nname = "re"\nrun = "true"\nexpect_stdout = "(unclosed"\n')
-    assert msg.startswith("check #1 (re) expect_stdout: invalid regular expression: missing ), unterminated subpattern")
+    assert msg.startswith("check #1 (re): 'expect_stdout' is not a valid regular expression: missing ), "
+                          "unterminated subpattern")
 
 
 def test_non_string_regex(tmp_path):

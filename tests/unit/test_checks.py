@@ -1,0 +1,90 @@
+"""The check language: parsing (clear errors naming file, check and field), commands, judging."""
+
+from pathlib import Path
+
+import pytest
+
+from kharness.checks import STEP_CURSOR, Check, command_for, errno_of, judge, parse_check, values_for
+from kharness.errors import UsageError
+
+P = Path("/m/kharness.toml")
+
+
+def err(table) -> str:
+    with pytest.raises(UsageError) as e:
+        parse_check(P, 3, table)
+    return str(e.value)
+
+
+def test_run_is_the_default_kind():
+    c = parse_check(P, 1, {"run": "true"})
+    assert (c.kind, c.name, c.repeat) == ("run", "true", 1)
+
+
+def test_proc_read_and_write():
+    r = parse_check(P, 1, {"kind": "proc", "path": "/proc/deque", "expect": "1 2\n"})
+    assert (r.kind, r.path, r.expect, r.write) == ("proc", "/proc/deque", "1 2\n", None)
+    w = parse_check(P, 2, {"kind": "proc", "path": "/proc/deque", "write": "-1", "expect_errno": "EINVAL",
+                           "repeat": 3})
+    assert (w.write, w.expect_errno, w.repeat) == ("-1", "EINVAL", 3)
+
+
+@pytest.mark.parametrize("table,needle", [
+    ({"kind": "gpoi", "path": "/x"}, "unknown check kind 'gpoi'"),
+    ({"kind": "proc", "path": "/sys/x"}, "a proc path must start with /proc/"),
+    ({"kind": "sysfs"}, "'path' is required for a sysfs check"),
+    ({"kind": "file", "path": "rel/x"}, "'path' must be absolute"),
+    ({"kind": "proc", "path": "/proc/x", "expect_errno": "EINVAL"}, "'expect_errno' applies to a write"),
+    ({"kind": "proc", "path": "/proc/x", "write": "1", "expect_errno": "ENOPE"}, "must be an errno name"),
+    ({"kind": "dmesg"}, "a dmesg check needs 'expect' or 'forbid'"),
+    ({"kind": "dmesg", "forbid": "("}, "'forbid' is not a valid regular expression"),
+    ({"kind": "proc", "path": "/proc/x", "run": "ls"}, "unknown key(s) ['run'] for a proc check"),
+    ({"run": "true", "repeat": 0}, "'repeat' must be an integer from 1 to 10000"),
+    ({"name": "n"}, "give 'run' (a shell command) or a 'kind'"),
+])
+def test_errors_name_file_check_and_field(table, needle):
+    msg = err(table)
+    assert msg.startswith("/m/kharness.toml: check #3")
+    assert needle in msg
+
+
+def test_commands_mark_the_step_and_quote():
+    v = values_for(["deque"], {"deque": {"cap": "4"}})
+    assert command_for(Check("r", "run", run="echo {param.cap} ${HOME} {x}"), v) == STEP_CURSOR + "echo 4 ${HOME} {x}"
+    assert command_for(Check("w", "proc", path="/proc/{module}", write="a b"), v) == \
+        STEP_CURSOR + "printf '%s' 'a b' > /proc/deque"
+    assert command_for(Check("c", "sysfs", path="/sys/x y"), v) == STEP_CURSOR + "cat '/sys/x y'"
+    assert command_for(Check("d", "dmesg", expect="x"), v) == "kh-dmesg-since step"
+
+
+def test_unknown_token_is_a_usage_error():
+    with pytest.raises(UsageError, match=r"\{param.nope\} is not known"):
+        command_for(Check("r", "run", run="echo {param.nope}"), values_for(["m"], {}))
+
+
+def test_errno_from_busybox_messages():
+    assert errno_of("sh: write error: Invalid argument\n") == "EINVAL"
+    assert errno_of("sh: can't create /proc/x: Permission denied") == "EACCES"
+    assert errno_of("something else") is None
+
+
+def test_judge_writes():
+    c = Check("w", "proc", path="/proc/x", write="9", expect_errno="EINVAL")
+    assert judge(c, 1, "", "sh: write error: Invalid argument", {}) == []
+    assert judge(c, 0, "", "", {}) == ["write of '9' succeeded, expected EINVAL"]
+    assert judge(c, 1, "", "sh: write error: Permission denied", {}) == ["write of '9' failed with EACCES, expected EINVAL"]
+    ok = Check("w", "proc", path="/proc/x", write="9")
+    assert judge(ok, 1, "", "sh: write error: No space left on device", {}) == \
+        ["write of '9' failed with ENOSPC, expected success"]
+
+
+def test_judge_reads_and_dmesg():
+    c = Check("r", "proc", path="/proc/x", expect="1 2 3")
+    assert judge(c, 0, "1 2 3\n", "", {}) == []
+    assert judge(c, 0, "1 2\n", "", {}) == ["read '1 2', expected '1 2 3'"]
+    assert "reading /proc/x failed: ENOENT" in judge(c, 1, "", "cat: can't open '/proc/x': No such file or directory", {})[0]
+    d = Check("d", "dmesg", expect="deque: cap 4", forbid="WARNING")
+    assert judge(d, 0, "<6>[1.0] deque: cap 4\n", "", {}) == []
+    probs = judge(d, 0, "<4>[1.0] WARNING: CPU: 0 at x\n", "", {})
+    assert probs[0].startswith("kernel log since the previous step does not match")
+    assert "forbidden 'WARNING'" in probs[1]
