@@ -155,7 +155,11 @@ class Run:
         return blocking
 
     def _check_health(self, phase: str, timeout: float) -> None:
-        bad = self._health(phase, timeout)
+        """The health look that ends a phase: a kernel report, a hang or a dead guest fails it."""
+        try:
+            bad = self._health(phase, timeout)
+        except GuestError as e:
+            raise self._guest_trouble(phase, e, f"the health check after {phase}") from None
         if bad:
             f = bad[0]
             raise self._fail(phase, f"kernel reported {f['kind']}: {f['summary']}")
@@ -416,10 +420,7 @@ class Run:
             for m in modules:
                 argv = ["insmod", f"/kh/{m.name}.ko", *_insmod_args(per_module[m.name])]
                 self._module_command("load", m.name, argv, timeout, listed_after=True)
-            try:
-                self._check_health("load", timeout)
-            except GuestError as e:
-                raise self._guest_trouble("load", e, "the health check after load") from None
+            self._check_health("load", timeout)
             self._expect_dmesg("load", config.load_expect_dmesg)
         finally:
             ph.duration = time.monotonic() - t
@@ -450,10 +451,7 @@ class Run:
                 self.result.checks.append(cr)
                 if cr.status == "fail":
                     failed.append(cr)
-            try:
-                self._check_health("check", timeout)
-            except GuestError as e:
-                raise self._guest_trouble("check", e, "the health check after the checks") from None
+            self._check_health("check", timeout)
         finally:
             ph.duration = time.monotonic() - t
         if failed:
@@ -469,10 +467,7 @@ class Run:
         try:
             for m in reversed(modules):
                 self._module_command("unload", m.name, ["rmmod", m.name], timeout, listed_after=False)
-            try:
-                self._check_health("unload", timeout)
-            except GuestError as e:
-                raise self._guest_trouble("unload", e, "the health check after unload") from None
+            self._check_health("unload", timeout)
             self._expect_dmesg("unload", config.unload_expect_dmesg)
         finally:
             ph.duration = time.monotonic() - t
