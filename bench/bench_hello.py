@@ -81,10 +81,11 @@ def virtme_ng(cache: Path, kernel_bundle, runs: int) -> list[float] | str:
     times = []
     for _ in range(runs):
         t = time.monotonic()
-        p = subprocess.run([str(vng), "--run", str(vmlinuz), "--disable-kvm", "--exec", "uname -r"],
+        # --verbose: without a terminal vng prints the command's output only in verbose mode.
+        p = subprocess.run([str(vng), "--run", str(vmlinuz), "--disable-kvm", "--verbose", "--exec", "uname -r"],
                            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, env=env)
         # vng exits 255 after a successful --exec on some versions: judge by the output.
-        if release not in p.stdout:
+        if not any(line.strip() == release for line in (p.stdout + p.stderr).splitlines()):
             return f"vng failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}"
         times.append(time.monotonic() - t)
     return times
