@@ -83,8 +83,14 @@ def _check_fragment(config: Path, fragments: list[Path]) -> None:
     for frag in fragments:
         for line in frag.read_text().splitlines():
             m = re.match(r"^(CONFIG_\w+)=(.*)$", line.strip())
-            if m and f"{m.group(1)}={m.group(2)}" not in have:
-                lost.append(f"{m.group(1)}={m.group(2)}")
+            if not m:
+                continue
+            opt, val = m.groups()
+            if val == "n":  # "=n" is written as "# CONFIG_X is not set" (or left out)
+                if re.search(rf"^{opt}=", have, re.M):
+                    lost.append(f"{opt}=n")
+            elif not re.search(rf"^{re.escape(opt)}={re.escape(val)}$", have, re.M):
+                lost.append(f"{opt}={val}")
     if lost:
         raise InfraError(f"the kernel config lost {', '.join(lost[:8])} (unmet dependencies)",
                          hint="fix the config fragment")

@@ -134,3 +134,17 @@ def test_key_is_stable_and_order_sensitive():
     assert store._key("a", "b") == store._key("a", "b")
     assert store._key("a", "b") != store._key("b", "a")
     assert len(store._key("x")) == 12
+
+
+def test_config_fragment_check_accepts_n_and_catches_lost_options(tmp_path):
+    from kharness.errors import InfraError
+    from kharness.kernels.source import _check_fragment
+
+    cfg = tmp_path / ".config"
+    cfg.write_text("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_PANIC_TIMEOUT=-1\nCONFIG_AB=y\n")
+    frag = tmp_path / "f.config"
+    frag.write_text("CONFIG_A=y\nCONFIG_B=n\nCONFIG_PANIC_TIMEOUT=-1\n# comment\n")
+    _check_fragment(cfg, [frag])
+    frag.write_text("CONFIG_A=y\nCONFIG_SHMEM=y\nCONFIG_AB=n\n")
+    with pytest.raises(InfraError, match="lost CONFIG_SHMEM=y, CONFIG_AB=n"):
+        _check_fragment(cfg, [frag])
