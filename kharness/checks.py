@@ -154,8 +154,13 @@ def command_for(c: Check, values: dict[str, str]) -> str:
         return "kh-dmesg-since step"
     path = shlex.quote(substitute(c.path, values, where))
     if c.write is not None:
-        # One printf, one write(): the module sees exactly the bytes given.
-        return STEP_CURSOR + f"printf '%s' {shlex.quote(substitute(c.write, values, where))} > {path}"
+        value = substitute(c.write, values, where)
+        # One write() of exactly these bytes. busybox's echo reports a failed write with its
+        # strerror ("write error: Invalid argument"); its printf fails silently. echo would
+        # take a value made only of -n/-e/-E as options: only those go through printf.
+        if re.fullmatch(r"-[neE]+", value):
+            return STEP_CURSOR + f"printf '%s' {shlex.quote(value)} > {path}"
+        return STEP_CURSOR + f"echo -n {shlex.quote(value)} > {path}"
     return STEP_CURSOR + f"cat {path}"
 
 

@@ -44,7 +44,10 @@ class InfraError(KharnessError):
 class ModuleFailure(Exception):
     """Raised inside the pipeline when the module under test failed; never escapes the runner."""
 
-    def __init__(self, phase: str, message: str):
+    def __init__(self, phase: str, message: str, guest_usable: bool = False):
         super().__init__(message)
         self.phase = phase
         self.message = message
+        # True when only an expectation failed and the guest still answers: the run goes on to
+        # unload the module, so a failed check does not hide an unload problem.
+        self.guest_usable = guest_usable

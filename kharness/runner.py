@@ -114,11 +114,11 @@ class Run:
         self.shadow_map: tuple[str, str] | None = None
 
     # -- helpers ------------------------------------------------------------------------------
-    def _fail(self, phase: str, message: str) -> ModuleFailure:
+    def _fail(self, phase: str, message: str, guest_usable: bool = False) -> ModuleFailure:
         p = self.result.phase(phase)
         p.status = "fail"
         p.message = p.message or message
-        return ModuleFailure(phase, message)
+        return ModuleFailure(phase, message, guest_usable)
 
     def _findings(self, phase: str, text: str, baseline: bool = False) -> list[dict]:
         found = [dict(f.to_dict(), phase=phase) for f in health.scan_kernel_log(text)]
@@ -329,7 +329,18 @@ class Run:
         ph.status = "pass"
         ph.message = f"ready in {self.guest.boot_seconds:.1f}s"
         self._load(modules, per_module, config, timeout)
-        self._checks(config, modules, timeout)
+        try:
+            self._checks(config, modules, timeout)
+        except ModuleFailure as e:
+            if not e.guest_usable:
+                raise
+            # The checks failed but the guest is fine: still unload, so the result also says
+            # whether rmmod is clean. The check failure stays the run's verdict.
+            try:
+                self._unload(modules, config, timeout)
+            except ModuleFailure:
+                pass
+            raise e from None
         self._unload(modules, config, timeout)
         self.guest.shutdown()
 
@@ -456,7 +467,7 @@ class Run:
             ph.duration = time.monotonic() - t
         if failed:
             raise self._fail("check", f"{len(failed)} of {len(config.checks)} check(s) failed: "
-                                      f"{failed[0].name}: {failed[0].message}")
+                                      f"{failed[0].name}: {failed[0].message}", guest_usable=True)
         ph.status = "pass"
         ph.message = f"{len(config.checks)} check(s) passed" if config.checks else "no checks defined"
 

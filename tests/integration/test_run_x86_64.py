@@ -61,6 +61,9 @@ def test_a_failing_check_fails_the_run(kharness, tmp_path):
     assert failed[0]["stdout"].strip() == "5"
     assert "does not match" in failed[0]["message"]
     assert o.phase("check")["status"] == "fail"
+    # A failed check does not hide the unload: it still runs and is judged.
+    assert o.phase("unload")["status"] == "pass"
+    assert "hello: goodbye" in o.result["dmesg"]["unload"]
 
 
 def test_procfs_read_and_write(kharness):
@@ -180,6 +183,19 @@ write = "x"
 expect_errno = "EINVAL"
 
 [[check]]
+name = "an oversized write"
+kind = "proc"
+path = "/proc/procfs_demo"
+write = "''' + "y" * 1100 + '''"
+expect_errno = "EINVAL"
+
+[[check]]
+name = "an oversized write, wrongly expected to work"
+kind = "proc"
+path = "/proc/procfs_demo"
+write = "''' + "y" * 1100 + '''"
+
+[[check]]
 name = "a missing file"
 kind = "proc"
 path = "/proc/not_there"
@@ -198,6 +214,9 @@ forbid = "kh-test-marker"
     msgs = {c["name"]: c["message"] for c in o.result["checks"]}
     assert msgs["wrong content"] == "read 'hello from procfs', expected 'nope'"
     assert msgs["a write that succeeds but was expected to fail"] == "write of 'x' succeeded, expected EINVAL"
+    assert msgs["an oversized write"] == ""          # EINVAL from write() itself, as expected
+    assert msgs["an oversized write, wrongly expected to work"] == \
+        "write of '" + "y" * 1100 + "' failed with EINVAL, expected success"
     assert msgs["a missing file"] == "reading /proc/not_there failed: ENOENT"
     assert "forbidden 'kh-test-marker'" in msgs["what the previous step logged is forbidden"]
     # "since the previous step": the load phase's own lines are not seen again

@@ -52,7 +52,9 @@ def test_commands_mark_the_step_and_quote():
     v = values_for(["deque"], {"deque": {"cap": "4"}})
     assert command_for(Check("r", "run", run="echo {param.cap} ${HOME} {x}"), v) == STEP_CURSOR + "echo 4 ${HOME} {x}"
     assert command_for(Check("w", "proc", path="/proc/{module}", write="a b"), v) == \
-        STEP_CURSOR + "printf '%s' 'a b' > /proc/deque"
+        STEP_CURSOR + "echo -n 'a b' > /proc/deque"
+    assert command_for(Check("w", "proc", path="/proc/x", write="-7"), v) == STEP_CURSOR + "echo -n -7 > /proc/x"
+    assert command_for(Check("w", "proc", path="/proc/x", write="-n"), v) == STEP_CURSOR + "printf '%s' -n > /proc/x"
     assert command_for(Check("c", "sysfs", path="/sys/x y"), v) == STEP_CURSOR + "cat '/sys/x y'"
     assert command_for(Check("d", "dmesg", expect="x"), v) == "kh-dmesg-since step"
 
