@@ -69,7 +69,7 @@ def test_a_failing_check_fails_the_run(kharness, tmp_path):
 def test_procfs_read_and_write(kharness):
     o = kharness("run", str(EXAMPLES / "procfs"))
     assert o.rc == 0, o.stderr
-    assert all(c["status"] == "pass" for c in o.result["checks"]) and len(o.result["checks"]) == 4
+    assert all(c["status"] == "pass" for c in o.result["checks"]) and len(o.result["checks"]) == 6
 
 
 def test_build_error_is_a_structured_failure(kharness):
