@@ -15,7 +15,8 @@ APT_PACKAGES := qemu-system-x86 qemu-utils gcc make bc flex bison libelf-dev lib
                 xz-utils zstd busybox-static ca-certificates python3 python3-venv python3-pip \
                 mmdebstrap bubblewrap uidmap device-tree-compiler \
                 qemu-system-arm qemu-system-ppc gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf \
-                gcc-powerpc64le-linux-gnu gcc-powerpc64-linux-gnu libc6-dev-ppc64-cross
+                gcc-powerpc64le-linux-gnu gcc-powerpc64-linux-gnu libc6-dev \
+                libc6-dev-ppc64-cross libc6-dev-arm64-cross libc6-dev-armhf-cross libc6-dev-ppc64el-cross
 
 .PHONY: all install system-deps python-deps demo test test-unit test-integration bench clean distclean help
 

@@ -9,6 +9,11 @@ Kinds (``kind`` defaults to ``run`` when the table has a ``run`` key):
   success is expected unless ``expect_errno`` names the error (``"EINVAL"``, ``"EACCES"``...).
 * ``dmesg`` - the kernel log since the previous step: ``expect`` (a regex that must appear) and/or
   ``forbid`` (a regex that must not).
+* ``ioctl`` - ``device``, ``request`` (a number or ``_IO/_IOR/_IOW/_IOWR(type, nr, size)``, where
+  size may be ``payload``), ``payload`` and ``expect_out`` described field by field
+  (``[["u32", 5], ["char[16]", "hi"]]``, ``"*"`` for any value), ``expect_ret`` (default 0),
+  ``expect_errno``. Request numbers and structs are encoded for the target (powerpc's ioctl
+  layout, big-endian ppc64, 32-bit rpi2) and the guest agent makes the call.
 
 Every kind takes ``repeat = N`` (run the step N times, each must pass) and ``timeout``.
 Strings may use ``{module}`` and ``{param.NAME}`` (the module's parameters as loaded); other
@@ -26,14 +31,18 @@ from pathlib import Path
 from typing import Callable
 
 from kharness.errors import UsageError
+from kharness.hw.ioctl import layout_for as ioctl_layout_for
+from kharness.hw.ioctl import parse_request
+from kharness.hw.payload import layout, pack, parse_description, unpack
 
-KINDS = ("run", "proc", "sysfs", "file", "dmesg")
+KINDS = ("run", "proc", "sysfs", "file", "dmesg", "ioctl")
 _KEYS = {
     "run": {"run", "expect_rc", "expect_stdout", "expect_stderr"},
     "proc": {"path", "write", "expect", "expect_stdout", "expect_errno"},
     "sysfs": {"path", "write", "expect", "expect_stdout", "expect_errno"},
     "file": {"path", "write", "expect", "expect_stdout", "expect_errno"},
     "dmesg": {"expect", "forbid"},
+    "ioctl": {"device", "request", "payload", "expect_ret", "expect_errno", "expect_out"},
 }
 _COMMON = {"name", "kind", "repeat", "timeout"}
 _PREFIX = {"proc": "/proc/", "sysfs": "/sys/"}
@@ -60,6 +69,11 @@ class Check:
     forbid: str | None = None
     repeat: int = 1
     timeout: float | None = None
+    device: str | None = None
+    request: object = None                 # int or "_IOWR('k', 1, payload)"
+    payload: tuple = ()                    # ((type, value), ...)
+    expect_ret: int = 0
+    expect_out: tuple = ()                 # ((type, value or "*"), ...)
 
 
 def _regex(err, field: str, value) -> str | None:
@@ -115,9 +129,10 @@ def parse_check(path: Path, index: int, c) -> Check:
     t = c.get("timeout")
     if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or t <= 0):
         raise err("'timeout' must be a positive number of seconds")
+    ioctl: dict = _parse_ioctl(c, err) if kind == "ioctl" else {}
     en = c.get("expect_errno")
     if en is not None:
-        if "write" not in c:
+        if "write" not in c and kind != "ioctl":
             raise err("'expect_errno' applies to a write: add 'write'")
         if not (isinstance(en, str) and hasattr(_errno, en)):
             raise err(f"'expect_errno' must be an errno name such as \"EINVAL\" (got {en!r})")
@@ -129,7 +144,43 @@ def parse_check(path: Path, index: int, c) -> Check:
                  write=c.get("write"), expect=expect, expect_rc=rc,
                  expect_stdout=_regex(err, "expect_stdout", c.get("expect_stdout")),
                  expect_stderr=_regex(err, "expect_stderr", c.get("expect_stderr")),
-                 expect_errno=en, forbid=_regex(err, "forbid", c.get("forbid")), repeat=repeat, timeout=t)
+                 expect_errno=en, forbid=_regex(err, "forbid", c.get("forbid")), repeat=repeat, timeout=t,
+                 **ioctl)
+
+
+def _parse_ioctl(c: dict, err) -> dict:
+    dev = c.get("device")
+    if not isinstance(dev, str) or not dev.startswith("/"):
+        raise err("'device' (an absolute path such as /dev/mydev) is required for an ioctl check")
+    out: dict = {"device": dev}
+    for key in ("payload", "expect_out"):
+        if key in c:
+            try:
+                desc = parse_description(c[key], key)
+                layout([t for t, _ in desc], endian="little", bits=64)
+                if key == "payload":
+                    pack(desc, endian="little", bits=64)
+            except ValueError as e:
+                raise err(str(e)) from None
+            out[key] = tuple(desc)
+    req = c.get("request")
+    if req is None:
+        raise err("'request' is required: a number or _IOWR('k', 1, payload)")
+    size = _desc_size(out.get("payload") or out.get("expect_out"), 64)
+    try:
+        parse_request(req, ioctl_layout_for("x86"), size)
+    except ValueError as e:
+        raise err(str(e)) from None
+    out["request"] = req
+    rc = c.get("expect_ret", 0)
+    if not isinstance(rc, int) or isinstance(rc, bool):
+        raise err("'expect_ret' must be an integer")
+    out["expect_ret"] = rc
+    return out
+
+
+def _desc_size(desc, bits: int) -> int | None:
+    return layout([t for t, _ in desc], endian="little", bits=bits).size if desc else None
 
 
 def substitute(text: str | None, values: dict[str, str], where: str) -> str | None:
@@ -145,9 +196,11 @@ def substitute(text: str | None, values: dict[str, str], where: str) -> str | No
     return _TOKEN_RE.sub(repl, text)
 
 
-def command_for(c: Check, values: dict[str, str]) -> str:
-    """The guest shell command for one repetition of ``c``."""
+def command_for(c: Check, values: dict[str, str], target=None) -> str:
+    """The guest shell command for one repetition of ``c`` (``target``: the profile, for ioctl)."""
     where = f"check {c.name!r}"
+    if c.kind == "ioctl":
+        return STEP_CURSOR + _ioctl_command(c, values, target)
     if c.kind == "run":
         return STEP_CURSOR + substitute(c.run, values, where)
     if c.kind == "dmesg":
@@ -164,6 +217,41 @@ def command_for(c: Check, values: dict[str, str]) -> str:
     return STEP_CURSOR + f"cat {path}"
 
 
+def _ioctl_command(c: Check, values: dict[str, str], target) -> str:
+    endian, bits = target.endian, target.bits
+    size = _desc_size(c.payload or c.expect_out, bits)
+    req = parse_request(c.request, ioctl_layout_for(target.kernel_arch), size)
+    data = pack(list(c.payload), endian=endian, bits=bits).hex() if c.payload else "-"
+    out_len = _desc_size(c.expect_out, bits) or 0
+    dev = shlex.quote(substitute(c.device, values, f"check {c.name!r}"))
+    return f"kh-agent ioctl {dev} {req:#x} {data} {out_len}"
+
+
+def _judge_ioctl(c: Check, rc: int, stdout: str, stderr: str, target) -> list[str]:
+    from kharness.hw.agent import parse_reply
+
+    line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    try:
+        reply = parse_reply(line)
+    except ValueError:
+        return [f"no answer from the guest agent (exit {rc}): {(stderr or stdout).strip()[:200]!r}"]
+    if "open_errno" in reply:
+        return [f"cannot open {c.device}: {reply['open_errno']}"]
+    problems = []
+    got_errno = reply.get("errno", "0")
+    if reply.get("ret") != c.expect_ret:
+        problems.append(f"ioctl returned {reply.get('ret')} ({got_errno}), expected {c.expect_ret}")
+    if c.expect_errno is not None and got_errno != c.expect_errno:
+        problems.append(f"errno {got_errno}, expected {c.expect_errno}")
+    if c.expect_out and not problems:
+        types = [t for t, _ in c.expect_out]
+        got = unpack(types, reply.get("out", b""), endian=target.endian, bits=target.bits)
+        for i, ((typ, want), have) in enumerate(zip(c.expect_out, got)):
+            if want != "*" and want != have:
+                problems.append(f"field {i} ({typ}) is {have!r}, expected {want!r}")
+    return problems
+
+
 def errno_of(stderr: str) -> str | None:
     """The errno name behind busybox's message (``sh: write error: Invalid argument``)."""
     for line in stderr.strip().splitlines()[::-1]:
@@ -173,10 +261,12 @@ def errno_of(stderr: str) -> str | None:
     return None
 
 
-def judge(c: Check, rc: int, stdout: str, stderr: str, values: dict[str, str]) -> list[str]:
+def judge(c: Check, rc: int, stdout: str, stderr: str, values: dict[str, str], target=None) -> list[str]:
     """What did not meet the check's expectations (empty: it passed)."""
     where = f"check {c.name!r}"
     problems: list[str] = []
+    if c.kind == "ioctl":
+        return _judge_ioctl(c, rc, stdout, stderr, target)
     if c.kind == "dmesg":
         exp = substitute(c.expect, values, where)
         if exp is not None and not re.search(exp, stdout, re.M):

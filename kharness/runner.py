@@ -112,6 +112,7 @@ class Run:
         self.workdir: Path | None = None
         self.taint = 0
         self.shadow_map: tuple[str, str] | None = None
+        self.profile: TargetProfile | None = None
 
     # -- helpers ------------------------------------------------------------------------------
     def _fail(self, phase: str, message: str, guest_usable: bool = False) -> ModuleFailure:
@@ -240,7 +241,7 @@ class Run:
             raise UsageError(f"{d} is not a directory", hint="give the directory that holds the module's sources")
         if opts.accel not in ACCELS:
             raise UsageError(f"unknown accelerator {opts.accel!r}", hint="use auto, kvm or tcg")
-        profile = get_target(opts.target)
+        profile = self.profile = get_target(opts.target)
         qemu_binary(profile)  # a missing QEMU is an error before any work, not after a build
         config = load_config(d)
         cli_params = parse_cli_params(opts.params)
@@ -448,9 +449,9 @@ class Run:
             for c in config.checks:
                 cr = None
                 for i in range(c.repeat):
-                    cmd = checks.command_for(c, values)
+                    cmd = checks.command_for(c, values, self.profile)
                     res = self._run_step("check", cmd, c.timeout or timeout, f"check {c.name!r}")
-                    problems = checks.judge(c, res.rc, res.stdout, res.stderr, values)
+                    problems = checks.judge(c, res.rc, res.stdout, res.stderr, values, self.profile)
                     if problems and c.repeat > 1:
                         problems = [f"repetition {i + 1} of {c.repeat}: {p}" for p in problems]
                     cr = CheckResult(name=c.name, command=cmd.removeprefix(checks.STEP_CURSOR),

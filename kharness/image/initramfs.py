@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kharness import ui
+from kharness.hw.agent import build_agent
 from kharness.image.cpio import CpioWriter
 from kharness.kernels.deb import extract_deb
 from kharness.kernels.index import load_index
@@ -61,8 +62,10 @@ def ensure_base_image(profile: TargetProfile, kernel: KernelBundle) -> BaseImage
     init = (images / "init.sh").read_bytes()
     dmesg_since = (images / "kh-dmesg-since").read_bytes()
     mods = [(p.name, p.read_bytes()) for p in kernel.guest_modules]
+    agent = build_agent(profile).read_bytes()   # ioctl and exact read/write for the checks
     h = hashlib.sha256()
-    for part in (FORMAT.encode(), busybox, init, dmesg_since, *(n.encode() + b"\0" + d for n, d in mods)):
+    for part in (FORMAT.encode(), busybox, init, dmesg_since, agent,
+                 *(n.encode() + b"\0" + d for n, d in mods)):
         h.update(hashlib.sha256(part).digest())
     key = h.hexdigest()[:16]
     final = cache_dir() / "images" / f"{profile.name}-{kernel.release}-{key}"
@@ -77,6 +80,7 @@ def ensure_base_image(profile: TargetProfile, kernel: KernelBundle) -> BaseImage
                 w.symlink("bin/sh", "busybox")
                 w.file("init", init, 0o755)
                 w.file("bin/kh-dmesg-since", dmesg_since, 0o755)
+                w.file("bin/kh-agent", agent, 0o755)
                 order = []
                 for i, (name, data) in enumerate(mods):
                     fname = f"{i:02d}-{name}"

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.vm
 
 
 @pytest.mark.parametrize("target", ["x86_64", "ppc64", "rpi2"])
-@pytest.mark.parametrize("example", ["sysfs", "procfs-deque"])
+@pytest.mark.parametrize("example", ["sysfs", "procfs-deque", "chardev-ioctl"])
 def test_exercise_examples(kharness, example, target):
     o = kharness("run", str(EXAMPLES / example), "--target", target, "--kernel", "6.1",
                  "--boot-timeout", "600", "--timeout", "120")

@@ -90,3 +90,44 @@ def test_judge_reads_and_dmesg():
     probs = judge(d, 0, "<4>[1.0] WARNING: CPU: 0 at x\n", "", {})
     assert probs[0].startswith("kernel log since the previous step does not match")
     assert "forbidden 'WARNING'" in probs[1]
+
+
+def test_ioctl_checks_are_encoded_per_target():
+    from kharness.targets import get_target
+
+    c = parse_check(P, 1, {"kind": "ioctl", "device": "/dev/k", "request": "_IOWR('k', 3, payload)",
+                           "payload": [["u8", 1], ["u32", 2]], "expect_out": [["u8", 0], ["u32", "*"]]})
+    x86 = command_for(c, {}, get_target("x86_64"))
+    be = command_for(c, {}, get_target("ppc64"))
+    assert x86 == STEP_CURSOR + "kh-agent ioctl /dev/k 0xc0086b03 0100000002000000 8"
+    assert be == STEP_CURSOR + "kh-agent ioctl /dev/k 0xc0086b03 0100000000000002 8"
+    io = parse_check(P, 2, {"kind": "ioctl", "device": "/dev/k", "request": "_IO('k', 4)"})
+    assert command_for(io, {}, get_target("ppc64")).endswith("0x20006b04 - 0")   # powerpc: _IOC_NONE is 1
+    assert command_for(io, {}, get_target("rpi2")).endswith("0x6b04 - 0")
+
+
+def test_ioctl_judging():
+    from kharness.targets import get_target
+
+    t = get_target("ppc64")
+    c = parse_check(P, 1, {"kind": "ioctl", "device": "/dev/k", "request": "_IOR('k', 2, payload)",
+                           "expect_out": [["u8", 1], ["u32", 7]]})
+    assert judge(c, 0, "ret=0 errno=0 out=0100000000000007\n", "", {}, t) == []
+    assert judge(c, 0, "ret=0 errno=0 out=0100000007000000\n", "", {}, t) == \
+        ["field 1 (u32) is 117440512, expected 7"]          # little-endian bytes on a big-endian target
+    assert judge(c, 0, "ret=-1 errno=ENOTTY out=0000000000000000", "", {}, t) == \
+        ["ioctl returned -1 (ENOTTY), expected 0"]
+    assert judge(c, 3, "open_errno=ENOENT", "", {}, t) == ["cannot open /dev/k: ENOENT"]
+    assert "no answer from the guest agent" in judge(c, 127, "", "sh: kh-agent: not found", {}, t)[0]
+
+
+@pytest.mark.parametrize("table,needle", [
+    ({"kind": "ioctl", "request": 1}, "'device' (an absolute path"),
+    ({"kind": "ioctl", "device": "/dev/k"}, "'request' is required"),
+    ({"kind": "ioctl", "device": "/dev/k", "request": "_IOW('k', 1)"}, "give the size"),
+    ({"kind": "ioctl", "device": "/dev/k", "request": 1, "payload": [["u33", 1]]}, "unknown field type 'u33'"),
+    ({"kind": "ioctl", "device": "/dev/k", "request": 1, "payload": [["u8", 300]]}, "does not fit in a u8"),
+    ({"kind": "ioctl", "device": "/dev/k", "request": 1, "expect_ret": "0"}, "'expect_ret' must be an integer"),
+])
+def test_ioctl_errors(table, needle):
+    assert needle in err(table)

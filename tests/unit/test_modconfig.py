@@ -119,7 +119,7 @@ def test_unknown_key_in_a_check(tmp_path):
 def test_missing_run(tmp_path):
     text = '[[check]]\nrun = "true"\n[[check]]\nname = "second"\nexpect_rc = 0\n'
     assert _error(tmp_path, text) == ("check #2 (second): give 'run' (a shell command) or a 'kind' "
-                                      "(run, proc, sysfs, file, dmesg)")
+                                      "(run, proc, sysfs, file, dmesg, ioctl)")
 
 
 def test_blank_run(tmp_path):

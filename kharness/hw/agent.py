@@ -1,0 +1,91 @@
+"""The guest agent: ``kh-agent``, a small static C program the guest runs for the system calls
+shell cannot do exactly (ioctl with a binary payload, one read/write of exact bytes).
+
+It is compiled per target with the target's cross compiler and cached by content; its reply is
+one line of ``key=value`` pairs, parsed by :func:`parse_reply`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from kharness.errors import InfraError
+from kharness.lock import file_lock, staging_dir
+from kharness.paths import cache_dir
+from kharness.targets import TargetProfile
+
+SOURCE = Path(__file__).resolve().parent / "agent" / "kh-agent.c"
+CFLAGS = ("-std=c99", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-s")
+
+_INT_KEYS = {"ret"}
+_HEX_KEYS = {"out", "data"}
+_PAIR_RE = re.compile(r"([a-z_]+)=(\S*)")
+
+
+def _libc_package(profile: TargetProfile) -> str:
+    return f"libc6-dev-{profile.debian_arch}-cross" if profile.cross_compile else "libc6-dev"
+
+
+def build_agent(profile: TargetProfile) -> Path:
+    """The path of a static ``kh-agent`` for ``profile``, compiled on first use (well under a second)."""
+    cc_name = f"{profile.cross_compile}gcc"
+    cc = shutil.which(cc_name)
+    if cc is None:
+        raise InfraError(f"{cc_name} is not installed (needed for the kh-agent guest agent)",
+                         hint="run `make install`")
+    env = dict(os.environ, LC_ALL="C")
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, env=env).stdout
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, version.partition("\n")[0].encode(),
+                                     " ".join(CFLAGS).encode()])).hexdigest()[:12]
+    final = cache_dir() / "agent" / f"{profile.name}-{key}"
+    binary = final / "kh-agent"
+    with file_lock(final.with_name(final.name + ".lock")):
+        if not binary.is_file():
+            with staging_dir(final) as tmp:
+                p = subprocess.run([cc, *CFLAGS, "-o", str(tmp / "kh-agent"), str(SOURCE)],
+                                   capture_output=True, text=True, env=env)
+                if p.returncode != 0:
+                    out = p.stdout + p.stderr
+                    if re.search(r"cannot find -lc\b|\.h: No such file|cannot find crt1\.o", out):
+                        raise InfraError(f"{cc_name} has no static C library to build kh-agent "
+                                         f"(Debian package {_libc_package(profile)})",
+                                         hint="run `make install`")
+                    tail = " | ".join(out.strip().splitlines()[-5:])
+                    raise InfraError(f"kh-agent build for {profile.name} failed: {tail}")
+    return binary
+
+
+def parse_reply(line: str) -> dict:
+    """``"ret=0 errno=EINVAL out=0a0b"`` -> ``{"ret": 0, "errno": "EINVAL", "out": b"\\n\\x0b"}``.
+
+    ``ret`` becomes an int, ``out`` and ``data`` bytes, anything else stays a str. A line that is
+    not a space-separated list of distinct ``key=value`` pairs raises ValueError.
+    """
+    tokens = line.split()
+    if not tokens:
+        raise ValueError("empty kh-agent reply")
+    out: dict = {}
+    for tok in tokens:
+        m = _PAIR_RE.fullmatch(tok)
+        if m is None:
+            raise ValueError(f"malformed kh-agent reply {line.strip()!r}: bad field {tok!r}")
+        k, v = m.groups()
+        if k in out:
+            raise ValueError(f"malformed kh-agent reply {line.strip()!r}: {k} given twice")
+        if k in _INT_KEYS:
+            if not re.fullmatch(r"-?[0-9]+", v):
+                raise ValueError(f"malformed kh-agent reply {line.strip()!r}: {k} is not an integer")
+            out[k] = int(v)
+        elif k in _HEX_KEYS:
+            if not re.fullmatch(r"(?:[0-9a-fA-F]{2})*", v):
+                raise ValueError(f"malformed kh-agent reply {line.strip()!r}: {k} is not hex")
+            out[k] = bytes.fromhex(v)
+        else:
+            out[k] = v
+    return out

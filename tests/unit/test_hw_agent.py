@@ -1,0 +1,166 @@
+"""Unit tests for kharness.hw.agent: the kh-agent reply parser, and kh-agent built for every
+target (static, right ELF machine/class/endianness) and run natively on x86_64."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shutil
+import subprocess
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from kharness.errors import InfraError
+from kharness.hw.agent import build_agent, parse_reply
+from kharness.targets import all_targets
+
+TARGETS = all_targets()
+# (kernel_arch, bits) -> ELF e_machine
+MACHINES = {("x86", 64): "EM_X86_64", ("arm64", 64): "EM_AARCH64", ("arm", 32): "EM_ARM",
+            ("powerpc", 64): "EM_PPC64", ("powerpc", 32): "EM_PPC"}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path / "cache"))
+
+
+# --- parse_reply -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line, expected", [
+    ("ret=0 errno=EINVAL out=0a0b", {"ret": 0, "errno": "EINVAL", "out": b"\x0a\x0b"}),
+    ("ret=-1 errno=ENOTTY out=\n", {"ret": -1, "errno": "ENOTTY", "out": b""}),
+    ("ret=5 errno=0 data=68656C6c6f", {"ret": 5, "errno": "0", "data": b"hello"}),
+    ("ret=3 errno=0", {"ret": 3, "errno": "0"}),
+    ("open_errno=E123", {"open_errno": "E123"}),
+])
+def test_parse_reply(line, expected):
+    assert parse_reply(line) == expected
+
+
+@pytest.mark.parametrize("line", [
+    "", "   \n", "kh-agent 1", "ret=x errno=0", "ret=1.5", "ret=0 out=abc", "ret=0 out=zz",
+    "ret=0 ret=1", "ret=0 =5", "ret=0 junk", "RET=0",
+])
+def test_parse_reply_rejects_garbage(line):
+    with pytest.raises(ValueError):
+        parse_reply(line)
+
+
+# --- builds for every target -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_build_is_static_for_the_target(name):
+    prof = TARGETS[name]
+    cc = f"{prof.cross_compile}gcc"
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} is not installed: cannot build kh-agent for {name}")
+    path = build_agent(prof)
+    assert path.name == "kh-agent" and path.parent.name.startswith(f"{name}-")
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        assert elf["e_machine"] == MACHINES[(prof.kernel_arch, prof.bits)]
+        assert elf.elfclass == prof.bits
+        assert ("little" if elf.little_endian else "big") == prof.endian
+        assert elf["e_type"] == "ET_EXEC"
+        assert not [s for s in elf.iter_segments() if s["p_type"] in ("PT_INTERP", "PT_DYNAMIC")]
+        assert elf.get_section_by_name(".interp") is None
+
+
+def test_build_is_cached():
+    prof = TARGETS["x86_64"]
+    first = build_agent(prof)
+    mtime = first.stat().st_mtime_ns
+    assert build_agent(prof) == first and first.stat().st_mtime_ns == mtime
+
+
+def test_missing_compiler_is_an_infra_error():
+    prof = dataclasses.replace(TARGETS["x86_64"], cross_compile="kh-no-such-arch-")
+    with pytest.raises(InfraError) as e:
+        build_agent(prof)
+    assert "kh-no-such-arch-gcc" in e.value.message and "make install" in e.value.hint
+
+
+def test_missing_static_libc_is_an_infra_error(tmp_path, monkeypatch):
+    # A cross compiler without its libc6-dev-*-cross: the link fails on -lc.
+    fake = tmp_path / "bin" / "kh-fake-gcc"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && { echo 'kh-fake-gcc 1'; exit 0; }\n"
+                    "echo '/usr/bin/ld: cannot find -lc: No such file or directory' >&2; exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    prof = dataclasses.replace(TARGETS["arm64"], cross_compile="kh-fake-")
+    with pytest.raises(InfraError) as e:
+        build_agent(prof)
+    assert "libc6-dev-arm64-cross" in e.value.message and "make install" in e.value.hint
+    assert "\n" not in e.value.message
+
+
+# --- the x86_64 build, run natively ----------------------------------------------------------
+
+native = pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("gcc") is None,
+                            reason="runs the x86_64 build natively: needs an x86_64 host with gcc")
+
+
+@pytest.fixture
+def agent():
+    path = build_agent(TARGETS["x86_64"])
+
+    def run(*args, rc=0):
+        p = subprocess.run([str(path), *map(str, args)], capture_output=True, text=True)
+        assert p.returncode == rc, p.stderr
+        assert p.stdout.count("\n") == 1
+        return p.stdout
+
+    return run
+
+
+@native
+def test_version(agent):
+    assert agent("version") == "kh-agent 1\n"
+
+
+@native
+def test_write_then_read_exact_bytes(agent, tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"")
+    payload = bytes(range(256))
+    assert parse_reply(agent("write", f, payload.hex())) == {"ret": 256, "errno": "0"}
+    assert f.read_bytes() == payload
+    assert parse_reply(agent("read", f, 300)) == {"ret": 256, "errno": "0", "data": payload}
+    assert parse_reply(agent("read", f, 3)) == {"ret": 3, "errno": "0", "data": b"\x00\x01\x02"}
+    assert parse_reply(agent("write", f, "-")) == {"ret": 0, "errno": "0"}
+
+
+@native
+def test_ioctl_enotty_on_dev_null(agent):
+    # TCGETS (0x5401) on a non-tty: ENOTTY; the buffer comes back as it went in.
+    assert parse_reply(agent("ioctl", "/dev/null", "5401", "0102", 2)) == \
+        {"ret": -1, "errno": "ENOTTY", "out": b"\x01\x02"}
+    assert parse_reply(agent("ioctl", "/dev/null", "0x5401", "-", 0)) == \
+        {"ret": -1, "errno": "ENOTTY", "out": b""}
+
+
+@native
+def test_ioctl_output_buffer(agent, tmp_path):
+    # FIONREAD (0x541b) on a regular file: the bytes left to read, as a native int. The file is
+    # read-only, so (as non-root) this also goes through the O_RDONLY fallback.
+    f = tmp_path / "ro"
+    f.write_bytes(b"hello")
+    f.chmod(0o444)
+    assert parse_reply(agent("ioctl", f, "541b", "-", 4)) == \
+        {"ret": 0, "errno": "0", "out": (5).to_bytes(4, "little")}
+
+
+@native
+def test_open_failure_and_bad_usage(agent, tmp_path):
+    assert parse_reply(agent("read", tmp_path / "missing", 1, rc=3)) == {"open_errno": "ENOENT"}
+    assert parse_reply(agent("ioctl", tmp_path / "missing", "1", "-", 0, rc=3)) == {"open_errno": "ENOENT"}
+    path = build_agent(TARGETS["x86_64"])
+    for args in ([], ["frob"], ["read", "/dev/null"], ["read", "/dev/null", "x"],
+                 ["write", "/dev/null", "abc"], ["write", "/dev/null", "zz"],
+                 ["ioctl", "/dev/null", "xyz", "-", "0"], ["ioctl", "/dev/null", "1", "-", "-1"]):
+        p = subprocess.run([str(path), *args], capture_output=True, text=True)
+        assert p.returncode == 2 and p.stdout == "" and "usage" in p.stderr, args
