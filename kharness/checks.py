@@ -28,7 +28,6 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from kharness.errors import UsageError
 from kharness.hw.ioctl import layout_for as ioctl_layout_for
@@ -312,6 +311,3 @@ def values_for(modules: list[str], params: dict[str, dict[str, str]]) -> dict[st
         for k, v in params.get(modules[0], {}).items():
             out[f"param.{k}"] = v
     return out
-
-
-Runner = Callable[[str, float], "object"]

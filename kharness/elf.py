@@ -25,9 +25,3 @@ def read_modinfo(path: Path) -> dict[str, list[str]]:
                 out.setdefault(k, []).append(v)
     return out
 
-
-def elf_machine(path: Path) -> tuple[str, int, str]:
-    """``(e_machine, bits, endianness)`` of an ELF file, e.g. ``("EM_X86_64", 64, "little")``."""
-    with open(path, "rb") as f:
-        elf = ELFFile(f)
-        return elf["e_machine"], elf.elfclass, "little" if elf.little_endian else "big"

@@ -10,7 +10,6 @@ series then builds with the compiler it was built with, on any host distribution
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -84,7 +83,3 @@ def wrap(sysroot: Path, argv: list[str], *, cwd: Path, rw: list[Path], ro: list[
 def run_in(sysroot: Path, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     cmd = wrap(sysroot, argv, cwd=Path("/"), rw=[], ro=[], env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-def host_env_ok() -> bool:
-    return os.path.exists("/proc/self/ns/user")

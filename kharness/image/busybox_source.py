@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import tarfile
-from pathlib import Path
 
 from kharness import ui
 from kharness.errors import InfraError
