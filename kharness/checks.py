@@ -14,10 +14,23 @@ Kinds (``kind`` defaults to ``run`` when the table has a ``run`` key):
   (``[["u32", 5], ["char[16]", "hi"]]``, ``"*"`` for any value), ``expect_ret`` (default 0),
   ``expect_errno``. Request numbers and structs are encoded for the target (powerpc's ioctl
   layout, big-endian ppc64, 32-bit rpi2) and the guest agent makes the call.
+* ``chardev`` - ``device`` opened once (``mode`` r, w or rw) and driven through ``steps``, each a
+  table with one action: ``write`` (text) or ``write_hex``, ``read = N`` (with ``expect`` or
+  ``expect_hex``), ``seek = N``, ``open_again = true`` (a second open by the same process while
+  the first is held), ``open_other = true`` (an open by another process meanwhile), ``close``,
+  ``reopen``; any step may say ``expect_errno`` (it must fail so) or ``expect_ret``.
+  ``mknod = "NAME"`` creates ``device`` from NAME's major in /proc/devices when devtmpfs did not;
+  ``open_errno`` expects the first open itself to fail.
+* ``gpio`` - a line of the kharness virtual GPIO controller (``[gpio]`` in kharness.toml):
+  ``set = 0|1`` drives an input, ``pulse = N`` (``interval_ms``, default 5) gives N low-high-low
+  pulses; then ``expect_irqs`` (interrupts delivered on the line during the step),
+  ``expect_level`` and ``expect_direction`` ("in"/"out") are checked.
 
 Every kind takes ``repeat = N`` (run the step N times, each must pass) and ``timeout``.
-Strings may use ``{module}`` and ``{param.NAME}`` (the module's parameters as loaded); other
-braces are left alone, so shell and awk code need no escaping.
+Strings may use ``{module}``, ``{param.NAME}`` (the module's parameters as loaded), ``{major}``
+(the major of the character device the module registered; ``{major.NAME}`` by its name in
+/proc/devices), ``{gpio.base}`` and ``{gpio.N}`` (the global GPIO number of khgpio's line N);
+other braces are left alone, so shell and awk code need no escaping.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ from kharness.hw.ioctl import layout_for as ioctl_layout_for
 from kharness.hw.ioctl import parse_request
 from kharness.hw.payload import layout, pack, parse_description, unpack
 
-KINDS = ("run", "proc", "sysfs", "file", "dmesg", "ioctl")
+KINDS = ("run", "proc", "sysfs", "file", "dmesg", "ioctl", "chardev", "gpio")
 _KEYS = {
     "run": {"run", "expect_rc", "expect_stdout", "expect_stderr"},
     "proc": {"path", "write", "expect", "expect_stdout", "expect_errno"},
@@ -42,10 +55,14 @@ _KEYS = {
     "file": {"path", "write", "expect", "expect_stdout", "expect_errno"},
     "dmesg": {"expect", "forbid"},
     "ioctl": {"device", "request", "payload", "expect_ret", "expect_errno", "expect_out"},
+    "chardev": {"device", "mode", "mknod", "minor", "steps", "open_errno"},
+    "gpio": {"line", "set", "pulse", "interval_ms", "expect_irqs", "expect_level", "expect_direction"},
 }
+_STEP_ACTIONS = ("write", "write_hex", "read", "seek", "open_again", "open_other", "close", "reopen")
+_STEP_KEYS = set(_STEP_ACTIONS) | {"expect", "expect_hex", "expect_errno", "expect_ret"}
 _COMMON = {"name", "kind", "repeat", "timeout"}
 _PREFIX = {"proc": "/proc/", "sysfs": "/sys/"}
-_TOKEN_RE = re.compile(r"\{(module|param\.[A-Za-z_][A-Za-z0-9_]*)\}")
+_TOKEN_RE = re.compile(r"\{(module|param\.[A-Za-z_][A-Za-z0-9_]*|major(?:\.[\w-]+)?|gpio\.(?:base|[0-9]+))\}")
 # Mark the start of every step in the kernel log so a dmesg check sees what the steps before it did.
 STEP_CURSOR = "kh-dmesg-since step >/dev/null 2>&1; "
 
@@ -73,6 +90,18 @@ class Check:
     payload: tuple = ()                    # ((type, value), ...)
     expect_ret: int = 0
     expect_out: tuple = ()                 # ((type, value or "*"), ...)
+    mode: str = "rw"                       # chardev
+    mknod: str | None = None
+    minor: int = 0
+    steps: tuple = ()                      # ((action, arg, expect: dict), ...)
+    open_errno: str | None = None
+    line: int | None = None                # gpio
+    set: int | None = None
+    pulse: int | None = None
+    interval_ms: float = 5.0
+    expect_irqs: int | None = None
+    expect_level: int | None = None
+    expect_direction: str | None = None
 
 
 def _regex(err, field: str, value) -> str | None:
@@ -128,7 +157,8 @@ def parse_check(path: Path, index: int, c) -> Check:
     t = c.get("timeout")
     if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or t <= 0):
         raise err("'timeout' must be a positive number of seconds")
-    ioctl: dict = _parse_ioctl(c, err) if kind == "ioctl" else {}
+    extra: dict = {"ioctl": _parse_ioctl, "chardev": _parse_chardev, "gpio": _parse_gpio}.get(
+        kind, lambda c, err: {})(c, err)
     en = c.get("expect_errno")
     if en is not None:
         if "write" not in c and kind != "ioctl":
@@ -138,13 +168,121 @@ def parse_check(path: Path, index: int, c) -> Check:
     expect = c.get("expect")
     if kind == "dmesg":
         _regex(err, "expect", expect)
-    default_name = c.get("run") or f"{kind} {c.get('path') or ''}".strip()
+    default_name = c.get("run") or f"{kind} {c.get('path') or c.get('device') or ''}".strip()
+    if kind == "gpio":
+        default_name = f"gpio line {c['line']}"
     return Check(name=str(c.get("name") or default_name), kind=kind, run=c.get("run"), path=c.get("path"),
                  write=c.get("write"), expect=expect, expect_rc=rc,
                  expect_stdout=_regex(err, "expect_stdout", c.get("expect_stdout")),
                  expect_stderr=_regex(err, "expect_stderr", c.get("expect_stderr")),
                  expect_errno=en, forbid=_regex(err, "forbid", c.get("forbid")), repeat=repeat, timeout=t,
-                 **ioctl)
+                 **extra)
+
+
+def _errno_name(err, field: str, v) -> str | None:
+    if v is None:
+        return None
+    if not (isinstance(v, str) and v.startswith("E") and hasattr(_errno, v)):
+        raise err(f"'{field}' must be an errno name such as \"EINVAL\" (got {v!r})")
+    return v
+
+
+def _int(err, field: str, v, lo: int, hi: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise err(f"'{field}' must be an integer from {lo} to {hi} (got {v!r})")
+    return v
+
+
+def _parse_chardev(c: dict, err) -> dict:
+    dev = c.get("device")
+    if not isinstance(dev, str) or not dev.startswith("/"):
+        raise err("'device' (an absolute path such as /dev/mydev) is required for a chardev check")
+    mode = c.get("mode", "rw")
+    if mode not in ("r", "w", "rw"):
+        raise err(f"'mode' must be \"r\", \"w\" or \"rw\" (got {mode!r})")
+    mknod = c.get("mknod")
+    if mknod is not None and not (isinstance(mknod, str) and re.fullmatch(r"[\w.-]+", mknod)):
+        raise err(f"'mknod' must be a device name as /proc/devices lists it (got {mknod!r})")
+    raw = c.get("steps", [])
+    if not isinstance(raw, list):
+        raise err("'steps' must be a list of tables such as { write = \"hi\" }")
+    steps = []
+    for i, st in enumerate(raw, 1):
+        def serr(msg: str, i=i) -> UsageError:
+            return err(f"step {i}: {msg}")
+        if not isinstance(st, dict):
+            raise serr("must be a table such as { read = 5, expect = \"hello\" }")
+        bad = set(st) - _STEP_KEYS
+        if bad:
+            raise serr(f"unknown key(s) {sorted(bad)}; a step takes one of {', '.join(_STEP_ACTIONS)} "
+                       f"and expect, expect_hex, expect_errno, expect_ret")
+        actions = [a for a in _STEP_ACTIONS if a in st]
+        if len(actions) != 1:
+            raise serr(f"give exactly one action ({', '.join(_STEP_ACTIONS)}); got {actions or 'none'}")
+        action = actions[0]
+        arg = st[action]
+        if action == "write" and not isinstance(arg, str):
+            raise serr("'write' must be a string (use write_hex for bytes)")
+        if action == "write_hex" or "expect_hex" in st:
+            for key in ("write_hex", "expect_hex"):
+                v = st.get(key)
+                if v is not None and not (isinstance(v, str) and re.fullmatch(r"(?:[0-9a-fA-F]{2})*", v.replace(" ", ""))):
+                    raise serr(f"'{key}' must be hex bytes such as \"0a1b\" (got {v!r})")
+        if action in ("read", "seek"):
+            _int(serr, action, arg, 0, 1 << 24)
+        if action in ("open_again", "open_other", "close", "reopen") and arg is not True:
+            raise serr(f"'{action}' takes true")
+        if ("expect" in st or "expect_hex" in st) and action != "read":
+            raise serr("'expect'/'expect_hex' apply to a read step")
+        if "expect" in st and not isinstance(st["expect"], str):
+            raise serr("'expect' must be a string")
+        exp = {"errno": _errno_name(serr, "expect_errno", st.get("expect_errno"))}
+        if "expect_ret" in st:
+            exp["ret"] = _int(serr, "expect_ret", st["expect_ret"], -1, 1 << 24)
+        if "expect" in st:
+            exp["data"] = st["expect"].encode()
+        if "expect_hex" in st:
+            exp["data"] = bytes.fromhex(st["expect_hex"].replace(" ", ""))
+        if action == "write_hex":
+            arg = arg.replace(" ", "")
+        steps.append((action, arg, tuple(sorted(exp.items()))))
+    out = {"device": dev, "mode": mode, "mknod": mknod, "steps": tuple(steps),
+           "open_errno": _errno_name(err, "open_errno", c.get("open_errno"))}
+    if "minor" in c:
+        out["minor"] = _int(err, "minor", c["minor"], 0, (1 << 20) - 1)
+    if out["open_errno"] and steps:
+        raise err("'open_errno' expects the open to fail: there can be no steps after it")
+    return out
+
+
+def _parse_gpio(c: dict, err) -> dict:
+    from kharness.hw.gpio import MAX_LINES
+
+    if "line" not in c:
+        raise err("'line' (the khgpio line number, 0 to [gpio] lines - 1) is required for a gpio check")
+    out: dict = {"line": _int(err, "line", c["line"], 0, MAX_LINES - 1)}
+    if "set" in c and "pulse" in c:
+        raise err("give 'set' or 'pulse', not both")
+    if "set" in c:
+        out["set"] = _int(err, "set", c["set"], 0, 1)
+    if "pulse" in c:
+        out["pulse"] = _int(err, "pulse", c["pulse"], 1, 100000)
+    if "interval_ms" in c:
+        v = c["interval_ms"]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 10000:
+            raise err(f"'interval_ms' must be a number of milliseconds from 0 to 10000 (got {v!r})")
+        if "pulse" not in c:
+            raise err("'interval_ms' applies to a pulse")
+        out["interval_ms"] = float(v)
+    if "expect_irqs" in c:
+        out["expect_irqs"] = _int(err, "expect_irqs", c["expect_irqs"], 0, 1 << 30)
+    if "expect_level" in c:
+        out["expect_level"] = _int(err, "expect_level", c["expect_level"], 0, 1)
+    if "expect_direction" in c:
+        if c["expect_direction"] not in ("in", "out"):
+            raise err(f"'expect_direction' must be \"in\" or \"out\" (got {c['expect_direction']!r})")
+        out["expect_direction"] = c["expect_direction"]
+    return out
 
 
 def _parse_ioctl(c: dict, err) -> dict:
@@ -200,6 +338,11 @@ def command_for(c: Check, values: dict[str, str], target=None) -> str:
     where = f"check {c.name!r}"
     if c.kind == "ioctl":
         return STEP_CURSOR + _ioctl_command(c, values, target)
+    if c.kind == "chardev":
+        return STEP_CURSOR + _chardev_command(c, values)
+    if c.kind == "gpio":
+        from kharness.hw import gpio
+        return STEP_CURSOR + gpio.step_command(c.line, c.set, c.pulse, c.interval_ms)
     if c.kind == "run":
         return STEP_CURSOR + substitute(c.run, values, where)
     if c.kind == "dmesg":
@@ -224,6 +367,94 @@ def _ioctl_command(c: Check, values: dict[str, str], target) -> str:
     out_len = _desc_size(c.expect_out, bits) or 0
     dev = shlex.quote(substitute(c.device, values, f"check {c.name!r}"))
     return f"kh-agent ioctl {dev} {req:#x} {data} {out_len}"
+
+
+_STEP_OPS = {"write": lambda a: "w:" + (a.encode().hex() or "-"), "write_hex": lambda a: "w:" + (a or "-"),
+             "read": lambda a: f"r:{a}", "seek": lambda a: f"s:{a}", "open_again": lambda a: "again",
+             "open_other": lambda a: "other", "close": lambda a: "close", "reopen": lambda a: "open"}
+
+
+def _chardev_command(c: Check, values: dict[str, str]) -> str:
+    where = f"check {c.name!r}"
+    dev = shlex.quote(substitute(c.device, values, where))
+    ops = []
+    for action, arg, _ in c.steps:
+        if action == "write":
+            arg = substitute(arg, values, where)
+        ops.append(_STEP_OPS[action](arg))
+    prefix = ""
+    if c.mknod:
+        # devtmpfs makes the node when the module creates a device; a module that only
+        # registers a major (register_chrdev) needs a mknod, as on a system without udev.
+        name = c.mknod
+        prefix = (f"m=$(sed -n 's/^ *\\([0-9][0-9]*\\) {re.escape(name)}$/\\1/p' /proc/devices | head -n 1); "
+                  f"[ -n \"$m\" ] || {{ echo 'no device {name} in /proc/devices' >&2; exit 2; }}; "
+                  f"[ -e {dev} ] || mknod {dev} c $m {c.minor} || exit 2; ")
+    mode = {"r": "r", "w": "w", "rw": "rw"}[c.mode]
+    return prefix + f"kh-agent session {dev} {mode} " + " ".join(shlex.quote(o) for o in ops)
+
+
+def _judge_chardev(c: Check, rc: int, stdout: str, stderr: str) -> list[str]:
+    from kharness.hw.agent import parse_reply
+
+    replies = {}
+    for line in stdout.splitlines():
+        try:
+            r = parse_reply(line)
+        except ValueError:
+            continue
+        if "step" in r:
+            replies[int(r["step"])] = r
+    if 0 not in replies:
+        return [f"no answer from the guest agent (exit {rc}): {(stderr or stdout).strip()[:200]!r}"]
+    opened = replies[0]
+    if c.open_errno:
+        if opened["errno"] != c.open_errno:
+            return [f"open of {c.device} {'succeeded' if opened['ret'] >= 0 else 'failed with ' + opened['errno']}, "
+                    f"expected {c.open_errno}"]
+        return []
+    if opened["ret"] < 0:
+        return [f"cannot open {c.device}: {opened['errno']}"]
+    for i, (action, arg, exp) in enumerate(c.steps, 1):
+        exp = dict(exp)
+        r = replies.get(i)
+        what = f"step {i} ({action}{'' if arg is True else ' ' + repr(arg)})"
+        if r is None:
+            return [f"{what}: no answer from the guest agent"]
+        want_errno = exp.get("errno")
+        if want_errno:
+            if r["errno"] != want_errno:
+                return [f"{what} {'succeeded' if r['ret'] >= 0 else 'failed with ' + r['errno']}, expected {want_errno}"]
+            continue
+        if r["ret"] < 0:
+            return [f"{what} failed with {r['errno']}, expected success"]
+        if "ret" in exp and r["ret"] != exp["ret"]:
+            return [f"{what} returned {r['ret']}, expected {exp['ret']}"]
+        if action in ("write", "write_hex"):
+            n = len(arg.encode()) if action == "write" else len(arg) // 2
+            if r["ret"] != n and "ret" not in exp:
+                return [f"{what} wrote {r['ret']} of {n} bytes"]
+        if "data" in exp and r.get("data", b"") != exp["data"]:
+            return [f"{what} read {r.get('data', b'')!r}, expected {exp['data']!r}"]
+    return []
+
+
+def _judge_gpio(c: Check, rc: int, stdout: str, stderr: str) -> list[str]:
+    from kharness.hw import gpio
+
+    got = gpio.parse_step(stdout)
+    if rc != 0 or got is None:
+        why = errno_of(stderr) or stderr.strip()[:200] or f"exit status {rc}"
+        act = f"set to {c.set}" if c.set is not None else f"pulse {c.pulse} times" if c.pulse else "read"
+        return [f"could not {act} khgpio line {c.line}: {why}"]
+    problems = []
+    if c.expect_irqs is not None and got["irqs"] != c.expect_irqs:
+        problems.append(f"{got['irqs']} interrupt(s) delivered on line {c.line}, expected {c.expect_irqs}")
+    if c.expect_level is not None and got["level"] != c.expect_level:
+        problems.append(f"line {c.line} is at level {got['level']}, expected {c.expect_level}")
+    if c.expect_direction is not None and got["direction"] != c.expect_direction:
+        problems.append(f"line {c.line} is an {got['direction']}put, expected {c.expect_direction}put")
+    return problems
 
 
 def _judge_ioctl(c: Check, rc: int, stdout: str, stderr: str, target) -> list[str]:
@@ -266,6 +497,10 @@ def judge(c: Check, rc: int, stdout: str, stderr: str, values: dict[str, str], t
     problems: list[str] = []
     if c.kind == "ioctl":
         return _judge_ioctl(c, rc, stdout, stderr, target)
+    if c.kind == "chardev":
+        return _judge_chardev(c, rc, stdout, stderr)
+    if c.kind == "gpio":
+        return _judge_gpio(c, rc, stdout, stderr)
     if c.kind == "dmesg":
         exp = substitute(c.expect, values, where)
         if exp is not None and not re.search(exp, stdout, re.M):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kharness.checks import Check, parse_check
 from kharness.errors import UsageError
+from kharness.hw import gpio as khgpio
 
 FILENAME = "kharness.toml"
 _PARAM_RE = re.compile(r"^(?:(?P<mod>[A-Za-z_][A-Za-z0-9_]*)\.)?(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<val>.*)$", re.S)
@@ -31,6 +32,7 @@ class ModuleConfig:
     unload_expect_dmesg: str | None = None
     checks: tuple[Check, ...] = ()
     timeout: float | None = None
+    gpio: khgpio.GpioConfig | None = None   # load the kharness virtual GPIO controller first
 
 
 def _err(path: Path, where: str, msg: str) -> UsageError:
@@ -65,9 +67,10 @@ def load_config(directory: Path) -> ModuleConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{path}: not valid TOML: {e}") from None
-    unknown = set(data) - {"module", "load", "unload", "check", "build"}
+    unknown = set(data) - {"module", "load", "unload", "check", "build", "gpio"}
     if unknown:
-        raise _err(path, "top level", f"unknown section(s) {sorted(unknown)}; known: module, build, load, unload, check")
+        raise _err(path, "top level",
+                   f"unknown section(s) {sorted(unknown)}; known: module, build, gpio, load, unload, check")
     mod = data.get("module", {})
     build = data.get("build", {})
     if not isinstance(mod, dict) or not isinstance(build, dict):
@@ -104,6 +107,14 @@ def load_config(directory: Path) -> ModuleConfig:
     if not isinstance(raw_checks, list):
         raise _err(path, "check", "use [[check]] entries")
     checks = [parse_check(path, i, c) for i, c in enumerate(raw_checks, 1)]
+    gpio = None
+    if "gpio" in data or any(c.kind == "gpio" for c in checks):
+        gpio = khgpio.parse_config(data.get("gpio", {}), lambda m: UsageError(f"{path}: {m}"))
+        for i, c in enumerate(checks, 1):
+            if c.kind == "gpio" and c.line >= gpio.lines:
+                raise _err(path, f"check #{i} ({c.name})",
+                           f"'line' {c.line} is out of range: khgpio has lines 0 to {gpio.lines - 1} "
+                           f"(set [gpio] lines to have more, up to {khgpio.MAX_LINES})")
     name = mod.get("name")
     if name is not None and not isinstance(name, str):
         raise _err(path, "[module] name", "must be a string")
@@ -118,7 +129,7 @@ def load_config(directory: Path) -> ModuleConfig:
                         include_dirs=tuple(merged_build.get("include_dirs", ())),
                         params=params, load_order=tuple(order),
                         load_expect_dmesg=sections["load"], unload_expect_dmesg=sections["unload"],
-                        checks=tuple(checks), timeout=timeout)
+                        checks=tuple(checks), timeout=timeout, gpio=gpio)
 
 
 def parse_cli_params(values: list[str]) -> dict[str, dict[str, str]]:

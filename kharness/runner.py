@@ -22,6 +22,7 @@ from kharness.build.kbuild import BuildOutcome, BuiltModule, run_kbuild
 from kharness.build.makefile import plan_build
 from kharness.build.toolchain import pick_toolchain
 from kharness.errors import InfraError, KharnessError, ModuleFailure, UsageError
+from kharness.hw import gpio as khgpio
 from kharness.image.dtb import prepare_dtb
 from kharness.image.initramfs import ensure_base_image, write_run_initrd
 from kharness.kernels.resolve import DEFAULT_SERIES, KernelSpec, resolve_kernel
@@ -113,6 +114,9 @@ class Run:
         self.taint = 0
         self.shadow_map: tuple[str, str] | None = None
         self.profile: TargetProfile | None = None
+        self.khgpio: BuiltModule | None = None
+        self.values: dict[str, str] = {}      # what {placeholders} in params and checks resolve to
+        self.devices_at_boot: dict[str, str] = {}
 
     # -- helpers ------------------------------------------------------------------------------
     def _fail(self, phase: str, message: str, guest_usable: bool = False) -> ModuleFailure:
@@ -289,6 +293,8 @@ class Run:
         ph.message = ("reused the cached build" if outcome.cached else f"{len(outcome.modules)} module(s)") + \
             (f", {sum(1 for x in outcome.diagnostics if x.severity == 'warning')} warning(s)"
              if any(x.severity == "warning" for x in outcome.diagnostics) else "")
+        if config.gpio is not None:
+            self.khgpio = self._build_khgpio(headers, tc)
         modules = self._load_order(outcome.modules, config)
         params = merge_params(config.params, cli_params)
         per_module = self._params_for(modules, params)
@@ -301,8 +307,10 @@ class Run:
         kernel, base, dtb = guest_image(profile, spec, built_kernel)
         _reap_stale_run_dirs()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-"))
-        initrd = write_run_initrd(base, {f"{m.name}.ko": m.path.read_bytes() for m in modules},
-                                  self.workdir / "initrd.img")
+        payload = {f"{m.name}.ko": m.path.read_bytes() for m in modules}
+        if self.khgpio is not None:
+            payload[f"{khgpio.MODULE}.ko"] = self.khgpio.path.read_bytes()
+        initrd = write_run_initrd(base, payload, self.workdir / "initrd.img")
         boot = BootSpec(kernel.kernel, initrd, dtb)
         r.image = {"base": str(base.path), "key": base.key, "busybox": base.busybox,
                    "kernel": str(kernel.kernel)}
@@ -322,6 +330,7 @@ class Run:
             with ui.step(f"booting {spec.release} on {profile.name} ({accel})"):
                 self.guest.wait_ready(opts.boot_timeout)
             self._health("boot", timeout)
+            self.devices_at_boot = self._char_devices(timeout)
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
             ph.log = cap(e.console_tail)
             raise InfraError(f"the guest did not boot: {e.message}",
@@ -344,6 +353,48 @@ class Run:
             raise e from None
         self._unload(modules, config, timeout)
         self.guest.shutdown()
+
+    def _build_khgpio(self, headers, tc) -> BuiltModule:
+        """The kharness virtual GPIO controller, built for this kernel like any module (cached)."""
+        cfg = headers.build_dir / ".config"
+        if cfg.is_file():
+            text = cfg.read_text(errors="replace")
+            missing = [o for o in khgpio.REQUIRED_CONFIG if not re.search(rf"^{o}=[ym]$", text, re.M)]
+            if missing:
+                raise UsageError(f"kernel {headers.release} lacks {', '.join(missing)}, which the kharness "
+                                 f"virtual GPIO controller ([gpio] in kharness.toml) needs",
+                                 hint="use a kernel built with them (--kernel-config a fragment that sets them)")
+        o = run_kbuild(plan_build(khgpio.SOURCE_DIR), headers, tc)
+        if not o.ok or not o.modules:
+            raise InfraError(f"the kharness virtual GPIO controller did not build for {headers.release}: {o.error}")
+        self.result.build["khgpio"] = {"cached": o.cached, "directory": str(o.build_dir)}
+        return o.modules[0]
+
+    def _load_khgpio(self, config: ModuleConfig, timeout: float) -> None:
+        """insmod khgpio before the module under test; {gpio.base} and {gpio.N} from its base."""
+        argv = config.gpio.insmod_argv(f"/kh/{khgpio.MODULE}.ko")
+        res = self._run_step("load", shlex.join(argv) + f" && cat {khgpio.DEBUGFS}/base", timeout, "insmod khgpio")
+        self.result.phase("load").log += f"$ {shlex.join(argv)}\n{res.stdout}{res.stderr}"
+        try:
+            base = int(res.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            why = (res.stderr or res.stdout).strip() or f"exit {res.rc}"
+            hint = ("another GPIO controller may use that range: try [gpio] base = \"auto\""
+                    if config.gpio.base is not None else None)
+            raise InfraError(f"the kharness virtual GPIO controller did not load: {why}", hint=hint)
+        self.values.update(khgpio.values(base, config.gpio.lines))
+        self.result.gpio = {"controller": khgpio.MODULE, "base": base, "lines": config.gpio.lines}
+
+    def _char_devices(self, timeout: float) -> dict[str, str]:
+        """{name: major} of the character devices in /proc/devices."""
+        assert self.guest
+        res = self.guest.run("sed -n '/^Character/,/^$/p' /proc/devices", timeout)
+        out = {}
+        for line in res.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0].isdigit():
+                out.setdefault(parts[1], parts[0])
+        return out
 
     def _record_build(self, o: BuildOutcome) -> None:
         self.result.build = {
@@ -429,15 +480,35 @@ class Run:
         ph.status = "running"
         t = time.monotonic()
         try:
+            self.values.update(checks.values_for([m.name for m in modules], {}))
+            if config.gpio is not None:
+                self._load_khgpio(config, timeout)
             for m in modules:
+                # Parameters may name resolved values: button_gpio = "{gpio.17}".
+                per_module[m.name] = {k: checks.substitute(v, self.values, f"parameter {m.name}.{k}")
+                                      for k, v in per_module[m.name].items()}
                 argv = ["insmod", f"/kh/{m.name}.ko", *_insmod_args(per_module[m.name])]
                 self._module_command("load", m.name, argv, timeout, listed_after=True)
             self._check_health("load", timeout)
             self._expect_dmesg("load", config.load_expect_dmesg)
+            self._resolve_majors(timeout)
         finally:
             ph.duration = time.monotonic() - t
         ph.status = "pass"
         ph.message = ", ".join(m.name for m in modules)
+
+    def _resolve_majors(self, timeout: float) -> None:
+        """{major.NAME} for every character device; {major} for the one the module added."""
+        try:
+            now = self._char_devices(timeout)
+        except GuestError as e:
+            raise self._guest_trouble("load", e, "reading /proc/devices") from None
+        self.values.update({f"major.{n}": m for n, m in now.items()})
+        new = {n: m for n, m in now.items() if n not in self.devices_at_boot}
+        if len(new) == 1:
+            self.values["major"] = next(iter(new.values()))
+        elif self.values.get("module") in now:
+            self.values["major"] = now[self.values["module"]]
 
     def _checks(self, config: ModuleConfig, modules, timeout: float) -> None:
         ph = self.result.phase("check")
@@ -445,7 +516,7 @@ class Run:
         t = time.monotonic()
         failed = []
         try:
-            values = checks.values_for([m.name for m in modules], self.result.params)
+            values = dict(self.values, **checks.values_for([m.name for m in modules], self.result.params))
             for c in config.checks:
                 cr = None
                 for i in range(c.repeat):
@@ -479,6 +550,8 @@ class Run:
         try:
             for m in reversed(modules):
                 self._module_command("unload", m.name, ["rmmod", m.name], timeout, listed_after=False)
+            if self.khgpio is not None:
+                self._module_command("unload", khgpio.MODULE, ["rmmod", khgpio.MODULE], timeout, listed_after=False)
             self._check_health("unload", timeout)
             self._expect_dmesg("unload", config.unload_expect_dmesg)
         finally:

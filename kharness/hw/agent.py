@@ -22,7 +22,7 @@ from kharness.targets import TargetProfile
 SOURCE = Path(__file__).resolve().parent / "agent" / "kh-agent.c"
 CFLAGS = ("-std=c99", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-s")
 
-_INT_KEYS = {"ret"}
+_INT_KEYS = {"ret", "step", "pid", "value", "lines"}
 _HEX_KEYS = {"out", "data"}
 _PAIR_RE = re.compile(r"([a-z_]+)=(\S*)")
 

@@ -61,6 +61,7 @@ class Result:
     accelerator_note: str = ""
     compiler: str | None = None
     params: dict = field(default_factory=dict)
+    gpio: dict = field(default_factory=dict)   # the kharness virtual GPIO controller, when loaded
     modules: list = field(default_factory=list)
     phases: list[Phase] = field(default_factory=lambda: [Phase(n) for n in PHASES])
     checks: list[CheckResult] = field(default_factory=list)

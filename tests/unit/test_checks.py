@@ -131,3 +131,106 @@ def test_ioctl_judging():
 ])
 def test_ioctl_errors(table, needle):
     assert needle in err(table)
+
+
+# --- chardev ---------------------------------------------------------------------------------
+
+def test_chardev_steps_become_one_agent_session():
+    c = parse_check(P, 1, {"kind": "chardev", "device": "/dev/deque", "steps": [
+        {"write": "hi {param.cap}"}, {"read": 5, "expect": "hi 4"}, {"write_hex": "00 ff"},
+        {"seek": 0}, {"open_again": True, "expect_errno": "EBUSY"}, {"open_other": True},
+        {"close": True}, {"reopen": True}]})
+    assert c.name == "chardev /dev/deque"
+    cmd = command_for(c, values_for(["deque"], {"deque": {"cap": "4"}}))
+    assert cmd == STEP_CURSOR + ("kh-agent session /dev/deque rw w:68692034 r:5 w:00ff s:0 again other "
+                                 "close open")
+
+
+def test_chardev_mknod_from_proc_devices():
+    c = parse_check(P, 1, {"kind": "chardev", "device": "/dev/x", "mknod": "khdemo", "minor": 3,
+                           "mode": "r", "steps": [{"read": 1}]})
+    cmd = command_for(c, {})
+    assert "/proc/devices" in cmd and "mknod /dev/x c $m 3" in cmd and "session /dev/x r r:1" in cmd
+
+
+def test_chardev_judging():
+    c = parse_check(P, 1, {"kind": "chardev", "device": "/dev/d", "steps": [
+        {"write": "hello"}, {"read": 5, "expect": "hello"}, {"open_again": True, "expect_errno": "EBUSY"}]})
+    ok = ("step=0 op=open ret=0 errno=0\nstep=1 op=write ret=5 errno=0\n"
+          "step=2 op=read ret=5 errno=0 data=68656c6c6f\nstep=3 op=again ret=-1 errno=EBUSY\n")
+    assert judge(c, 0, ok, "", {}) == []
+    assert judge(c, 0, ok.replace("errno=EBUSY", "errno=0").replace("ret=-1", "ret=0"), "", {}) == \
+        ["step 3 (open_again) succeeded, expected EBUSY"]
+    assert judge(c, 0, ok.replace("data=68656c6c6f", "data=6865"), "", {}) == \
+        ["step 2 (read 5) read b'he', expected b'hello'"]
+    assert judge(c, 0, ok.replace("ret=5 errno=0\nstep=2", "ret=3 errno=0\nstep=2"), "", {}) == \
+        ["step 1 (write 'hello') wrote 3 of 5 bytes"]
+    assert judge(c, 0, "step=0 op=open ret=-1 errno=ENOENT\n", "", {}) == ["cannot open /dev/d: ENOENT"]
+    assert "no answer from the guest agent" in judge(c, 127, "", "sh: kh-agent: not found", {})[0]
+    busy = parse_check(P, 2, {"kind": "chardev", "device": "/dev/d", "open_errno": "EBUSY"})
+    assert judge(busy, 0, "step=0 op=open ret=-1 errno=EBUSY\n", "", {}) == []
+    assert judge(busy, 0, "step=0 op=open ret=0 errno=0\n", "", {}) == ["open of /dev/d succeeded, expected EBUSY"]
+
+
+@pytest.mark.parametrize("table,needle", [
+    ({"kind": "chardev"}, "'device' (an absolute path"),
+    ({"kind": "chardev", "device": "/dev/x", "mode": "a"}, "'mode' must be"),
+    ({"kind": "chardev", "device": "/dev/x", "steps": [{"read": 1, "write": "x"}]}, "step 1: give exactly one action"),
+    ({"kind": "chardev", "device": "/dev/x", "steps": [{"expect": "x"}]}, "step 1: give exactly one action"),
+    ({"kind": "chardev", "device": "/dev/x", "steps": [{"write": 5}]}, "step 1: 'write' must be a string"),
+    ({"kind": "chardev", "device": "/dev/x", "steps": [{"read": -1}]}, "step 1: 'read' must be an integer"),
+    ({"kind": "chardev", "device": "/dev/x", "steps": [{"write_hex": "zz"}]}, "'write_hex' must be hex bytes"),
+    ({"kind": "chardev", "device": "/dev/x", "steps": [{"write": "a", "expect": "a"}]}, "apply to a read step"),
+    ({"kind": "chardev", "device": "/dev/x", "steps": [{"close": True, "expect_errno": "EBOGUS"}]},
+     "'expect_errno' must be an errno name"),
+    ({"kind": "chardev", "device": "/dev/x", "steps": [{"wrte": "a"}]}, "unknown key(s) ['wrte']"),
+    ({"kind": "chardev", "device": "/dev/x", "mknod": "a b"}, "'mknod' must be a device name"),
+])
+def test_chardev_errors(table, needle):
+    msg = err(table)
+    assert msg.startswith("/m/kharness.toml: check #3") and needle in msg, msg
+
+
+# --- gpio ------------------------------------------------------------------------------------
+
+def test_gpio_steps():
+    c = parse_check(P, 1, {"kind": "gpio", "line": 17, "pulse": 5, "interval_ms": 2, "expect_irqs": 5})
+    assert c.name == "gpio line 17"
+    cmd = command_for(c, {})
+    assert "echo '17 5 2000' > /sys/kernel/debug/khgpio/pulse" in cmd
+    assert "/sys/kernel/debug/khgpio/line17/irqs" in cmd
+    s = parse_check(P, 2, {"kind": "gpio", "line": 4, "set": 1, "expect_level": 1})
+    assert "echo 1 > /sys/kernel/debug/khgpio/line4/value" in command_for(s, {})
+
+
+def test_gpio_judging():
+    c = parse_check(P, 1, {"kind": "gpio", "line": 17, "pulse": 5, "expect_irqs": 5, "expect_level": 0,
+                           "expect_direction": "in"})
+    assert judge(c, 0, "irqs=5 level=0 direction=in\n", "", {}) == []
+    assert judge(c, 0, "irqs=4 level=1 direction=out\n", "", {}) == [
+        "4 interrupt(s) delivered on line 17, expected 5", "line 17 is at level 1, expected 0",
+        "line 17 is an output, expected input"]
+    assert judge(c, 2, "", "sh: write error: Operation not permitted", {}) == \
+        ["could not pulse 5 times khgpio line 17: EPERM"]
+
+
+@pytest.mark.parametrize("table,needle", [
+    ({"kind": "gpio"}, "'line' (the khgpio line number"),
+    ({"kind": "gpio", "line": 99}, "'line' must be an integer from 0 to 63"),
+    ({"kind": "gpio", "line": 1, "set": 2}, "'set' must be an integer from 0 to 1"),
+    ({"kind": "gpio", "line": 1, "set": 1, "pulse": 2}, "give 'set' or 'pulse', not both"),
+    ({"kind": "gpio", "line": 1, "interval_ms": 2}, "'interval_ms' applies to a pulse"),
+    ({"kind": "gpio", "line": 1, "expect_direction": "up"}, "'expect_direction' must be"),
+    ({"kind": "gpio", "line": "4"}, "'line' must be an integer"),
+])
+def test_gpio_errors(table, needle):
+    msg = err(table)
+    assert msg.startswith("/m/kharness.toml: check #3") and needle in msg, msg
+
+
+def test_resolved_values_in_placeholders():
+    v = {"module": "m", "major": "240", "major.khdemo": "240", "gpio.base": "512", "gpio.17": "529"}
+    c = Check("r", "run", run="mknod /dev/x c {major} 0; echo {gpio.17} {gpio.base} {major.khdemo}")
+    assert command_for(c, v) == STEP_CURSOR + "mknod /dev/x c 240 0; echo 529 512 240"
+    with pytest.raises(UsageError, match=r"\{gpio\.40\} is not known here"):
+        command_for(Check("r", "run", run="echo {gpio.40}"), v)

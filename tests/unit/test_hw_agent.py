@@ -119,7 +119,7 @@ def agent():
 
 @native
 def test_version(agent):
-    assert agent("version") == "kh-agent 1\n"
+    assert agent("version") == "kh-agent 2\n"
 
 
 @native
@@ -164,3 +164,45 @@ def test_open_failure_and_bad_usage(agent, tmp_path):
                  ["ioctl", "/dev/null", "xyz", "-", "0"], ["ioctl", "/dev/null", "1", "-", "-1"]):
         p = subprocess.run([str(path), *args], capture_output=True, text=True)
         assert p.returncode == 2 and p.stdout == "" and "usage" in p.stderr, args
+
+
+def _lines(path, *args):
+    p = subprocess.run([str(path), *map(str, args)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return [parse_reply(x) for x in p.stdout.splitlines()]
+
+
+@native
+def test_session_runs_steps_on_one_open_file(tmp_path):
+    path = build_agent(TARGETS["x86_64"])
+    f = tmp_path / "f"
+    f.write_bytes(b"abc")
+    r = _lines(path, "session", f, "rw", "r:2", "w:7a7a", "s:0", "r:10", "again", "other", "close",
+               "r:1", "open", "r:1")
+    assert [x["step"] for x in r] == list(range(11))
+    assert r[0] == {"step": 0, "op": "open", "ret": 0, "errno": "0"}
+    assert r[1]["data"] == b"ab" and r[2]["ret"] == 2 and r[4]["data"] == b"abzz"
+    assert r[5]["ret"] == 0 and r[6]["ret"] == 0            # a second open, here and in a child
+    assert (r[8]["ret"], r[8]["errno"]) == (-1, "EBADF")     # read after close
+    assert r[10]["data"] == b"a"
+    missing = _lines(path, "session", tmp_path / "missing", "r", "r:1")
+    assert (missing[0]["ret"], missing[0]["errno"]) == (-1, "ENOENT")
+
+
+@native
+def test_hold_keeps_the_file_open_between_steps(tmp_path):
+    path = build_agent(TARGETS["x86_64"])
+    f = tmp_path / "f"
+    f.write_bytes(b"hello")
+    d = tmp_path / "h"
+    d.mkdir()
+    first = _lines(path, "hold", f, "r", d)[0]
+    assert first["ret"] == 0 and first["pid"] > 0
+
+    def step(op):
+        (d / "in").write_text(op + "\n")
+        return parse_reply((d / "out").read_text())
+
+    assert step("r:2")["data"] == b"he"
+    assert step("r:2")["data"] == b"ll"          # the offset is kept: one open file
+    assert step("close")["ret"] == 0

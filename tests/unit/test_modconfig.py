@@ -99,7 +99,7 @@ def test_empty_file(tmp_path):
 
 def test_unknown_top_level_section(tmp_path):
     assert _error(tmp_path, "[modul]\nname = 'x'\n") == (
-        "top level: unknown section(s) ['modul']; known: module, build, load, unload, check")
+        "top level: unknown section(s) ['modul']; known: module, build, gpio, load, unload, check")
 
 
 def test_unknown_module_key(tmp_path):
@@ -119,7 +119,7 @@ def test_unknown_key_in_a_check(tmp_path):
 def test_missing_run(tmp_path):
     text = '[[check]]\nrun = "true"\n[[check]]\nname = "second"\nexpect_rc = 0\n'
     assert _error(tmp_path, text) == ("check #2 (second): give 'run' (a shell command) or a 'kind' "
-                                      "(run, proc, sysfs, file, dmesg, ioctl)")
+                                      "(run, proc, sysfs, file, dmesg, ioctl, chardev, gpio)")
 
 
 def test_blank_run(tmp_path):
@@ -215,3 +215,25 @@ def test_merge_params_layering():
     assert toml == {"": {"myint": "1", "s": "toml"}, "alpha": {"x": "1"}}
     assert merge_params() == {}
     assert merge_params(cli, toml)[""] == {"myint": "1", "s": "toml"}
+
+
+def test_gpio_section(tmp_path):
+    from kharness.hw.gpio import GpioConfig
+    assert load_config(_write(tmp_path, "[gpio]\nbase = 0\nlines = 8\n")).gpio == GpioConfig(0, 8)
+    assert load_config(_write(tmp_path, "[gpio]\n")).gpio == GpioConfig(None, 32)
+    # A gpio check alone asks for the controller with its defaults.
+    cfg = load_config(_write(tmp_path, '[[check]]\nkind = "gpio"\nline = 3\n'))
+    assert cfg.gpio == GpioConfig(None, 32)
+    assert load_config(_write(tmp_path, "")).gpio is None
+    assert GpioConfig(0, 8).insmod_argv("/kh/khgpio.ko") == ["insmod", "/kh/khgpio.ko", "ngpio=8", "base=0"]
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[gpio]\nbase = -1\n', "[gpio] base must be \"auto\" or a GPIO number"),
+    ('[gpio]\nlines = 65\n', "[gpio] lines must be an integer from 1 to 64"),
+    ('[gpio]\npins = 3\n', "[gpio]: unknown key(s) ['pins']"),
+    ('[gpio]\nlines = 8\n[[check]]\nname = "btn"\nkind = "gpio"\nline = 8\n',
+     "check #1 (btn): 'line' 8 is out of range: khgpio has lines 0 to 7"),
+])
+def test_gpio_errors(tmp_path, text, needle):
+    assert needle in _error(tmp_path, text)

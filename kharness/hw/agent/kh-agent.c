@@ -10,7 +10,20 @@
  *   kh-agent ioctl PATH REQUEST_HEX IN_HEX OUT_LEN   ret=N errno=NAME|0 out=HEX
  *   kh-agent write PATH DATA_HEX                     ret=N errno=NAME|0
  *   kh-agent read PATH COUNT                         ret=N errno=NAME|0 data=HEX
- *   kh-agent version                                 kh-agent 1
+ *   kh-agent session PATH MODE OP...                 one line per step (see below)
+ *   kh-agent hold PATH MODE DIR                      ret=0 pid=N (a server holding PATH open)
+ *   kh-agent gpio-chips                              one line per /dev/gpiochipN
+ *   kh-agent gpio-line CHIP LINE in|0|1              ret=0 errno=0 value=V (GPIO uAPI v2)
+ *   kh-agent version                                 kh-agent 2
+ *
+ * A session opens PATH once (MODE r, w or rw) and runs its steps on that one open file, the
+ * way a program would: w:HEX (write), r:N (read up to N bytes), s:N (seek to N), i:REQ:IN:LEN
+ * (ioctl), again (open PATH a second time in this process, then close that), other (open
+ * PATH from another process meanwhile), close, open. Every step prints
+ *   step=K op=NAME ret=N errno=NAME|0 [data=HEX]
+ * (step 0 is the first open). `hold` is a session driven one step at a time: it makes the
+ * FIFOs DIR/in and DIR/out, forks a server that keeps PATH open, and answers each step line
+ * written to DIR/in with its reply line in DIR/out, until a `close` step.
  *
  * IN_HEX "-" is an empty payload; with OUT_LEN 0 too, ioctl gets the integer 0 as its
  * argument (for _IO requests). Exit status: 0 when the operation was attempted (its result is
@@ -24,6 +37,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <linux/gpio.h>
 #include <unistd.h>
 
 #define MAX_LEN (1UL << 24)
@@ -66,6 +84,10 @@ static void usage(const char *why)
 		"usage: kh-agent ioctl PATH REQUEST_HEX IN_HEX|- OUT_LEN\n"
 		"       kh-agent write PATH DATA_HEX\n"
 		"       kh-agent read PATH COUNT\n"
+		"       kh-agent session PATH r|w|rw STEP...\n"
+		"       kh-agent hold PATH r|w|rw DIR\n"
+		"       kh-agent gpio-chips\n"
+		"       kh-agent gpio-line CHIP LINE in|0|1\n"
 		"       kh-agent version\n", why);
 	exit(2);
 }
@@ -203,18 +225,264 @@ static void do_read(const char *path, const char *count_s)
 	free(buf);
 }
 
+/* --- sessions: several steps on one open file ------------------------------------------- */
+
+static int mode_flags(const char *mode)
+{
+	if (strcmp(mode, "r") == 0)
+		return O_RDONLY;
+	if (strcmp(mode, "w") == 0)
+		return O_WRONLY;
+	if (strcmp(mode, "rw") == 0)
+		return O_RDWR;
+	usage("MODE is r, w or rw");
+	return -1;
+}
+
+/* Run one step on *fd (opened from path with flags); print its reply line to out. */
+static void session_step(FILE *out, int k, const char *op, const char *path, int flags, int *fd)
+{
+	unsigned char *buf = NULL;
+	long ret = 0;
+	int err = 0;
+	size_t n = 0, out_len = 0;
+	const char *name = op;
+
+	errno = 0;
+	if (strncmp(op, "w:", 2) == 0) {
+		name = "write";
+		buf = parse_hex(op + 2, 0, &n);
+		ret = write(*fd, buf, n);
+	} else if (strncmp(op, "r:", 2) == 0) {
+		name = "read";
+		n = parse_len(op + 2);
+		buf = calloc(n ? n : 1, 1);
+		ret = buf ? read(*fd, buf, n) : -1;
+		out_len = ret > 0 ? (size_t)ret : 0;
+	} else if (strncmp(op, "s:", 2) == 0) {
+		name = "seek";
+		ret = lseek(*fd, (off_t)parse_len(op + 2), SEEK_SET);
+	} else if (strncmp(op, "i:", 2) == 0) {
+		char req_s[32], in_s[2 * 4096 + 2], len_s[16];
+		unsigned long req;
+
+		name = "ioctl";
+		if (sscanf(op + 2, "%31[^:]:%8193[^:]:%15s", req_s, in_s, len_s) != 3)
+			usage("ioctl step is i:REQUEST_HEX:IN_HEX|-:OUT_LEN");
+		req = strtoul(req_s, NULL, 16);
+		out_len = parse_len(len_s);
+		buf = parse_hex(in_s, out_len > 8 ? out_len : 8, &n);
+		ret = (n == 0 && out_len == 0) ? ioctl(*fd, req, (unsigned long)0) : ioctl(*fd, req, buf);
+		if (ret < 0)
+			out_len = 0;
+	} else if (strcmp(op, "again") == 0) {
+		int fd2 = open(path, flags | O_NOCTTY);
+
+		ret = fd2 < 0 ? -1 : 0;
+		if (fd2 >= 0)
+			close(fd2);
+	} else if (strcmp(op, "other") == 0) {
+		int pipefd[2], status = 0, child_err = 0;
+		pid_t pid;
+
+		if (pipe(pipefd) != 0 || (pid = fork()) < 0) {
+			ret = -1;
+		} else if (pid == 0) {
+			int fd2 = open(path, flags | O_NOCTTY);
+			int e = fd2 < 0 ? errno : 0;
+
+			if (write(pipefd[1], &e, sizeof(e)) != sizeof(e))
+				_exit(1);
+			_exit(0);	/* closes fd2 */
+		} else {
+			close(pipefd[1]);
+			if (read(pipefd[0], &child_err, sizeof(child_err)) != sizeof(child_err))
+				child_err = EIO;
+			close(pipefd[0]);
+			waitpid(pid, &status, 0);
+			ret = child_err ? -1 : 0;
+			errno = child_err;
+		}
+	} else if (strcmp(op, "close") == 0) {
+		ret = *fd < 0 ? 0 : close(*fd);
+		*fd = -1;
+	} else if (strcmp(op, "open") == 0) {
+		if (*fd >= 0)
+			close(*fd);
+		*fd = open(path, flags | O_NOCTTY);
+		ret = *fd < 0 ? -1 : 0;
+	} else {
+		usage("unknown session step");
+	}
+	err = ret < 0 ? errno : 0;
+	fprintf(out, "step=%d op=%s ret=%ld errno=%s", k, name, ret, errname(err));
+	if (out_len || strcmp(name, "read") == 0 || strcmp(name, "ioctl") == 0) {
+		size_t i;
+
+		fputs(" data=", out);
+		for (i = 0; i < out_len; i++)
+			fprintf(out, "%02x", buf[i]);
+	}
+	fputc('\n', out);
+	fflush(out);
+	free(buf);
+}
+
+static void do_session(const char *path, const char *mode, int nops, char **ops)
+{
+	int flags = mode_flags(mode), k;
+	int fd = -1;
+
+	session_step(stdout, 0, "open", path, flags, &fd);
+	for (k = 0; k < nops; k++)
+		session_step(stdout, k + 1, ops[k], path, flags, &fd);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* A server holding PATH open; steps arrive one per line on DIR/in, replies go to DIR/out. */
+static void do_hold(const char *path, const char *mode, const char *dir)
+{
+	int flags = mode_flags(mode), fd, k = 1;
+	char in_path[512], out_path[512], line[2 * 4096 + 64];
+	pid_t pid;
+
+	snprintf(in_path, sizeof(in_path), "%s/in", dir);
+	snprintf(out_path, sizeof(out_path), "%s/out", dir);
+	if ((mkfifo(in_path, 0600) != 0 && errno != EEXIST) ||
+	    (mkfifo(out_path, 0600) != 0 && errno != EEXIST)) {
+		printf("ret=-1 errno=%s\n", errname(errno));
+		return;
+	}
+	fd = open_or_exit(path, flags);
+	fflush(stdout);
+	pid = fork();
+	if (pid != 0) {
+		printf("ret=%d errno=%s pid=%d\n", pid < 0 ? -1 : 0, errname(pid < 0 ? errno : 0), (int)pid);
+		return;
+	}
+	setsid();
+	/* Let go of the caller's stdout: whoever waits for its end must not wait for the server. */
+	{
+		int null = open("/dev/null", O_RDWR);
+
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+			if (null > 2)
+				close(null);
+		}
+	}
+	for (;;) {
+		FILE *in = fopen(in_path, "r"), *out;
+		int done;
+
+		if (in == NULL)
+			_exit(1);
+		if (fgets(line, sizeof(line), in) == NULL) {
+			fclose(in);
+			continue;
+		}
+		fclose(in);
+		line[strcspn(line, "\n")] = '\0';
+		out = fopen(out_path, "w");
+		if (out == NULL)
+			_exit(1);
+		done = strcmp(line, "close") == 0;
+		session_step(out, k++, line, path, flags, &fd);
+		fclose(out);
+		if (done)
+			_exit(0);
+	}
+}
+
+/* --- GPIO character device, uAPI v2 ----------------------------------------------------- */
+
+static void do_gpio_chips(void)
+{
+	DIR *d = opendir("/dev");
+	struct dirent *e;
+
+	if (d == NULL) {
+		printf("ret=-1 errno=%s\n", errname(errno));
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		struct gpiochip_info info;
+		char p[300];
+		int fd;
+
+		if (strncmp(e->d_name, "gpiochip", 8) != 0)
+			continue;
+		snprintf(p, sizeof(p), "/dev/%s", e->d_name);
+		fd = open(p, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		memset(&info, 0, sizeof(info));
+		if (ioctl(fd, GPIO_GET_CHIPINFO_IOCTL, &info) == 0)
+			printf("chip=%s name=%s label=%s lines=%u\n", p, info.name,
+			       info.label[0] ? info.label : "-", info.lines);
+		close(fd);
+	}
+	closedir(d);
+}
+
+/* Request LINE of CHIP as an input ("in") or an output at 0/1, then read its value back. */
+static void do_gpio_line(const char *chip, const char *line_s, const char *what)
+{
+	struct gpio_v2_line_request req;
+	struct gpio_v2_line_values vals;
+	int fd = open_or_exit(chip, O_RDWR), ret;
+
+	memset(&req, 0, sizeof(req));
+	req.offsets[0] = (unsigned int)parse_len(line_s);
+	req.num_lines = 1;
+	strncpy(req.consumer, "kh-agent", sizeof(req.consumer) - 1);
+	if (strcmp(what, "in") == 0) {
+		req.config.flags = GPIO_V2_LINE_FLAG_INPUT;
+	} else if (strcmp(what, "0") == 0 || strcmp(what, "1") == 0) {
+		req.config.flags = GPIO_V2_LINE_FLAG_OUTPUT;
+		req.config.num_attrs = 1;
+		req.config.attrs[0].attr.id = GPIO_V2_LINE_ATTR_ID_OUTPUT_VALUES;
+		req.config.attrs[0].attr.values = what[0] == '1';
+		req.config.attrs[0].mask = 1;
+	} else {
+		usage("gpio-line wants in, 0 or 1");
+	}
+	if (ioctl(fd, GPIO_V2_GET_LINE_IOCTL, &req) < 0) {
+		printf("ret=-1 errno=%s\n", errname(errno));
+		close(fd);
+		return;
+	}
+	memset(&vals, 0, sizeof(vals));
+	vals.mask = 1;
+	ret = ioctl(req.fd, GPIO_V2_LINE_GET_VALUES_IOCTL, &vals);
+	printf("ret=%d errno=%s value=%d\n", ret, errname(ret < 0 ? errno : 0), (int)(vals.bits & 1));
+	close(req.fd);
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	const char *op = argc > 1 ? argv[1] : "";
 
 	if (strcmp(op, "version") == 0 && argc == 2)
-		puts("kh-agent 1");
+		puts("kh-agent 2");
 	else if (strcmp(op, "ioctl") == 0 && argc == 6)
 		do_ioctl(argv[2], argv[3], argv[4], argv[5]);
 	else if (strcmp(op, "write") == 0 && argc == 4)
 		do_write(argv[2], argv[3]);
 	else if (strcmp(op, "read") == 0 && argc == 4)
 		do_read(argv[2], argv[3]);
+	else if (strcmp(op, "session") == 0 && argc >= 4)
+		do_session(argv[2], argv[3], argc - 4, argv + 4);
+	else if (strcmp(op, "hold") == 0 && argc == 5)
+		do_hold(argv[2], argv[3], argv[4]);
+	else if (strcmp(op, "gpio-chips") == 0 && argc == 2)
+		do_gpio_chips();
+	else if (strcmp(op, "gpio-line") == 0 && argc == 5)
+		do_gpio_line(argv[2], argv[3], argv[4]);
 	else
 		usage(argc > 1 ? "unknown operation or wrong number of arguments" : "no operation");
 	return fflush(stdout) == 0 ? 0 : 1;
