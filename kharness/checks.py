@@ -26,7 +26,8 @@ Kinds (``kind`` defaults to ``run`` when the table has a ``run`` key):
   pulses; then ``expect_irqs`` (interrupts delivered on the line during the step),
   ``expect_level`` and ``expect_direction`` ("in"/"out") are checked.
 
-Every kind takes ``repeat = N`` (run the step N times, each must pass) and ``timeout``.
+Every kind takes ``repeat = N`` (run the step N times, each must pass), ``timeout``, and
+``targets = ["rpi2", "rpi3"]`` (run only there; elsewhere the check is reported as skipped).
 Strings may use ``{module}``, ``{param.NAME}`` (the module's parameters as loaded), ``{major}``
 (the major of the character device the module registered; ``{major.NAME}`` by its name in
 /proc/devices), ``{gpio.base}`` and ``{gpio.N}`` (the global GPIO number of khgpio's line N);
@@ -58,9 +59,10 @@ _KEYS = {
     "chardev": {"device", "mode", "mknod", "minor", "steps", "open_errno"},
     "gpio": {"line", "set", "pulse", "interval_ms", "expect_irqs", "expect_level", "expect_direction"},
 }
-_STEP_ACTIONS = ("write", "write_hex", "read", "seek", "open_again", "open_other", "close", "reopen")
-_STEP_KEYS = set(_STEP_ACTIONS) | {"expect", "expect_hex", "expect_errno", "expect_ret"}
-_COMMON = {"name", "kind", "repeat", "timeout"}
+_STEP_ACTIONS = ("write", "write_hex", "write_fields", "read", "seek", "open_again", "open_other", "close",
+                 "reopen")
+_STEP_KEYS = set(_STEP_ACTIONS) | {"expect", "expect_hex", "expect_fields", "expect_errno", "expect_ret"}
+_COMMON = {"name", "kind", "repeat", "timeout", "targets"}
 _PREFIX = {"proc": "/proc/", "sysfs": "/sys/"}
 _TOKEN_RE = re.compile(r"\{(module|param\.[A-Za-z_][A-Za-z0-9_]*|major(?:\.[\w-]+)?|gpio\.(?:base|[0-9]+))\}")
 # Mark the start of every step in the kernel log so a dmesg check sees what the steps before it did.
@@ -83,6 +85,7 @@ class Check:
     expect_stderr: str | None = None
     expect_errno: str | None = None
     forbid: str | None = None
+    targets: tuple[str, ...] = ()          # empty: every target
     repeat: int = 1
     timeout: float | None = None
     device: str | None = None
@@ -154,6 +157,13 @@ def parse_check(path: Path, index: int, c) -> Check:
     repeat = c.get("repeat", 1)
     if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= 10000:
         raise err("'repeat' must be an integer from 1 to 10000")
+    targets = c.get("targets", [])
+    if not (isinstance(targets, list) and targets and all(isinstance(x, str) for x in targets)) and "targets" in c:
+        raise err("'targets' must be a non-empty list of target names such as [\"rpi2\", \"rpi3\"]")
+    from kharness.targets import all_targets
+    unknown = [x for x in targets if x not in all_targets()]
+    if unknown:
+        raise err(f"'targets' names unknown target(s) {unknown}; known: {', '.join(sorted(all_targets()))}")
     t = c.get("timeout")
     if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or t <= 0):
         raise err("'timeout' must be a positive number of seconds")
@@ -176,6 +186,7 @@ def parse_check(path: Path, index: int, c) -> Check:
                  expect_stdout=_regex(err, "expect_stdout", c.get("expect_stdout")),
                  expect_stderr=_regex(err, "expect_stderr", c.get("expect_stderr")),
                  expect_errno=en, forbid=_regex(err, "forbid", c.get("forbid")), repeat=repeat, timeout=t,
+                 targets=tuple(targets),
                  **extra)
 
 
@@ -232,8 +243,17 @@ def _parse_chardev(c: dict, err) -> dict:
             _int(serr, action, arg, 0, 1 << 24)
         if action in ("open_again", "open_other", "close", "reopen") and arg is not True:
             raise serr(f"'{action}' takes true")
-        if ("expect" in st or "expect_hex" in st) and action != "read":
-            raise serr("'expect'/'expect_hex' apply to a read step")
+        if ("expect" in st or "expect_hex" in st or "expect_fields" in st) and action != "read":
+            raise serr("'expect'/'expect_hex'/'expect_fields' apply to a read step")
+        for key in ("write_fields", "expect_fields"):
+            if key in st:
+                try:
+                    desc = parse_description(st[key], key)
+                    pack(desc, endian="little", bits=64) if key == "write_fields" else None
+                except ValueError as e:
+                    raise serr(str(e)) from None
+                if key == "write_fields":
+                    arg = tuple(desc)
         if "expect" in st and not isinstance(st["expect"], str):
             raise serr("'expect' must be a string")
         exp = {"errno": _errno_name(serr, "expect_errno", st.get("expect_errno"))}
@@ -243,6 +263,8 @@ def _parse_chardev(c: dict, err) -> dict:
             exp["data"] = st["expect"].encode()
         if "expect_hex" in st:
             exp["data"] = bytes.fromhex(st["expect_hex"].replace(" ", ""))
+        if "expect_fields" in st:
+            exp["fields"] = tuple(parse_description(st["expect_fields"], "expect_fields"))
         if action == "write_hex":
             arg = arg.replace(" ", "")
         steps.append((action, arg, tuple(sorted(exp.items()))))
@@ -339,7 +361,7 @@ def command_for(c: Check, values: dict[str, str], target=None) -> str:
     if c.kind == "ioctl":
         return STEP_CURSOR + _ioctl_command(c, values, target)
     if c.kind == "chardev":
-        return STEP_CURSOR + _chardev_command(c, values)
+        return STEP_CURSOR + _chardev_command(c, values, target)
     if c.kind == "gpio":
         from kharness.hw import gpio
         return STEP_CURSOR + gpio.step_command(c.line, c.set, c.pulse, c.interval_ms)
@@ -370,17 +392,21 @@ def _ioctl_command(c: Check, values: dict[str, str], target) -> str:
 
 
 _STEP_OPS = {"write": lambda a: "w:" + (a.encode().hex() or "-"), "write_hex": lambda a: "w:" + (a or "-"),
+             "write_fields": lambda a: "w:" + (a or "-"),
              "read": lambda a: f"r:{a}", "seek": lambda a: f"s:{a}", "open_again": lambda a: "again",
              "open_other": lambda a: "other", "close": lambda a: "close", "reopen": lambda a: "open"}
 
 
-def _chardev_command(c: Check, values: dict[str, str]) -> str:
+def _chardev_command(c: Check, values: dict[str, str], target) -> str:
     where = f"check {c.name!r}"
     dev = shlex.quote(substitute(c.device, values, where))
     ops = []
     for action, arg, _ in c.steps:
         if action == "write":
             arg = substitute(arg, values, where)
+        elif action == "write_fields":
+            # Structs and integers in the target's byte order and word size.
+            arg = pack(list(arg), endian=target.endian, bits=target.bits).hex()
         ops.append(_STEP_OPS[action](arg))
     prefix = ""
     if c.mknod:
@@ -394,7 +420,7 @@ def _chardev_command(c: Check, values: dict[str, str]) -> str:
     return prefix + f"kh-agent session {dev} {mode} " + " ".join(shlex.quote(o) for o in ops)
 
 
-def _judge_chardev(c: Check, rc: int, stdout: str, stderr: str) -> list[str]:
+def _judge_chardev(c: Check, rc: int, stdout: str, stderr: str, target) -> list[str]:
     from kharness.hw.agent import parse_reply
 
     replies = {}
@@ -430,12 +456,23 @@ def _judge_chardev(c: Check, rc: int, stdout: str, stderr: str) -> list[str]:
             return [f"{what} failed with {r['errno']}, expected success"]
         if "ret" in exp and r["ret"] != exp["ret"]:
             return [f"{what} returned {r['ret']}, expected {exp['ret']}"]
-        if action in ("write", "write_hex"):
-            n = len(arg.encode()) if action == "write" else len(arg) // 2
+        if action in ("write", "write_hex", "write_fields"):
+            n = {"write": lambda: len(arg.encode()), "write_hex": lambda: len(arg) // 2,
+                 "write_fields": lambda: len(pack(list(arg), endian=target.endian, bits=target.bits))}[action]()
             if r["ret"] != n and "ret" not in exp:
                 return [f"{what} wrote {r['ret']} of {n} bytes"]
         if "data" in exp and r.get("data", b"") != exp["data"]:
             return [f"{what} read {r.get('data', b'')!r}, expected {exp['data']!r}"]
+        if "fields" in exp:
+            types = [t for t, _ in exp["fields"]]
+            want = layout(types, endian=target.endian, bits=target.bits).size
+            data = r.get("data", b"")
+            if len(data) != want:
+                return [f"{what} read {len(data)} bytes, expected {want} ({', '.join(types)})"]
+            got = unpack(types, data, endian=target.endian, bits=target.bits)
+            for j, ((typ, v), have) in enumerate(zip(exp["fields"], got)):
+                if v != "*" and v != have:
+                    return [f"{what}: field {j} ({typ}) is {have!r}, expected {v!r}"]
     return []
 
 
@@ -498,7 +535,7 @@ def judge(c: Check, rc: int, stdout: str, stderr: str, values: dict[str, str], t
     if c.kind == "ioctl":
         return _judge_ioctl(c, rc, stdout, stderr, target)
     if c.kind == "chardev":
-        return _judge_chardev(c, rc, stdout, stderr)
+        return _judge_chardev(c, rc, stdout, stderr, target)
     if c.kind == "gpio":
         return _judge_gpio(c, rc, stdout, stderr)
     if c.kind == "dmesg":

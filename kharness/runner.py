@@ -117,6 +117,9 @@ class Run:
         self.khgpio: BuiltModule | None = None
         self.values: dict[str, str] = {}      # what {placeholders} in params and checks resolve to
         self.devices_at_boot: dict[str, str] = {}
+        self.modules: list[BuiltModule] = []
+        self.config: ModuleConfig | None = None
+        self.step_timeout = DEFAULT_TIMEOUT
 
     # -- helpers ------------------------------------------------------------------------------
     def _fail(self, phase: str, message: str, guest_usable: bool = False) -> ModuleFailure:
@@ -199,30 +202,36 @@ class Run:
     # -- phases ----------------------------------------------------------------------------------
     def execute(self) -> Result:
         start = time.monotonic()
-        r = self.result
         try:
             with ExitStack() as stack:
                 stack.callback(self._teardown)
                 self._pipeline()
+            self.settle(None)
+        except (ModuleFailure, KharnessError) as e:
+            self.settle(e)
+        finally:
+            self.result.duration = time.monotonic() - start
+        return self.result
+
+    def settle(self, e: BaseException | None) -> None:
+        """The verdict: pass, a module failure (``fail``) or a usage/infrastructure error."""
+        r = self.result
+        if e is None:
             r.status = "pass"
             r.summary = "built, loaded, checked and unloaded cleanly"
-        except ModuleFailure as e:
+        elif isinstance(e, ModuleFailure):
             r.status = "fail"
             r.summary = f"{e.phase}: {e.message}"
-        except KharnessError as e:
+        elif isinstance(e, KharnessError):
             r.status = "error"
             r.error = {"kind": e.kind, "message": str(e)}
             r.summary = str(e)
             for p in r.phases:
                 if p.status == "running":
-                    p.status = "error"
                     p.message = str(e)
-        finally:
-            for p in r.phases:
-                if p.status == "running":
-                    p.status = "error"
-            r.duration = time.monotonic() - start
-        return r
+        for p in r.phases:
+            if p.status == "running":
+                p.status = "error"
 
     def _teardown(self) -> None:
         if self.guest is not None:
@@ -237,6 +246,28 @@ class Run:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _pipeline(self) -> None:
+        self.up()
+        try:
+            self._checks(self.config, self.modules, self.step_timeout)
+        except ModuleFailure as e:
+            if not e.guest_usable:
+                raise
+            # The checks failed but the guest is fine: still unload, so the result also says
+            # whether rmmod is clean. The check failure stays the run's verdict.
+            try:
+                self.down()
+            except ModuleFailure:
+                pass
+            raise e from None
+        self.down()
+
+    def down(self) -> None:
+        """Unload the module(s), look at the kernel's health, power the guest off."""
+        self._unload(self.modules, self.config, self.step_timeout)
+        self.guest.shutdown()
+
+    def up(self) -> None:
+        """Build, make the image, boot and load: the guest is ready for checks (or a Session)."""
         opts, r = self.opts, self.result
         d = opts.module_dir
         if not d.exists():
@@ -339,20 +370,7 @@ class Run:
         ph.status = "pass"
         ph.message = f"ready in {self.guest.boot_seconds:.1f}s"
         self._load(modules, per_module, config, timeout)
-        try:
-            self._checks(config, modules, timeout)
-        except ModuleFailure as e:
-            if not e.guest_usable:
-                raise
-            # The checks failed but the guest is fine: still unload, so the result also says
-            # whether rmmod is clean. The check failure stays the run's verdict.
-            try:
-                self._unload(modules, config, timeout)
-            except ModuleFailure:
-                pass
-            raise e from None
-        self._unload(modules, config, timeout)
-        self.guest.shutdown()
+        self.modules, self.config, self.step_timeout = modules, config, timeout
 
     def _build_khgpio(self, headers, tc) -> BuiltModule:
         """The kharness virtual GPIO controller, built for this kernel like any module (cached)."""
@@ -510,6 +528,23 @@ class Run:
         elif self.values.get("module") in now:
             self.values["major"] = now[self.values["module"]]
 
+    def run_check(self, c: checks.Check, values: dict[str, str], timeout: float) -> CheckResult:
+        """One check (all its repetitions) in the guest; a hang or a dead guest raises ModuleFailure."""
+        cr = None
+        for i in range(c.repeat):
+            cmd = checks.command_for(c, values, self.profile)
+            res = self._run_step("check", cmd, c.timeout or timeout, f"check {c.name!r}")
+            problems = checks.judge(c, res.rc, res.stdout, res.stderr, values, self.profile)
+            if problems and c.repeat > 1:
+                problems = [f"repetition {i + 1} of {c.repeat}: {p}" for p in problems]
+            cr = CheckResult(name=c.name, command=cmd.removeprefix(checks.STEP_CURSOR),
+                             status="fail" if problems else "pass", rc=res.rc, expect_rc=c.expect_rc,
+                             stdout=res.stdout, stderr=res.stderr, duration=res.duration,
+                             message="; ".join(problems))
+            if problems:
+                break
+        return cr
+
     def _checks(self, config: ModuleConfig, modules, timeout: float) -> None:
         ph = self.result.phase("check")
         ph.status = "running"
@@ -518,19 +553,12 @@ class Run:
         try:
             values = dict(self.values, **checks.values_for([m.name for m in modules], self.result.params))
             for c in config.checks:
-                cr = None
-                for i in range(c.repeat):
-                    cmd = checks.command_for(c, values, self.profile)
-                    res = self._run_step("check", cmd, c.timeout or timeout, f"check {c.name!r}")
-                    problems = checks.judge(c, res.rc, res.stdout, res.stderr, values, self.profile)
-                    if problems and c.repeat > 1:
-                        problems = [f"repetition {i + 1} of {c.repeat}: {p}" for p in problems]
-                    cr = CheckResult(name=c.name, command=cmd.removeprefix(checks.STEP_CURSOR),
-                                     status="fail" if problems else "pass", rc=res.rc, expect_rc=c.expect_rc,
-                                     stdout=res.stdout, stderr=res.stderr, duration=res.duration,
-                                     message="; ".join(problems))
-                    if problems:
-                        break
+                if c.targets and self.profile.name not in c.targets:
+                    self.result.checks.append(CheckResult(name=c.name, command="", status="skipped", rc=None,
+                                                          expect_rc=c.expect_rc,
+                                                          message=f"only for {', '.join(c.targets)}"))
+                    continue
+                cr = self.run_check(c, values, timeout)
                 self.result.checks.append(cr)
                 if cr.status == "fail":
                     failed.append(cr)
@@ -541,7 +569,9 @@ class Run:
             raise self._fail("check", f"{len(failed)} of {len(config.checks)} check(s) failed: "
                                       f"{failed[0].name}: {failed[0].message}", guest_usable=True)
         ph.status = "pass"
-        ph.message = f"{len(config.checks)} check(s) passed" if config.checks else "no checks defined"
+        skipped = sum(1 for c in self.result.checks if c.status == "skipped")
+        ph.message = (f"{len(config.checks) - skipped} check(s) passed" + (f", {skipped} skipped" if skipped else "")
+                      if config.checks else "no checks defined")
 
     def _unload(self, modules, config: ModuleConfig, timeout: float) -> None:
         ph = self.result.phase("unload")

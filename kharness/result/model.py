@@ -40,7 +40,7 @@ class Phase:
 class CheckResult:
     name: str
     command: str
-    status: str                 # pass | fail
+    status: str                 # pass | fail | skipped (a check for other targets)
     rc: int | None
     expect_rc: int
     stdout: str = ""

@@ -234,3 +234,10 @@ def test_resolved_values_in_placeholders():
     assert command_for(c, v) == STEP_CURSOR + "mknod /dev/x c 240 0; echo 529 512 240"
     with pytest.raises(UsageError, match=r"\{gpio\.40\} is not known here"):
         command_for(Check("r", "run", run="echo {gpio.40}"), v)
+
+
+def test_targets_restrict_a_check():
+    c = parse_check(P, 1, {"run": "true", "targets": ["rpi2", "rpi3"]})
+    assert c.targets == ("rpi2", "rpi3")
+    assert "unknown target(s) ['rpi9']" in err({"run": "true", "targets": ["rpi9"]})
+    assert "'targets' must be a non-empty list" in err({"run": "true", "targets": "rpi2"})

@@ -113,7 +113,7 @@ def test_unknown_build_key(tmp_path):
 def test_unknown_key_in_a_check(tmp_path):
     assert _error(tmp_path, '[[check]]\nname = "c1"\nrun = "true"\nexpect_code = 1\n') == (
         "check #1 (c1): unknown key(s) ['expect_code'] for a run check; it takes expect_rc, expect_stderr, "
-        "expect_stdout, name, repeat, run, timeout")
+        "expect_stdout, name, repeat, run, targets, timeout")
 
 
 def test_missing_run(tmp_path):

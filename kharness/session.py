@@ -1,0 +1,298 @@
+"""Drive a loaded module from Python: the check language's operations as methods.
+
+    from kharness.session import session
+
+    with session("examples/chardev-ioctl", target="ppc64", kernel="6.1") as s:
+        with s.chardev.open("/dev/khdemo") as dev:
+            dev.write(b"hello")
+            assert dev.read(5) == b"hello"
+        r = s.ioctl("/dev/khdemo", "_IOR('k', 2, 40)", out=[["u8", 0], ["u32", 0], ["u16", 0],
+                                                            ["u64", 0], ["char[16]", ""]])
+        assert s.proc.read("/proc/modules").startswith("khdemo")
+        s.gpio.pulse(17, 5)                      # with [gpio] in kharness.toml
+        print(s.dmesg.since())
+    # leaving the block unloads the module and checks the kernel's health; a failure raises
+    # RunFailed carrying the structured Result.
+
+Every call runs in the guest at once and raises :class:`GuestOSError` (with the errno name) when
+the guest's system call fails. Requests and structs are encoded for the target, as in checks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from kharness import checks
+from kharness.errors import KharnessError, ModuleFailure, UsageError
+from kharness.hw import gpio as khgpio
+from kharness.hw.agent import parse_reply
+from kharness.hw.payload import layout, pack, parse_description, unpack
+from kharness.result.model import CheckResult, Result
+from kharness.runner import DEFAULT_BOOT_TIMEOUT, Run, RunOptions
+from kharness.vm.channel import CommandResult
+
+
+class GuestOSError(Exception):
+    """A system call in the guest failed: ``errno`` is its name (``"EINVAL"``)."""
+
+    def __init__(self, what: str, errno: str):
+        super().__init__(f"{what}: {errno}")
+        self.errno = errno
+
+
+class RunFailed(Exception):
+    """The session's module failed (build, load, a kernel report, unload) or the harness could
+    not run it; ``result`` is the structured Result, as ``kharness run --json`` writes it."""
+
+    def __init__(self, result: Result):
+        super().__init__(f"{result.status}: {result.summary}")
+        self.result = result
+
+
+@dataclass(frozen=True)
+class IoctlReply:
+    ret: int
+    errno: str          # "0" when the call succeeded
+    out: list           # the output fields, decoded for the target
+
+
+class Session:
+    """A booted guest with the module loaded (see :func:`session`)."""
+
+    def __init__(self, run: Run):
+        self._run = run
+        self.proc = Files(self, "/proc/")
+        self.sysfs = Files(self, "/sys/")
+        self.file = Files(self, "/")
+        self.chardev = CharDevs(self)
+        self.gpio = Gpio(self)
+        self.dmesg = Dmesg(self)
+
+    @property
+    def result(self) -> Result:
+        return self._run.result
+
+    @property
+    def target(self):
+        return self._run.profile
+
+    @property
+    def values(self) -> dict[str, str]:
+        """What ``{placeholders}`` resolve to: module, param.*, major*, gpio.*."""
+        return dict(self._run.values, **checks.values_for([m.name for m in self._run.modules], self.result.params))
+
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        """A shell command in the guest; a hang or a dead guest raises ModuleFailure."""
+        return self._run._run_step("check", command, timeout or self._run.step_timeout, command[:60])
+
+    def check(self, table: dict) -> CheckResult:
+        """Run one check written as in kharness.toml (``{"kind": "proc", "path": ...}``)."""
+        c = checks.parse_check(Path("<python>"), 1, table)
+        return self._run.run_check(c, self.values, self._run.step_timeout)
+
+    def ioctl(self, device: str, request, payload=(), out=(), ) -> IoctlReply:
+        """``request``: a number or ``"_IOWR('k', 1, payload)"``; ``payload``/``out`` as in checks
+        (``[["u32", 5], ["char[16]", "hi"]]``; out values are ignored, only the types count)."""
+        try:
+            pd = parse_description(list(payload), "payload") if payload else []
+            od = parse_description(list(out), "out") if out else []
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        c = checks.Check(name=f"ioctl {device}", kind="ioctl", device=device, request=request,
+                         payload=tuple(pd), expect_out=tuple(od))
+        res = self.run(checks.command_for(c, self.values, self.target))
+        line = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+        reply = parse_reply(line) if line else {}
+        if "open_errno" in reply:
+            raise GuestOSError(f"open {device}", reply["open_errno"])
+        if "ret" not in reply:
+            raise KharnessError(f"no answer from kh-agent: {(res.stderr or res.stdout).strip()[:200]}")
+        values = unpack([t for t, _ in od], reply.get("out", b""), endian=self.target.endian,
+                        bits=self.target.bits) if od and reply["ret"] >= 0 else []
+        return IoctlReply(reply["ret"], reply.get("errno", "0"), values)
+
+    def pack(self, fields) -> bytes:
+        """Bytes of a struct described field by field, laid out for the target."""
+        return pack(parse_description(list(fields), "fields"), endian=self.target.endian, bits=self.target.bits)
+
+    def sizeof(self, fields) -> int:
+        return layout([t for t, _ in parse_description(list(fields), "fields")],
+                      endian=self.target.endian, bits=self.target.bits).size
+
+
+class Files:
+    def __init__(self, s: Session, prefix: str):
+        self._s, self._prefix = s, prefix
+
+    def _path(self, path: str) -> str:
+        if not path.startswith(self._prefix):
+            raise UsageError(f"{path!r} is not under {self._prefix}")
+        return shlex.quote(path)
+
+    def read(self, path: str) -> str:
+        r = self._s.run(f"cat {self._path(path)}")
+        if r.rc != 0:
+            raise GuestOSError(f"read {path}", checks.errno_of(r.stderr) or r.stderr.strip())
+        return r.stdout
+
+    def write(self, path: str, value) -> None:
+        """One write() of ``value`` (str, int or bytes)."""
+        data = value if isinstance(value, bytes) else str(value).encode()
+        r = self._s.run(f"kh-agent write {self._path(path)} {data.hex() or '-'}")
+        reply = parse_reply(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {}
+        if "open_errno" in reply:
+            raise GuestOSError(f"open {path}", reply["open_errno"])
+        if reply.get("ret", -1) < 0:
+            raise GuestOSError(f"write {path}", reply.get("errno", r.stderr.strip()))
+
+
+class CharDevs:
+    _ids = itertools.count(1)
+
+    def __init__(self, s: Session):
+        self._s = s
+
+    def open(self, path: str, mode: str = "rw") -> "CharDevice":
+        """Open ``path`` and keep it open (a small server in the guest holds the file)."""
+        if mode not in ("r", "w", "rw"):
+            raise UsageError("mode is r, w or rw")
+        d = f"/tmp/kh-hold-{next(self._ids)}"
+        r = self._s.run(f"mkdir -p {d} && kh-agent hold {shlex.quote(path)} {mode} {d}")
+        reply = parse_reply(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {}
+        if "open_errno" in reply:
+            raise GuestOSError(f"open {path}", reply["open_errno"])
+        if reply.get("ret") != 0:
+            raise KharnessError(f"kh-agent could not hold {path}: {(r.stderr or r.stdout).strip()[:200]}")
+        return CharDevice(self._s, path, d)
+
+
+class CharDevice:
+    """An open file in the guest: every call is one system call on it."""
+
+    def __init__(self, s: Session, path: str, d: str):
+        self._s, self.path, self._d, self.closed = s, path, d, False
+
+    def _step(self, op: str) -> dict:
+        if self.closed:
+            raise ValueError(f"{self.path} is closed")
+        r = self._s.run(f"echo {shlex.quote(op)} > {self._d}/in && cat {self._d}/out")
+        line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+        if not line:
+            raise KharnessError(f"no answer from the kh-agent holding {self.path}: {r.stderr.strip()[:200]}")
+        return parse_reply(line)
+
+    def _ok(self, op: str, what: str) -> dict:
+        reply = self._step(op)
+        if reply["ret"] < 0:
+            raise GuestOSError(f"{what} {self.path}", reply["errno"])
+        return reply
+
+    def write(self, data) -> int:
+        data = data if isinstance(data, bytes) else str(data).encode()
+        return self._ok(f"w:{data.hex() or '-'}", "write")["ret"]
+
+    def read(self, n: int) -> bytes:
+        return self._ok(f"r:{int(n)}", "read").get("data", b"")
+
+    def seek(self, offset: int) -> int:
+        return self._ok(f"s:{int(offset)}", "seek")["ret"]
+
+    def open_again(self) -> None:
+        """A second open by the same process while this one is held (GuestOSError if refused)."""
+        self._ok("again", "second open of")
+
+    def open_other(self) -> None:
+        """An open by another process while this one is held (GuestOSError if refused)."""
+        self._ok("other", "open from another process of")
+
+    def ioctl(self, request: int, payload: bytes = b"", out_len: int = 0) -> tuple[int, bytes]:
+        """A raw ioctl on this open file: (return value, output bytes)."""
+        reply = self._ok(f"i:{int(request):x}:{payload.hex() or '-'}:{int(out_len)}", "ioctl on")
+        return reply["ret"], reply.get("data", b"")
+
+    def close(self) -> None:
+        if not self.closed:
+            self._step("close")
+            self.closed = True
+
+    def __enter__(self) -> "CharDevice":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Gpio:
+    """Lines of the kharness virtual GPIO controller (``[gpio]`` in kharness.toml)."""
+
+    def __init__(self, s: Session):
+        self._s = s
+
+    def _step(self, line: int, **kw) -> dict:
+        if not self._s.result.gpio:
+            raise UsageError("the kharness virtual GPIO controller is not loaded: add [gpio] to kharness.toml")
+        if not 0 <= line < self._s.result.gpio["lines"]:
+            raise UsageError(f"GPIO line {line} is out of range: khgpio has lines 0 to "
+                             f"{self._s.result.gpio['lines'] - 1}")
+        r = self._s.run(khgpio.step_command(line, **kw))
+        got = khgpio.parse_step(r.stdout)
+        if got is None:
+            raise GuestOSError(f"gpio line {line}", checks.errno_of(r.stderr) or r.stderr.strip())
+        return got
+
+    @property
+    def base(self) -> int:
+        return self._s.result.gpio["base"]
+
+    def set(self, line: int, level: int) -> int:
+        """Drive input ``line`` to ``level``; the interrupts that raised."""
+        return self._step(line, set_level=int(bool(level)))["irqs"]
+
+    def pulse(self, line: int, count: int = 1, interval_ms: float = 5.0) -> int:
+        """``count`` low-high-low pulses; the interrupts they raised."""
+        return self._step(line, pulses=int(count), interval_ms=interval_ms)["irqs"]
+
+    def get(self, line: int) -> int:
+        return self._step(line)["level"]
+
+    def direction(self, line: int) -> str:
+        return self._step(line)["direction"]
+
+
+class Dmesg:
+    def __init__(self, s: Session):
+        self._s = s
+
+    def since(self) -> str:
+        """The kernel log since the previous call (the first call: since boot)."""
+        return self._s.run("kh-dmesg-since python").stdout
+
+
+@contextmanager
+def session(module_dir, *, target: str = "x86_64", kernel: str | None = None, params=(),
+            accel: str = "auto", timeout: float | None = None,
+            boot_timeout: float = DEFAULT_BOOT_TIMEOUT, keep: bool = False) -> Iterator[Session]:
+    """Build, boot and load ``module_dir`` (as ``kharness run`` does, without its checks) and
+    yield a :class:`Session`; on leaving, unload and check the kernel's health. A failure at
+    either end raises :class:`RunFailed` with the Result; the guest is always torn down."""
+    run = Run(RunOptions(module_dir=Path(module_dir), target=target, kernel=kernel, params=list(params),
+                         timeout=timeout, boot_timeout=boot_timeout, accel=accel, keep=keep))
+    start = time.monotonic()
+    try:
+        with ExitStack() as stack:
+            stack.callback(run._teardown)
+            run.up()
+            yield Session(run)
+            run.down()
+        run.settle(None)
+    except (ModuleFailure, KharnessError) as e:
+        run.settle(e)
+        run.result.duration = time.monotonic() - start
+        raise RunFailed(run.result) from None
+    run.result.duration = time.monotonic() - start
