@@ -115,6 +115,12 @@ def load_config(directory: Path) -> ModuleConfig:
                 raise _err(path, f"check #{i} ({c.name})",
                            f"'line' {c.line} is out of range: khgpio has lines 0 to {gpio.lines - 1} "
                            f"(set [gpio] lines to have more, up to {khgpio.MAX_LINES})")
+    if gpio is None:
+        texts = [v for kv in params.values() for v in kv.values()] + \
+            [str(getattr(c, f) or "") for c in checks for f in ("run", "path", "write", "device")]
+        if any("{gpio." in t for t in texts):
+            raise _err(path, "{gpio.*}", "GPIO numbers are used but no [gpio] section loads the kharness "
+                                         "virtual GPIO controller: add [gpio]")
     name = mod.get("name")
     if name is not None and not isinstance(name, str):
         raise _err(path, "[module] name", "must be a string")

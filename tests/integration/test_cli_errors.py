@@ -49,6 +49,26 @@ def test_bad_kharness_toml_names_file_and_check(kharness, tmp_path):
     assert "kharness.toml" in o.stderr and "reads" in o.stderr and "expect_stdot" in o.stderr
 
 
+@pytest.mark.parametrize("toml,needles", [
+    ('[gpio]\nlines = 8\n[[check]]\nname = "btn"\nkind = "gpio"\nline = 17\npulse = 5\n',
+     ["check #1 (btn)", "'line' 17 is out of range", "lines 0 to 7"]),
+    ('[[check]]\nname = "get"\nkind = "ioctl"\ndevice = "/dev/x"\nrequest = "_IOR(\'k\', 1, 4)"\n'
+     'expect_out = [["u33", 1]]\n', ["check #1 (get)", "u33"]),
+    ('[[check]]\nname = "cd"\nkind = "chardev"\ndevice = "/dev/x"\nsteps = [{ read = 4, write = "x" }]\n',
+     ["check #1 (cd)", "step 1", "exactly one action"]),
+    ('[[check]]\nname = "k"\nkind = "gpoi"\n', ["check #1 (k)", "unknown check kind 'gpoi'"]),
+])
+def test_bad_checks_fail_before_anything_boots(kharness, tmp_path, toml, needles):
+    d = tmp_path / "mod"
+    d.mkdir()
+    (d / "mod.c").write_text("int x;\n")
+    (d / "kharness.toml").write_text(toml)
+    o = kharness("run", str(d))
+    assert o.rc == 2 and o.stderr.count("\n") <= 2, o.stderr
+    assert all(n in o.stderr for n in needles), o.stderr
+    assert o.result is None or o.result["phases"][2]["status"] != "pass"   # nothing booted
+
+
 def test_missing_qemu_is_an_infrastructure_error(kharness, tmp_path):
     import os
     import subprocess

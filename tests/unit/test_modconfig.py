@@ -237,3 +237,7 @@ def test_gpio_section(tmp_path):
 ])
 def test_gpio_errors(tmp_path, text, needle):
     assert needle in _error(tmp_path, text)
+
+
+def test_gpio_numbers_need_the_controller(tmp_path):
+    assert "no [gpio] section" in _error(tmp_path, '[module]\nparams = { button = "{gpio.17}" }\n')
