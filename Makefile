@@ -18,7 +18,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils gcc make bc flex bison libelf-dev lib
                 gcc-powerpc64le-linux-gnu gcc-powerpc64-linux-gnu libc6-dev \
                 libc6-dev-ppc64-cross libc6-dev-arm64-cross libc6-dev-armhf-cross libc6-dev-ppc64el-cross
 
-.PHONY: all install system-deps python-deps demo test test-unit test-integration bench clean distclean help
+.PHONY: all install system-deps python-deps demo test test-unit test-integration test-templates bench clean distclean help
 
 all: help
 
@@ -56,6 +56,10 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit
+
+# Every template x every target x every kernel series (not in CI: about an hour here).
+test-templates: install
+	KH_TEMPLATE_GRID=1 $(PY) -m pytest -n $(JOBS) -ra tests/integration/test_templates.py
 
 test-integration: install
 	$(PY) -m pytest -n $(JOBS) -ra tests/integration

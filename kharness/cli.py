@@ -144,6 +144,69 @@ def targets() -> None:
     out.print(t)
 
 
+def _templates_help() -> str:
+    from kharness.templates import TEMPLATES
+    return "\n\n".join(f"[bold]{t.name}[/bold]: {t.summary}" for t in TEMPLATES.values())
+
+
+@app.command(help="Create a module directory from a template: C source, kbuild Makefile, kharness.toml "
+                  "with checks that prove it works, README.\n\nTemplates:\n\n" + _templates_help())
+def new(
+    name: str = typer.Argument(..., help="Module name: a lower-case C identifier."),
+    template: str = typer.Option("hello", "--template", "-t", help="Template (listed above)."),
+    directory: Optional[Path] = typer.Option(None, "--dir", "-d", help="Where to create it (default: ./NAME)."),
+    author: str = typer.Option("Your Name <you@example.com>", help="MODULE_AUTHOR."),
+    description: str = typer.Option("", help="MODULE_DESCRIPTION (default: the template's summary)."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing, non-empty directory."),
+) -> None:
+    from kharness.templates import TEMPLATES, create
+    try:
+        desc = description or (TEMPLATES[template].summary if template in TEMPLATES else "")
+        d = directory or Path(name)
+        files = create(template, name, d, author=author, description=desc[:1].upper() + desc[1:], force=force)
+    except KharnessError as e:
+        _die(e)
+    out.print(f"created {d}/ from the {template} template: " + ", ".join(f.name for f in files))
+    out.print(f"next: kharness run {d}")
+
+
+@app.command(help="Write (or print with --stdout) the kbuild Makefile kharness would generate for DIR: "
+                  "its sources, single or multi-file modules, several modules, ccflags and include "
+                  "directories from kharness.toml. `kharness run` uses the same generator.")
+def makefile(
+    directory: Path = typer.Argument(..., help="The module directory."),
+    stdout: bool = typer.Option(False, "--stdout", help="Print it instead of writing DIR/Makefile."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing Makefile."),
+) -> None:
+    from kharness.build.makefile import plan_build, render_makefile
+    from kharness.modconfig import load_config
+    try:
+        if not directory.is_dir():
+            raise UsageError(f"module directory {directory} does not exist")
+        config = load_config(directory)
+        plan = plan_build(directory, name=config.name, sources=list(config.sources) or None,
+                          ccflags=list(config.ccflags), include_dirs=list(config.include_dirs))
+        if not plan.generated:
+            if not (stdout or force):
+                raise UsageError(f"{directory} has its own build rules ({plan.own_rules.name}); kharness uses them",
+                                 hint="--stdout prints what kharness would generate instead; --force replaces them")
+            # What kharness would generate from the sources alone.
+            plan = plan_build(directory, name=config.name, sources=sorted(p.name for p in directory.glob("*.c")),
+                              ccflags=list(config.ccflags), include_dirs=list(config.include_dirs))
+        text = render_makefile(plan)
+        if stdout:
+            sys.stdout.write(text)
+            return
+        target = directory / "Makefile"
+        if target.exists() and not force:
+            raise UsageError(f"{target} exists", hint="--force to overwrite, or --stdout to print")
+        target.write_text(text)
+    except KharnessError as e:
+        _die(e)
+    out.print(f"wrote {target} (" + ", ".join(m.name + (f" from {len(m.objs)} files" if m.objs else "")
+                                             for m in plan.modules) + ")")
+
+
 kernel_app = typer.Typer(help="Kernels kharness builds itself (targets Debian has no kernel for, your own tree).",
                          no_args_is_help=True)
 image_app = typer.Typer(help="Guest images (kernel + initramfs + device tree), built and cached.", no_args_is_help=True)

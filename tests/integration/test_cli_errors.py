@@ -119,3 +119,22 @@ def test_cache_ls(kharness):
 def test_kernel_build_needs_a_source_for_debian_targets(kharness):
     o = kharness("kernel", "build", "--target", "x86_64", json_out=False)
     assert o.rc == 2 and "--source" in o.stderr
+
+
+def test_new_and_makefile(kharness, tmp_path):
+    o = kharness("new", "9bad", "--dir", str(tmp_path / "x"), json_out=False)
+    assert o.rc == 2 and "invalid module name '9bad'" in o.stderr and o.stderr.count("\n") == 1
+    o = kharness("new", "ok", "-t", "nope", "--dir", str(tmp_path / "x"), json_out=False)
+    assert o.rc == 2 and "unknown template 'nope'" in o.stderr
+    o = kharness("new", "ok", "--author", 'Eve"); evil("', "--dir", str(tmp_path / "x"), json_out=False)
+    assert o.rc == 2 and "cannot go into the generated files" in o.stderr and not (tmp_path / "x").exists()
+    o = kharness("new", "mf", "-t", "multifile", "--dir", str(tmp_path / "mf"), json_out=False)
+    assert o.rc == 0 and (tmp_path / "mf" / "mf_util.c").is_file()
+    o = kharness("new", "mf", "-t", "hello", "--dir", str(tmp_path / "mf"), json_out=False)
+    assert o.rc == 2 and "already exists" in o.stderr
+    o = kharness("makefile", str(tmp_path / "mf"), json_out=False)
+    assert o.rc == 2 and "has its own build rules" in o.stderr
+    o = kharness("makefile", str(tmp_path / "mf"), "--stdout", json_out=False)
+    assert o.rc == 0 and "mf-objs := mf_main.o mf_util.o" in o.stdout
+    help_ = kharness("new", "--help", json_out=False).stdout
+    assert all(t in help_ for t in ("hello", "params", "procfs", "sysfs", "chardev", "gpio-irq", "multifile", "aix-kext"))
