@@ -18,7 +18,7 @@ if os.environ.get("KH_TEMPLATE_GRID"):
 else:
     CELLS = [(t, "x86_64", "6.1") for t in TEMPLATES] + [
         ("aix-kext", "ppc64", "6.1"), ("chardev", "rpi2", "6.1"), ("gpio-irq", "arm64", "7.2"),
-        ("params", "ppc64le", "5.10")]
+        ("params", "ppc64le", "6.12")]
 
 
 @pytest.mark.parametrize("template,target,kernel", CELLS)
