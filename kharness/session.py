@@ -36,6 +36,7 @@ from kharness.hw.payload import layout, pack, parse_description, unpack
 from kharness.result.model import CheckResult, Result
 from kharness.runner import DEFAULT_BOOT_TIMEOUT, Run, RunOptions
 from kharness.vm.channel import CommandResult
+from kharness.vm.errors import GuestError
 
 
 class GuestOSError(Exception):
@@ -90,6 +91,17 @@ class Session:
     def run(self, command: str, timeout: float | None = None) -> CommandResult:
         """A shell command in the guest; a hang or a dead guest raises ModuleFailure."""
         return self._run._run_step("check", command, timeout or self._run.step_timeout, command[:60])
+
+    def health(self) -> list[dict]:
+        """Kernel reports (oops, WARN, BUG, taint...) since the last look that fail a run."""
+        try:
+            return self._run._health("check", self._run.step_timeout)
+        except GuestError as e:
+            raise self._run._guest_trouble("check", e, "the health check") from None
+
+    def console_tail(self) -> str:
+        g = self._run.guest
+        return g.console.text(32768) if g is not None and g.console is not None else ""
 
     def check(self, table: dict) -> CheckResult:
         """Run one check written as in kharness.toml (``{"kind": "proc", "path": ...}``)."""

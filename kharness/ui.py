@@ -85,3 +85,19 @@ class ByteProgress:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int) -> Iterator:
+    """A bar counting items (matrix cells); yields ``advance(n)``. Lines printed meanwhile with
+    :func:`info` scroll above it."""
+    if _quiet or not _live():
+        if not _quiet:
+            console.print(f"[dim]{label}[/dim]")
+        yield lambda n: None
+        return
+    p = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                 TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console, transient=True)
+    with p:
+        task = p.add_task(label, total=total)
+        yield lambda n: p.advance(task, n)
