@@ -70,6 +70,7 @@ def run(
                                                "and test against it."),
     kernel_config: List[Path] = typer.Option([], "--kernel-config", help="Config fragment for --kernel-tree "
                                                                         "(repeatable)."),
+    cold: bool = typer.Option(False, "--cold", help="Boot the guest instead of restoring its ready snapshot."),
 ) -> None:
     """Build MODULE_DIR against the target kernel, boot it in QEMU, insmod, run the checks, rmmod,
     and watch the kernel log throughout."""
@@ -79,7 +80,7 @@ def run(
     ui.set_quiet(quiet)
     opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
                       timeout=timeout, boot_timeout=boot_timeout, accel=accel, keep=keep,
-                      kernel_tree=kernel_tree, kernel_config=list(kernel_config))
+                      kernel_tree=kernel_tree, kernel_config=list(kernel_config), cold=cold)
     try:
         result = run_pipeline(opts)
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
@@ -33,6 +34,7 @@ from kharness.result.model import CheckResult, Result, cap
 from kharness.targets import TargetProfile, get_target
 from kharness.vm.accel import ACCELS, choose_accel
 from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, GuestError, QemuStartError
+from kharness.vm import snapshot
 from kharness.vm.machine import Guest
 from kharness.vm.qemu import BootSpec, qemu_binary, reproducer
 
@@ -54,6 +56,7 @@ class RunOptions:
     keep: bool = False
     kernel_tree: Path | None = None          # build the kernel from this source tree instead
     kernel_config: list[Path] = field(default_factory=list)  # extra config fragments for it
+    cold: bool = False                       # always boot; never restore a snapshot
 
 
 def _reproducer_cmd(opts: RunOptions, release: str | None) -> str:
@@ -341,36 +344,77 @@ class Run:
         payload = {f"{m.name}.ko": m.path.read_bytes() for m in modules}
         if self.khgpio is not None:
             payload[f"{khgpio.MODULE}.ko"] = self.khgpio.path.read_bytes()
-        initrd = write_run_initrd(base, payload, self.workdir / "initrd.img")
-        boot = BootSpec(kernel.kernel, initrd, dtb)
+        boot = BootSpec(kernel.kernel, base.path, dtb)
         r.image = {"base": str(base.path), "key": base.key, "busybox": base.busybox,
                    "kernel": str(kernel.kernel)}
         ph.duration = time.monotonic() - t
         ph.status = "pass"
 
-        # boot
+        # boot: restore the ready snapshot where there is one, else boot
         ph = r.phase("boot")
         ph.status = "running"
         t = time.monotonic()
         accel, note = choose_accel(profile, opts.accel, boot)
         r.accelerator, r.accelerator_note = accel, note
-        self.guest = Guest(profile, boot, self.workdir, accel)
+        snap = self._snapshot(profile, boot, accel, opts)
+        if snap is None:
+            boot = BootSpec(kernel.kernel, write_run_initrd(base, payload, self.workdir / "initrd.img"), dtb)
+            self.guest = Guest(profile, boot, self.workdir, accel)
+        else:
+            copy = self.workdir / "vmstate.qcow2"
+            shutil.copyfile(snap.path, copy)
+            self.guest = Guest(profile, boot, self.workdir, accel, snap.restore_args(copy))
         r.reproducer["qemu"] = reproducer(self.guest.argv)
         try:
             self.guest.start()
-            with ui.step(f"booting {spec.release} on {profile.name} ({accel})"):
-                self.guest.wait_ready(opts.boot_timeout)
+            if snap is None:
+                with ui.step(f"booting {spec.release} on {profile.name} ({accel})"):
+                    self.guest.wait_ready(opts.boot_timeout)
+            else:
+                with ui.step(f"restoring {spec.release} on {profile.name} from its snapshot ({accel})"):
+                    self.guest.wait_restored(opts.boot_timeout, snap.release)
+                    self._after_restore(payload, profile, timeout)
             self._health("boot", timeout)
             self.devices_at_boot = self._char_devices(timeout)
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
             ph.log = cap(e.console_tail)
-            raise InfraError(f"the guest did not boot: {e.message}",
-                             hint="see the console log in the JSON result (phase boot)") from None
+            raise InfraError(f"the guest did not {'boot' if snap is None else 'restore'}: {e.message}",
+                             hint="see the console log in the JSON result (phase boot)"
+                                  + ("; --cold boots instead" if snap is not None else "")) from None
         ph.duration = time.monotonic() - t
         ph.status = "pass"
-        ph.message = f"ready in {self.guest.boot_seconds:.1f}s"
+        ph.message = (f"ready in {self.guest.boot_seconds:.1f}s" if snap is None else
+                      f"restored from snapshot in {self.guest.boot_seconds:.2f}s")
         self._load(modules, per_module, config, timeout)
         self.modules, self.config, self.step_timeout = modules, config, timeout
+
+    def _snapshot(self, profile: TargetProfile, boot: BootSpec, accel: str, opts: RunOptions):
+        """The ready snapshot to restore, or None for a cold boot (with the reason in the result)."""
+        r = self.result
+        if opts.cold or not profile.snapshot:
+            r.boot_mode = "cold"
+            r.boot_mode_note = "--cold" if opts.cold else f"{profile.name} does not support snapshots"
+            return None
+        try:
+            snap = snapshot.ensure(profile, boot, accel, opts.boot_timeout)
+        except InfraError as e:
+            r.boot_mode, r.boot_mode_note = "cold", f"no snapshot: {e}"
+            ui.info(f"[yellow]no snapshot ({e}); booting cold[/yellow]")
+            return None
+        r.boot_mode, r.boot_mode_note = "snapshot", f"restored {snap.key}"
+        r.image["snapshot"] = str(snap.path)
+        return snap
+
+    def _after_restore(self, payload: dict[str, bytes], profile: TargetProfile, timeout: float) -> None:
+        """A restored guest is the saved one: give it the host's clock, fresh randomness, and
+        this run's modules (debug info stripped, compressed, over the command channel)."""
+        seed = os.urandom(32).hex()
+        self.guest.run(f"date -s @{int(time.time())} >/dev/null; echo {seed} > /dev/urandom; mkdir -p /kh", timeout)
+        for name, data in payload.items():
+            for cmd in snapshot.delivery_commands(name, _strip_debug(data, profile)):
+                res = self.guest.run(cmd, timeout)
+                if res.rc != 0:
+                    raise InfraError(f"could not deliver {name} to the restored guest: {res.stderr.strip()[:200]}")
 
     def _build_khgpio(self, headers, tc) -> BuiltModule:
         """The kharness virtual GPIO controller, built for this kernel like any module (cached)."""
@@ -587,6 +631,19 @@ class Run:
         finally:
             ph.duration = time.monotonic() - t
         ph.status = "pass"
+
+
+def _strip_debug(data: bytes, profile: TargetProfile) -> bytes:
+    """The module without its DWARF (symbols stay, so oopses still name functions): a tenth of
+    the bytes to send to a restored guest. Unchanged if the target's strip is missing or fails."""
+    strip = shutil.which(f"{profile.cross_compile}strip")
+    if strip is None:
+        return data
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "in.ko", Path(d) / "out.ko"
+        src.write_bytes(data)
+        p = subprocess.run([strip, "--strip-debug", "-o", str(dst), str(src)], capture_output=True)
+        return dst.read_bytes() if p.returncode == 0 and dst.is_file() else data
 
 
 def resolve_any(profile: TargetProfile, wanted: str | None, kernel_tree: Path | None = None,

@@ -48,6 +48,7 @@ class TargetProfile:
     extra_args: tuple[str, ...] = ()
     guest_modules: tuple[str, ...] = ()   # kernel modules /init loads before the command channel opens
     kvm_host_arch: str | None = None      # host `uname -m` on which KVM may be tried
+    snapshot: bool = True       # restore a saved ready guest (savevm/-loadvm) instead of booting
     notes: str = ""
     source: Path = field(default=Path(), compare=False)
 

@@ -59,6 +59,8 @@ class Result:
     kernel: dict = field(default_factory=dict)
     accelerator: str | None = None
     accelerator_note: str = ""
+    boot_mode: str = ""          # "snapshot" (restored a saved ready guest) or "cold" (booted)
+    boot_mode_note: str = ""
     compiler: str | None = None
     params: dict = field(default_factory=dict)
     gpio: dict = field(default_factory=dict)   # the kharness virtual GPIO controller, when loaded

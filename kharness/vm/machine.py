@@ -41,12 +41,13 @@ def _fifo_pair(base: Path) -> tuple[int, int]:
 
 
 class Guest:
-    def __init__(self, profile: TargetProfile, boot: BootSpec, workdir: Path, accel: str = "tcg"):
+    def __init__(self, profile: TargetProfile, boot: BootSpec, workdir: Path, accel: str = "tcg",
+                 extra_args: tuple[str, ...] = ()):
         self.profile = profile
         self.boot = boot
         self.workdir = workdir
         self.accel = accel
-        self.argv = build_argv(profile, boot, workdir, accel)
+        self.argv = build_argv(profile, boot, workdir, accel, extra_args)
         self.proc: subprocess.Popen | None = None
         self.console: ConsoleLog | None = None
         self.channel: CommandChannel | None = None
@@ -107,6 +108,17 @@ class Guest:
             raise BootTimeout(f"the guest did not come up within {timeout:g}s", self.console.text()) from None
         self.boot_seconds = time.monotonic() - self._t0
         return self.release
+
+    def wait_restored(self, timeout: float, release: str) -> None:
+        """After ``-loadvm`` the guest is already at its command loop: no ready line comes, so the
+        first command is the handshake."""
+        assert self.channel
+        try:
+            self.channel.run("true", timeout, self.check_alive)
+        except CommandTimeout:
+            raise BootTimeout(f"the restored guest did not answer within {timeout:g}s", self.console.text()) from None
+        self.release = release
+        self.boot_seconds = time.monotonic() - self._t0
 
     def run(self, command: str, timeout: float) -> CommandResult:
         assert self.channel

@@ -35,7 +35,8 @@ def qemu_binary(profile: TargetProfile) -> str:
     return path
 
 
-def build_argv(profile: TargetProfile, boot: BootSpec, chan_dir: Path, accel: str) -> list[str]:
+def build_argv(profile: TargetProfile, boot: BootSpec, chan_dir: Path, accel: str,
+               extra: tuple[str, ...] = ()) -> list[str]:
     """argv for one guest. ``chan_dir`` holds the FIFO pairs ``con.{in,out}``, ``cmd.{in,out}``."""
     argv = [qemu_binary(profile), "-nodefaults", "-no-user-config", "-no-reboot",
             "-display", "none", "-monitor", "none",
@@ -52,7 +53,7 @@ def build_argv(profile: TargetProfile, boot: BootSpec, chan_dir: Path, accel: st
         argv += ["-dtb", str(boot.dtb)]
     argv += ["-chardev", f"pipe,id=kh_con,path={chan_dir / 'con'}", *profile.console_args,
              "-chardev", f"pipe,id=kh_cmd,path={chan_dir / 'cmd'}", *profile.command_args,
-             *profile.extra_args]
+             *profile.extra_args, *extra]
     return argv
 
 
