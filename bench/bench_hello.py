@@ -4,7 +4,9 @@
     .venv/bin/python bench/bench_hello.py [--kernel 6.1] [--runs 3] [--no-cold] [--no-vng]
 
 * cold: an empty cache (every download, unpack, build and image from scratch);
-* warm: the same cache again (nothing downloaded, the unchanged module not rebuilt);
+* warm, cold boot: the same cache again with --cold (nothing downloaded, the unchanged module
+  not rebuilt, the guest booted);
+* warm, snapshot: the same, restoring the ready snapshot instead of booting (the default);
 * bare: qemu-system-x86_64 -kernel <the same vmlinux> -initrd <busybox initramfs whose init
   powers off at once>: the floor for any harness that boots this kernel under TCG;
 * virtme-ng: `vng --run <the same vmlinuz> --disable-kvm --exec 'uname -r'` (installed into
@@ -31,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def kharness_run(cache: Path, kernel: str, out: Path) -> tuple[float, dict]:
+def kharness_run(cache: Path, kernel: str, out: Path, *extra: str) -> tuple[float, dict]:
     env = dict(os.environ, KHARNESS_CACHE=str(cache), KHARNESS_PROGRESS="0")
     t = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "kharness", "run", str(ROOT / "examples/hello"), "--kernel", kernel,
-                        "--json", str(out), "-q"], env=env, capture_output=True, text=True)
+                        "--json", str(out), "-q", *extra], env=env, capture_output=True, text=True)
     wall = time.monotonic() - t
     if p.returncode != 0:
         sys.exit(f"kharness run failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
@@ -112,12 +114,17 @@ def main() -> None:
         rows.append(("kharness run, cold cache", f"{wall:.2f}s", r))
     else:
         kharness_run(cache, args.kernel, out)  # make sure the cache is warm
+    cold_boot = []
+    for _ in range(args.runs):
+        wall, last = kharness_run(cache, args.kernel, out, "--cold")
+        cold_boot.append(wall)
+    rows.append(("kharness run --cold, warm cache (module unchanged, guest booted)", fmt(cold_boot), last))
     warm = []
     last = None
     for _ in range(args.runs):
         wall, last = kharness_run(cache, args.kernel, out)
         warm.append(wall)
-    rows.append(("kharness run, warm cache (module unchanged)", fmt(warm), last))
+    rows.append(("kharness run, warm cache, snapshot restored (module unchanged)", fmt(warm), last))
     os.environ["KHARNESS_CACHE"] = str(cache)
     bare, kb = bare_boot(args.kernel, args.runs)
     rows.append(("bare qemu boot to user space (same vmlinux, busybox)", fmt(bare), None))
@@ -135,10 +142,10 @@ def main() -> None:
     for name, _, r in rows:
         if r:
             print(f"| {name} | " + " | ".join(f"{p['duration']:.2f}" for p in r["phases"]) + " |")
-    ratio = statistics.median(warm) / statistics.median(bare)
-    print(f"\nwarm end-to-end / bare boot: {ratio:.2f}x")
+    print(f"\nsnapshot end-to-end / bare boot: {statistics.median(warm) / statistics.median(bare):.2f}x; "
+          f"cold-boot end-to-end / bare boot: {statistics.median(cold_boot) / statistics.median(bare):.2f}x")
     if isinstance(vng, list):
-        print(f"virtme-ng / warm kharness: {statistics.median(vng) / statistics.median(warm):.1f}x")
+        print(f"virtme-ng / kharness (snapshot): {statistics.median(vng) / statistics.median(warm):.1f}x")
     if not args.cache:
         shutil.rmtree(cache, ignore_errors=True)
 

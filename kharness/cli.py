@@ -6,6 +6,7 @@ Exit codes never lie: 0 the module passed, 1 the module failed, 2 usage or infra
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -94,6 +95,43 @@ def run(
     else:
         print_summary(result, out)
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def watch(
+    module_dir: Path = typer.Argument(..., help="The module directory to watch."),
+    target: str = typer.Option("x86_64", "--target", "-t"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", "-k"),
+    param: List[str] = typer.Option([], "--param", "-p"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=1),
+    accel: str = typer.Option("auto", "--accel"),
+    cold: bool = typer.Option(False, "--cold", help="Boot every run instead of restoring the snapshot."),
+    runs: Optional[int] = typer.Option(None, "--runs", min=1, help="Stop after this many runs (default: until Ctrl-C)."),
+) -> None:
+    """Rebuild and rerun on every save: each run restores the ready snapshot, so a fresh kernel
+    checks every edit; the verdict is on screen about a second after the build."""
+    from kharness.result.writers import print_summary
+    from kharness.runner import RunOptions
+    from kharness.runner import run as run_pipeline
+    from kharness.watch import watch as watch_loop
+
+    if not module_dir.is_dir():
+        _die(UsageError(f"module directory {module_dir} does not exist"))
+    opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
+                      timeout=timeout, accel=accel, cold=cold)
+    last = {"code": 0}
+
+    def report(result, seconds: float) -> None:
+        print_summary(result, out)
+        out.print(f"[dim]{time.strftime('%H:%M:%S')} run took {seconds:.1f}s "
+                  f"({result.boot_mode or 'no boot'}); watching {module_dir} (Ctrl-C to stop)[/dim]")
+        last["code"] = result.exit_code
+
+    try:
+        watch_loop(module_dir, lambda: run_pipeline(opts), report, max_runs=runs)
+    except KeyboardInterrupt:
+        raise typer.Exit(0)
+    raise typer.Exit(last["code"])
 
 
 @app.command()
@@ -311,15 +349,28 @@ def kernel_build(
 def image_build(
     target: str = typer.Option("x86_64", "--target", "-t"),
     kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="Series or exact release."),
+    snapshot: bool = typer.Option(False, "--snapshot", help="Also save the ready snapshot `kharness run` restores."),
+    accel: str = typer.Option("auto", "--accel", help="auto, kvm or tcg (a snapshot is per accelerator)."),
+    boot_timeout: float = typer.Option(300, "--boot-timeout", min=5),
 ) -> None:
     """Build (or reuse) the guest image for a target and kernel and print where it is."""
     from kharness.runner import guest_image, resolve_any
     from kharness.targets import get_target
+    from kharness.vm import snapshot as snapshots
+    from kharness.vm.accel import choose_accel
+    from kharness.vm.qemu import BootSpec
 
+    snap = None
     try:
         prof = get_target(target)
         spec, built = resolve_any(prof, kernel)
         k, base, dtb = guest_image(prof, spec, built)
+        if snapshot:
+            if not prof.snapshot:
+                raise UsageError(f"{prof.name} does not support snapshots (see images/{prof.name}.toml)")
+            boot = BootSpec(k.kernel, base.path, dtb)
+            acc, _ = choose_accel(prof, accel, boot)
+            snap = snapshots.ensure(prof, boot, acc, boot_timeout)
     except KharnessError as e:
         _die(e)
     out.print(f"kernel    {k.kernel}")
@@ -327,6 +378,8 @@ def image_build(
     if dtb:
         out.print(f"dtb       {dtb}")
     out.print(f"release   {spec.release}")
+    if snap is not None:
+        out.print(f"snapshot  {snap.path} (saved in {snap.save_seconds:.2f}s)")
 
 
 @cache_app.command("ls")
