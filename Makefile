@@ -13,7 +13,7 @@ JOBS    ?= 2
 # bubblewrap for the build environments of kernels the host's gcc cannot build (7.2, trixie's 6.12).
 APT_PACKAGES := qemu-system-x86 qemu-utils gcc make bc flex bison libelf-dev libssl-dev kmod cpio \
                 xz-utils zstd busybox-static ca-certificates python3 python3-venv python3-pip \
-                mmdebstrap bubblewrap uidmap device-tree-compiler chromium \
+                mmdebstrap bubblewrap uidmap device-tree-compiler chromium gpgv gnupg debian-archive-keyring \
                 qemu-system-arm qemu-system-ppc gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf \
                 gcc-powerpc64le-linux-gnu gcc-powerpc64-linux-gnu libc6-dev \
                 libc6-dev-ppc64-cross libc6-dev-arm64-cross libc6-dev-armhf-cross libc6-dev-ppc64el-cross

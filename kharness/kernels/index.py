@@ -7,6 +7,7 @@ python-debian, in a small JSON file per suite and architecture. The JSON is refr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import lzma
 import os
@@ -21,11 +22,12 @@ from kharness import ui
 from kharness.errors import InfraError
 from kharness.kernels.download import fetch_bytes
 from kharness.kernels.mirror import debian_mirror
+from kharness.kernels.release import signed_release
 from kharness.lock import file_lock
 from kharness.paths import cache_dir
 
 INDEX_TTL = 12 * 3600
-INDEX_FORMAT = 2  # bump when the kept subset changes: older cached indices are refetched
+INDEX_FORMAT = 3  # bump when the kept subset changes: older cached indices are refetched
 _KEEP_PREFIXES = (
     "Package: linux-image-",
     "Package: linux-headers-",
@@ -102,6 +104,17 @@ def filter_index_text(text: str, suite: str) -> list[Pkg]:
     return pkgs
 
 
+def _digest(packages) -> str:
+    """Of the kept paragraphs as verified: an entry edited on disk no longer matches it."""
+    return hashlib.sha256(json.dumps(packages, sort_keys=True).encode()).hexdigest()
+
+
+def _is_verification_failure(e: Exception) -> bool:
+    """A signature or hash that does not verify is never papered over with a stale copy."""
+    return isinstance(e, InfraError) and ("refusing it" in str(e) or "does not verify" in str(e)
+                                          or "keyring" in str(e) or "gpgv" in str(e))
+
+
 def _cache_path(suite: str, arch: str) -> Path:
     return cache_dir() / "index" / f"{suite}_{arch}.json"
 
@@ -115,25 +128,31 @@ def load_index(suite: str, arch: str, *, refresh: bool = False) -> PackageIndex:
             try:
                 data = json.loads(path.read_text())
                 stale = data
+                if data.get("digest") != _digest(data["packages"]):
+                    raise ValueError("altered")
                 if (not refresh and data.get("format") == INDEX_FORMAT
                         and time.time() - data["fetched"] < INDEX_TTL):
                     return PackageIndex(suite, arch, [Pkg(**p) for p in data["packages"]])
             except (ValueError, KeyError, TypeError):
-                stale = None  # a corrupt cache entry is refetched, never used
+                stale = None  # a corrupt or altered cache entry is refetched, never used
         mirror = debian_mirror()
-        url = f"{mirror}/dists/{suite}/main/binary-{arch}/Packages.xz"
+        rel_path = f"main/binary-{arch}/Packages.xz"
+        url = f"{mirror}/dists/{suite}/{rel_path}"
         try:
-            with ui.step(f"reading the {suite} {arch} package index"):
-                text = lzma.decompress(fetch_bytes(url)).decode("utf-8", "replace")
+            with ui.step(f"reading the {suite} {arch} package index (signed)"):
+                release = signed_release(mirror, suite)
+                text = lzma.decompress(release.verify(rel_path, fetch_bytes(url))).decode("utf-8", "replace")
         except (InfraError, lzma.LZMAError) as e:
-            if stale is not None:
+            if stale is not None and not _is_verification_failure(e):
                 ui.info(f"[yellow]could not refresh {suite}/{arch} index ({e}); using the cached copy[/yellow]")
                 return PackageIndex(suite, arch, [Pkg(**p) for p in stale["packages"]])
-            raise InfraError(f"could not read the {suite} {arch} package index: {e}",
-                             hint="check the network or KHARNESS_DEBIAN_MIRROR") from None
+            raise InfraError(f"could not read the {suite} {arch} package index: {getattr(e, 'message', e)}",
+                             hint=getattr(e, "hint", None) or "check the network or KHARNESS_DEBIAN_MIRROR") from None
         pkgs = filter_index_text(text, suite)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"fetched": time.time(), "url": url, "format": INDEX_FORMAT,
+                                   "release_signers": list(release.signers),
+                                   "digest": _digest([p.__dict__ for p in pkgs]),
                                    "packages": [p.__dict__ for p in pkgs]}))
         os.replace(tmp, path)
         return PackageIndex(suite, arch, pkgs)
@@ -172,9 +191,11 @@ def load_sources(suite: str, *, refresh: bool = False) -> dict[str, SourcePkg]:
                             for k, v in data["packages"].items()}
             except (ValueError, KeyError, TypeError):
                 pass
-        url = f"{debian_mirror()}/dists/{suite}/main/source/Sources.xz"
-        with ui.step(f"reading the {suite} source index"):
-            text = lzma.decompress(fetch_bytes(url)).decode("utf-8", "replace")
+        mirror = debian_mirror()
+        url = f"{mirror}/dists/{suite}/main/source/Sources.xz"
+        with ui.step(f"reading the {suite} source index (signed)"):
+            release = signed_release(mirror, suite)
+            text = lzma.decompress(release.verify("main/source/Sources.xz", fetch_bytes(url))).decode("utf-8", "replace")
         kept = [p for p in text.split("\n\n") if p.startswith(_KEEP_SOURCES)]
         out: dict[str, SourcePkg] = {}
         for para in Sources.iter_paragraphs("\n\n".join(kept).splitlines(keepends=True), use_apt_pkg=False):
