@@ -135,20 +135,28 @@ def load_index(suite: str, arch: str, *, refresh: bool = False) -> PackageIndex:
                     return PackageIndex(suite, arch, [Pkg(**p) for p in data["packages"]])
             except (ValueError, KeyError, TypeError):
                 stale = None  # a corrupt or altered cache entry is refetched, never used
+        refused = path.with_suffix(".refused")
+        if not refresh and refused.exists() and time.time() - refused.stat().st_mtime < INDEX_TTL:
+            # Refused recently: refuse again without downloading the index again.
+            raise InfraError(refused.read_text())
         mirror = debian_mirror()
         rel_path = f"main/binary-{arch}/Packages.xz"
         url = f"{mirror}/dists/{suite}/{rel_path}"
         try:
             with ui.step(f"reading the {suite} {arch} package index (signed)"):
                 release = signed_release(mirror, suite)
-                text = lzma.decompress(release.verify(rel_path, fetch_bytes(url))).decode("utf-8", "replace")
+                text = lzma.decompress(release.fetch(mirror, rel_path)).decode("utf-8", "replace")
         except (InfraError, lzma.LZMAError) as e:
             if stale is not None and not _is_verification_failure(e):
                 ui.info(f"[yellow]could not refresh {suite}/{arch} index ({e}); using the cached copy[/yellow]")
                 return PackageIndex(suite, arch, [Pkg(**p) for p in stale["packages"]])
-            raise InfraError(f"could not read the {suite} {arch} package index: {getattr(e, 'message', e)}",
-                             hint=getattr(e, "hint", None) or "check the network or KHARNESS_DEBIAN_MIRROR") from None
+            msg = f"could not read the {suite} {arch} package index: {getattr(e, 'message', e)}"
+            if _is_verification_failure(e):
+                refused.write_text(msg)
+                raise InfraError(msg) from None
+            raise InfraError(msg, hint=getattr(e, "hint", None) or "check the network or KHARNESS_DEBIAN_MIRROR") from None
         pkgs = filter_index_text(text, suite)
+        refused.unlink(missing_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"fetched": time.time(), "url": url, "format": INDEX_FORMAT,
                                    "release_signers": list(release.signers),
@@ -195,7 +203,7 @@ def load_sources(suite: str, *, refresh: bool = False) -> dict[str, SourcePkg]:
         url = f"{mirror}/dists/{suite}/main/source/Sources.xz"
         with ui.step(f"reading the {suite} source index (signed)"):
             release = signed_release(mirror, suite)
-            text = lzma.decompress(release.verify("main/source/Sources.xz", fetch_bytes(url))).decode("utf-8", "replace")
+            text = lzma.decompress(release.fetch(mirror, "main/source/Sources.xz")).decode("utf-8", "replace")
         kept = [p for p in text.split("\n\n") if p.startswith(_KEEP_SOURCES)]
         out: dict[str, SourcePkg] = {}
         for para in Sources.iter_paragraphs("\n\n".join(kept).splitlines(keepends=True), use_apt_pkg=False):

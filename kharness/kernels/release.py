@@ -41,6 +41,24 @@ class SignedRelease:
     suite: str
     signers: tuple[str, ...]                   # fingerprints of the good signatures
     files: dict[str, tuple[str, int]]          # path under dists/<suite>/ -> (sha256, size)
+    by_hash: bool = False                      # the archive serves indices under by-hash/SHA256/
+
+    def fetch(self, mirror: str, path: str) -> bytes:
+        """The index at ``path``, verified. Like apt, fetch it by its signed hash where the archive
+        offers that: a mirror caught between two updates serves the new ``Packages.xz`` beside
+        the old ``InRelease`` (seen here), but by-hash names exactly the signed file."""
+        want = self.files.get(path)
+        if want is None:
+            raise InfraError(f"{path} is not listed in the signed {self.suite} Release: refusing it")
+        base = f"{mirror}/dists/{self.suite}"
+        if self.by_hash:
+            d = path.rsplit("/", 1)[0]
+            try:
+                return self.verify(path, fetch_bytes(f"{base}/{d}/by-hash/SHA256/{want[0]}"))
+            except InfraError as e:
+                if "refusing it" in str(e):
+                    raise
+        return self.verify(path, fetch_bytes(f"{base}/{path}"))
 
     def verify(self, path: str, data: bytes) -> bytes:
         """``data`` if it is the file the signed Release lists under ``path``; else refuse it."""
@@ -84,7 +102,7 @@ def verify_inrelease(suite: str, signed: bytes, ring: Path | None = None) -> Sig
         files[entry["name"]] = (entry["sha256"], int(entry["size"]))
     if not files:
         raise InfraError(f"the signed {suite} Release lists no SHA256 sums: refusing it")
-    return SignedRelease(suite, tuple(good), files)
+    return SignedRelease(suite, tuple(good), files, str(rel.get("Acquire-By-Hash", "")).lower() == "yes")
 
 
 def signed_release(mirror: str, suite: str) -> SignedRelease:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from debian.debian_support import Version
 
-from kharness.errors import UsageError
+from kharness import ui
+from kharness.errors import InfraError, UsageError
 from kharness.kernels.index import PackageIndex, Pkg, load_index
 from kharness.targets import TargetProfile
 
@@ -112,10 +113,20 @@ def _spec(profile: TargetProfile, index: PackageIndex, release: str) -> KernelSp
 
 def available(profile: TargetProfile, series: str) -> list[tuple[str, str]]:
     """``(suite, release)`` pairs for a series, preferred first."""
-    out = []
+    out: list[tuple[str, str]] = []
+    refused: list[InfraError] = []
     for suite in SERIES_SUITES.get(series, ()):
-        index = load_index(suite, profile.debian_arch)
+        try:
+            index = load_index(suite, profile.debian_arch)
+        except InfraError as e:
+            # A suite whose index does not verify is never used. Another suite that ships the
+            # series and does verify may be (said out loud); with none, the refusal stands.
+            refused.append(e)
+            ui.info(f"[yellow]not using {suite}/{profile.debian_arch}: {e}[/yellow]")
+            continue
         out += [(suite, rel) for rel in _releases(index, profile.kernel_flavour, series)]
+    if not out and refused:
+        raise refused[0]
     return out
 
 
