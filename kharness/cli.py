@@ -16,6 +16,7 @@ from rich.table import Table
 
 from kharness import __version__, ui
 from kharness.errors import KharnessError, UsageError
+from kharness.kernels.debug import CHECKERS, parse_checkers
 
 out = Console(highlight=False, soft_wrap=True)  # results to stdout (paths never wrapped); progress, errors to stderr
 
@@ -25,6 +26,11 @@ app = typer.Typer(
          "Exit codes: 0 passed, 1 the module failed, 2 usage or infrastructure error.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+DEBUG_HELP = ("Boot a debug kernel kharness builds from Debian's linux-source with these checkers "
+              "(comma-separated, or all): " + "; ".join(f"{k}: {v}" for k, v in CHECKERS.items()) +
+              ". Built once (minutes), then cached.")
 
 
 def _die(e: KharnessError) -> None:
@@ -53,7 +59,8 @@ def run(
     target: str = typer.Option("x86_64", "--target", "-t", help="Target board (see `kharness targets`)."),
     kernel: Optional[str] = typer.Option(None, "--kernel", "-k",
                                          help="Kernel series (5.10, 6.1, 6.12, 7.2) or exact release "
-                                              "(6.1.0-50-amd64). Default: 6.1, Debian's stable."),
+                                              "(6.1.0-50-amd64), or 6.1-debug for a debug kernel with every "
+                                              "checker (see --debug). Default: 6.1, Debian's stable."),
     param: List[str] = typer.Option([], "--param", "-p", help="Module parameter KEY=VALUE (or MODULE.KEY=VALUE "
                                                              "when several modules are built); repeatable."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the structured result "
@@ -72,6 +79,7 @@ def run(
     kernel_config: List[Path] = typer.Option([], "--kernel-config", help="Config fragment for --kernel-tree "
                                                                         "(repeatable)."),
     cold: bool = typer.Option(False, "--cold", help="Boot the guest instead of restoring its ready snapshot."),
+    debug: Optional[str] = typer.Option(None, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Build MODULE_DIR against the target kernel, boot it in QEMU, insmod, run the checks, rmmod,
     and watch the kernel log throughout."""
@@ -81,7 +89,7 @@ def run(
     ui.set_quiet(quiet)
     opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
                       timeout=timeout, boot_timeout=boot_timeout, accel=accel, keep=keep,
-                      kernel_tree=kernel_tree, kernel_config=list(kernel_config), cold=cold)
+                      kernel_tree=kernel_tree, kernel_config=list(kernel_config), cold=cold, debug=debug or ())
     try:
         result = run_pipeline(opts)
     except KeyboardInterrupt:
@@ -107,6 +115,7 @@ def watch(
     accel: str = typer.Option("auto", "--accel"),
     cold: bool = typer.Option(False, "--cold", help="Boot every run instead of restoring the snapshot."),
     runs: Optional[int] = typer.Option(None, "--runs", min=1, help="Stop after this many runs (default: until Ctrl-C)."),
+    debug: Optional[str] = typer.Option(None, "--debug", help="Debug kernel checkers (as for run)."),
 ) -> None:
     """Rebuild and rerun on every save: each run restores the ready snapshot, so a fresh kernel
     checks every edit; the verdict is on screen about a second after the build."""
@@ -117,8 +126,12 @@ def watch(
 
     if not module_dir.is_dir():
         _die(UsageError(f"module directory {module_dir} does not exist"))
+    try:
+        checkers = parse_checkers(debug)
+    except KharnessError as e:
+        _die(e)
     opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
-                      timeout=timeout, accel=accel, cold=cold)
+                      timeout=timeout, accel=accel, cold=cold, debug=checkers)
     last = {"code": 0}
 
     def report(result, seconds: float) -> None:
@@ -323,26 +336,38 @@ def kernel_build(
     kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="Series of Debian's linux-source-* (e.g. 6.1)."),
     source: Optional[Path] = typer.Option(None, "--source", help="Your own kernel tree instead of Debian's source."),
     config: List[Path] = typer.Option([], "--config", help="Extra config fragment (repeatable)."),
+    debug: Optional[str] = typer.Option(None, "--debug", help=DEBUG_HELP),
 ) -> None:
-    """Build (or reuse) a kernel from source: tinyconfig + the target's fragment + yours."""
-    from kharness.kernels.source import debian_source, user_tree
+    """Build (or reuse) a kernel from source: tinyconfig + the target's fragment + yours (+ the
+    debug checkers' fragments). `kharness run --debug ...` builds the same kernel by itself."""
+    from kharness.kernels.debug import split_kernel
+    from kharness.kernels.source import boot_image, debian_source, user_tree
     from kharness.targets import get_target
 
     try:
+        checkers = parse_checkers(debug)
+        kernel, suffix = split_kernel(kernel)
+        if suffix and not checkers:
+            checkers = parse_checkers("all")
         prof = get_target(target)
-        if source is None and prof.kernel_source != "debian-source" and not config:
+        if source is None and prof.kernel_source != "debian-source" and not config and not checkers:
             raise UsageError(f"target {target} uses Debian's packaged kernels",
-                             hint="give --source DIR (and --config fragments) to build your own tree")
+                             hint="give --debug CHECKERS for a debug kernel, or --source DIR (and --config "
+                                  "fragments) to build your own tree")
         if source is not None:
             if not prof.config_fragment and not config:
                 raise UsageError(f"target {target} has no config fragment of its own",
                                  hint="give --config fragments that make the kernel boot on it")
-            b = user_tree(prof, source, tuple(config))
+            b = user_tree(prof, source, tuple(config), checkers)
         else:
-            b = debian_source(prof, kernel or prof.series[0])
+            if config:
+                raise UsageError("--config applies to --source", hint="give --source DIR too")
+            b = debian_source(prof, kernel or ("6.1" if "6.1" in prof.series else prof.series[0]), checkers)
     except KharnessError as e:
         _die(e)
-    out.print(f"kernel {b.release} for {target}: {b.out}/vmlinux")
+    took = f" (built in {b.build_seconds:.0f}s)" if b.build_seconds else ""
+    what = f"debug kernel ({', '.join(checkers)})" if checkers else "kernel"
+    out.print(f"{what} {b.release} for {target}: {b.out / (b.boot or boot_image(prof))}{took}")
 
 
 @image_app.command("build")
@@ -352,9 +377,13 @@ def image_build(
     snapshot: bool = typer.Option(False, "--snapshot", help="Also save the ready snapshot `kharness run` restores."),
     accel: str = typer.Option("auto", "--accel", help="auto, kvm or tcg (a snapshot is per accelerator)."),
     boot_timeout: float = typer.Option(300, "--boot-timeout", min=5),
+    debug: Optional[str] = typer.Option(None, "--debug", help="Debug kernel checkers (as for run)."),
 ) -> None:
     """Build (or reuse) the guest image for a target and kernel and print where it is."""
-    from kharness.runner import guest_image, resolve_any
+    import dataclasses
+
+    from kharness.kernels.debug import DEBUG_MEMORY_MB
+    from kharness.runner import guest_image, kernel_choice, resolve_any
     from kharness.targets import get_target
     from kharness.vm import snapshot as snapshots
     from kharness.vm.accel import choose_accel
@@ -363,7 +392,10 @@ def image_build(
     snap = None
     try:
         prof = get_target(target)
-        spec, built = resolve_any(prof, kernel)
+        kernel, checkers = kernel_choice(kernel, parse_checkers(debug))
+        if checkers:   # as run does: a debug guest gets more memory (and so its own snapshot)
+            prof = dataclasses.replace(prof, memory_mb=max(prof.memory_mb, DEBUG_MEMORY_MB))
+        spec, built = resolve_any(prof, kernel, debug=checkers)
         k, base, dtb = guest_image(prof, spec, built)
         if snapshot:
             if not prof.snapshot:

@@ -7,6 +7,7 @@ oops/WARN/panic/taint, a hang) gives ``status = "fail"``. The guest is torn down
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -26,6 +27,9 @@ from kharness.errors import InfraError, KharnessError, ModuleFailure, UsageError
 from kharness.hw import gpio as khgpio
 from kharness.image.dtb import prepare_dtb
 from kharness.image.initramfs import ensure_base_image, write_run_initrd
+from kharness.kernels import debug as debugk
+from kharness.kernels.debug import ALL as DEBUG_ALL
+from kharness.kernels.debug import DEBUG_MEMORY_MB, debug_fragments, split_kernel
 from kharness.kernels.resolve import DEFAULT_SERIES, KernelSpec, resolve_kernel
 from kharness.kernels.source import SourceBuild, debian_source, source_spec, user_tree
 from kharness.kernels.store import ensure_headers, ensure_kernel
@@ -57,6 +61,7 @@ class RunOptions:
     kernel_tree: Path | None = None          # build the kernel from this source tree instead
     kernel_config: list[Path] = field(default_factory=list)  # extra config fragments for it
     cold: bool = False                       # always boot; never restore a snapshot
+    debug: tuple[str, ...] | str = ()        # debug checkers ("kasan,ubsan" or a tuple): boot a kernel built with them
 
 
 def _reproducer_cmd(opts: RunOptions, release: str | None) -> str:
@@ -65,6 +70,8 @@ def _reproducer_cmd(opts: RunOptions, release: str | None) -> str:
         argv += ["--kernel", release or opts.kernel]
     for p in opts.params:
         argv += ["--param", p]
+    if opts.debug:
+        argv += ["--debug", opts.debug if isinstance(opts.debug, str) else ",".join(opts.debug)]
     if opts.timeout:
         argv += ["--timeout", f"{opts.timeout:g}"]
     if opts.kernel_tree:
@@ -123,6 +130,9 @@ class Run:
         self.modules: list[BuiltModule] = []
         self.config: ModuleConfig | None = None
         self.step_timeout = DEFAULT_TIMEOUT
+        self.debug: tuple[str, ...] = ()       # the debug kernel's checkers, if it is one
+        self.module_maps: list = []            # where the modules were loaded (kmemleak attribution)
+        self._last_module_change = 0.0         # when the last insmod/rmmod returned
 
     # -- helpers ------------------------------------------------------------------------------
     def _fail(self, phase: str, message: str, guest_usable: bool = False) -> ModuleFailure:
@@ -286,9 +296,16 @@ class Run:
         plan = plan_build(d, name=config.name, sources=list(config.sources) or None,
                           ccflags=list(config.ccflags), include_dirs=list(config.include_dirs))
         timeout = opts.timeout or config.timeout or DEFAULT_TIMEOUT
+        wanted, debug = kernel_choice(opts.kernel, opts.debug)
+        self.debug = debug
+        if debug:
+            # The checkers' metadata (KASAN's shadow, kmemleak's and lockdep's records) needs room.
+            profile = self.profile = dataclasses.replace(profile, memory_mb=max(profile.memory_mb, DEBUG_MEMORY_MB))
+            debug_fragments(profile, debug)   # an unsupported target or checker: say so before any work
         built_kernel: SourceBuild | None = None
-        if profile.kernel_source == "debian" and not opts.kernel_tree:
-            spec = resolve_kernel(profile, opts.kernel)
+        from_debian = profile.kernel_source == "debian" and not opts.kernel_tree and not debug
+        if from_debian:
+            spec = resolve_kernel(profile, wanted)
             r.kernel = spec.to_dict()
             r.reproducer["kharness"] = _reproducer_cmd(opts, spec.release)
 
@@ -296,18 +313,16 @@ class Run:
         ph = r.phase("build")
         ph.status = "running"
         t = time.monotonic()
-        if profile.kernel_source == "debian" and not opts.kernel_tree:
+        if from_debian:
             headers = ensure_headers(spec)
         else:
-            series = opts.kernel or (profile.series[0] if profile.series else DEFAULT_SERIES)
-            if opts.kernel_tree:
-                built_kernel = user_tree(profile, opts.kernel_tree, tuple(opts.kernel_config))
-            else:
-                built_kernel = debian_source(profile, series)
-            spec = source_spec(built_kernel, series)
+            spec, built_kernel = resolve_any(profile, wanted, opts.kernel_tree, tuple(opts.kernel_config), debug)
             headers = built_kernel.headers_bundle()
             r.kernel = dict(spec.to_dict(), built_from=built_kernel.origin,
                             config_fragments=list(built_kernel.config_fragments), build_tree=str(built_kernel.out))
+            if debug:
+                r.kernel["debug"] = list(debug)
+                r.kernel["build_seconds"] = built_kernel.build_seconds
             r.reproducer["kharness"] = _reproducer_cmd(opts, None)
         tc = pick_toolchain(profile, spec)
         r.compiler = tc.version + (f" ({tc.note})" if tc.note else "")
@@ -528,13 +543,20 @@ class Run:
                 raise self._fail(phase, f"kernel reported {bad[0]['kind']} during {tool} {name}: "
                                         f"{bad[0]['summary']} ({tool}: {why})")
             raise self._fail(phase, f"{tool} {name} failed (exit {res.rc}): {why}")
+        self._last_module_change = time.monotonic()
         listed = self._run_step(phase, f"grep -q '^{name} ' /proc/modules", timeout, "lsmod").rc == 0
         if listed != listed_after:
             raise self._fail(phase, f"{name} is {'not ' if listed_after else 'still '}listed in /proc/modules "
                                     f"after {tool}")
 
-    def _expect_dmesg(self, phase: str, regex: str | None) -> None:
-        if regex and not re.search(regex, self.result.dmesg.get(phase, ""), re.M):
+    def _expect_dmesg(self, phase: str, regex: str | None, modules) -> None:
+        """``[load]``/``[unload]`` ``expect_dmesg``: a regex ({module}, {param.NAME}... substituted)
+        the kernel log of the phase must match."""
+        if not regex:
+            return
+        values = dict(self.values, **checks.values_for([m.name for m in modules], self.result.params))
+        regex = checks.substitute(regex, values, f"[{phase}] expect_dmesg")
+        if not re.search(regex, self.result.dmesg.get(phase, ""), re.M):
             raise self._fail(phase, f"kernel log did not match expect_dmesg {regex!r}")
 
     def _load(self, modules, per_module, config: ModuleConfig, timeout: float) -> None:
@@ -551,8 +573,10 @@ class Run:
                                       for k, v in per_module[m.name].items()}
                 argv = ["insmod", f"/kh/{m.name}.ko", *_insmod_args(per_module[m.name])]
                 self._module_command("load", m.name, argv, timeout, listed_after=True)
+                if "kmemleak" in self.debug:
+                    self._map_module(m, timeout)
             self._check_health("load", timeout)
-            self._expect_dmesg("load", config.load_expect_dmesg)
+            self._expect_dmesg("load", config.load_expect_dmesg, modules)
             self._resolve_majors(timeout)
         finally:
             ph.duration = time.monotonic() - t
@@ -617,6 +641,45 @@ class Run:
         ph.message = (f"{len(config.checks) - skipped} check(s) passed" + (f", {skipped} skipped" if skipped else "")
                       if config.checks else "no checks defined")
 
+    def _map_module(self, m: BuiltModule, timeout: float) -> None:
+        """Where the kernel put the module's sections: once it is unloaded, kmemleak can only
+        print raw addresses, and this turns them back into the module's functions."""
+        sec = f"/sys/module/{m.name}/sections"
+        res = self._run_step("load", f"grep -H . {sec}/.[!.]* {sec}/* 2>/dev/null", timeout, "reading module sections")
+        try:
+            self.module_maps.append(debugk.module_map(m.name, m.path, res.stdout))
+        except Exception as e:   # an unreadable .ko only costs the symbol names
+            ui.info(f"[yellow]cannot map {m.name}'s sections for kmemleak: {e}[/yellow]")
+
+    def _kmemleak_scan(self, modules, timeout: float) -> None:
+        """After rmmod: a kmemleak scan; the records whose allocation stack runs through a tested
+        module fail the run, the kernel's own leaks are kept as non-blocking findings."""
+        first, second = debugk.kmemleak_scan_commands(0)
+        self._run_step("unload", first, max(timeout, 120.0), "the kmemleak scan")
+        # Allocations younger than kmemleak's minimum age are not reported yet: wait them out.
+        wait = debugk.KMEMLEAK_MIN_AGE + 0.5 - (time.monotonic() - self._last_module_change)
+        first, second = debugk.kmemleak_scan_commands(wait)
+        res = self._run_step("unload", second, max(timeout, 120.0) + max(wait, 0), "the kmemleak scan")
+        text = debugk.symbolize_report(res.stdout, self.module_maps)
+        self.result.dmesg["kmemleak"] = cap(text)
+        names = [m.name for m in modules]
+        mine, others = debugk.attribute_leaks(text, names)
+        self.result.phase("unload").log += (f"$ kmemleak scan: {len(mine)} leak(s) of {', '.join(names)}, "
+                                            f"{len(others)} of the kernel itself\n")
+        for records, blocking in ((mine, True), (others, False)):
+            for f in health.scan_kernel_log("\n".join(records)):
+                d = dict(f.to_dict(), phase="unload", blocking=blocking)
+                if blocking:
+                    frame = re.search(r"(\w+\+0x[0-9a-f]+/0x[0-9a-f]+ \[\w+\])", f.report)
+                    d["summary"] = f.summary.rstrip(":") + (f", allocated in {frame.group(1)}" if frame else "")
+                    d["module"] = d.get("module") or (frame and frame.group(1).rsplit("[", 1)[1].rstrip("]"))
+                else:
+                    d["summary"] += " (not the module's: no frame of it in the allocation stack)"
+                self.result.findings.append(d)
+        if mine:
+            f = next(x for x in self.result.findings if x["kind"] == "kmemleak" and x["blocking"])
+            raise self._fail("unload", f"kmemleak found {len(mine)} leak(s): {f['summary']}")
+
     def _unload(self, modules, config: ModuleConfig, timeout: float) -> None:
         ph = self.result.phase("unload")
         ph.status = "running"
@@ -626,8 +689,10 @@ class Run:
                 self._module_command("unload", m.name, ["rmmod", m.name], timeout, listed_after=False)
             if self.khgpio is not None:
                 self._module_command("unload", khgpio.MODULE, ["rmmod", khgpio.MODULE], timeout, listed_after=False)
+            if "kmemleak" in self.debug:
+                self._kmemleak_scan(modules, timeout)
             self._check_health("unload", timeout)
-            self._expect_dmesg("unload", config.unload_expect_dmesg)
+            self._expect_dmesg("unload", config.unload_expect_dmesg, modules)
         finally:
             ph.duration = time.monotonic() - t
         ph.status = "pass"
@@ -646,19 +711,37 @@ def _strip_debug(data: bytes, profile: TargetProfile) -> bytes:
         return dst.read_bytes() if p.returncode == 0 and dst.is_file() else data
 
 
+def kernel_choice(kernel: str | None, debug: tuple[str, ...] | str | None) -> tuple[str | None, tuple[str, ...]]:
+    """``--kernel 6.1-debug`` is series 6.1 with every debug checker; ``--debug`` picks a set."""
+    wanted, suffix = split_kernel(kernel)
+    checkers = debugk.parse_checkers(debug) if isinstance(debug, str) else tuple(debug or ())
+    return wanted, checkers or (DEBUG_ALL if suffix else ())
+
+
 def resolve_any(profile: TargetProfile, wanted: str | None, kernel_tree: Path | None = None,
-                kernel_config: tuple[Path, ...] = ()) -> tuple[KernelSpec, SourceBuild | None]:
-    """The kernel for a target: from Debian's packages, or built from source (the first time)."""
-    if profile.kernel_source == "debian" and kernel_tree is None:
+                kernel_config: tuple[Path, ...] = (), debug: tuple[str, ...] = ()
+                ) -> tuple[KernelSpec, SourceBuild | None]:
+    """The kernel for a target: from Debian's packages, or built from source (the first time):
+    Debian's linux-source for targets Debian has no kernel for and for debug kernels, or the
+    user's tree."""
+    if profile.kernel_source == "debian" and kernel_tree is None and not debug:
         return resolve_kernel(profile, wanted), None
-    series = wanted or (profile.series[0] if profile.series else DEFAULT_SERIES)
-    built = user_tree(profile, kernel_tree, kernel_config) if kernel_tree else debian_source(profile, series)
+    series = wanted or (DEFAULT_SERIES if DEFAULT_SERIES in profile.series else profile.series[0])
+    if kernel_tree:
+        built = user_tree(profile, kernel_tree, kernel_config, debug)
+    else:
+        if kernel_config:
+            raise UsageError("--kernel-config applies to --kernel-tree", hint="give --kernel-tree DIR too")
+        if not re.fullmatch(r"\d+\.\d+", series):
+            raise UsageError(f"kharness builds this kernel from Debian's linux-source-<series>: give a series "
+                             f"such as 6.1, not {series!r}", hint=f"series: {', '.join(profile.series)}")
+        built = debian_source(profile, series, debug)
     return source_spec(built, series), built
 
 
 def guest_image(profile: TargetProfile, spec: KernelSpec, built: SourceBuild | None):
     """Everything a guest boots from, cached: (kernel bundle, base initramfs, device tree or None)."""
-    kernel = (built.kernel_bundle(profile.kernel_boot) if built else
+    kernel = (built.kernel_bundle(profile) if built else
               ensure_kernel(spec, boot=profile.kernel_boot, want_modules=profile.guest_modules))
     base = ensure_base_image(profile, kernel)
     dtb = prepare_dtb(kernel.dtb_dir, profile.dtb, profile.dtb_fixups, spec.release) if profile.dtb else None

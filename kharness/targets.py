@@ -37,7 +37,9 @@ class TargetProfile:
     kernel_boot: str = "image"  # "image": the packaged kernel; "pvh-vmlinux": its vmlinux, extracted for
                                 # x86 PVH boot; "vmlinux": the ELF of a kernel kharness built
     kernel_source: str = "debian"   # "debian": Debian's packages; "debian-source": built from linux-source-*
-    config_fragment: str = ""   # for built kernels: fragment under images/ merged on tinyconfig
+    config_fragment: str = ""   # for built kernels (ppc64, debug kernels, --kernel-tree): the fragment
+                                # under images/ merged on tinyconfig that makes a kernel boot on this board
+    debug_unsupported: tuple[str, ...] = ()   # debug checkers the arch cannot have (kharness.kernels.debug)
     busybox: str = "debian"     # "debian": busybox-static for debian_arch; "source": built from Debian's source
     cpu: str | None = None
     smp: int = 1

@@ -16,12 +16,14 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from kharness import ui
 from kharness.errors import InfraError, UsageError
 from kharness.kernels.deb import extract_deb
+from kharness.kernels.debug import DEBUG_LOCALVERSION, debug_fragments
 from kharness.kernels.index import load_index
 from kharness.kernels.resolve import SERIES_SUITES, KernelSpec
 from kharness.kernels.store import COMPLETE, HeadersBundle, KernelBundle, fetch_pkg
@@ -30,6 +32,21 @@ from kharness.paths import cache_dir, data_dir
 from kharness.targets import TargetProfile
 
 BUILD_TIMEOUT = 3600
+LOCALVERSION = "-kharness"
+
+# What QEMU's -kernel boots, per ARCH, in a kernel kharness built: x86 and powerpc boot the ELF
+# vmlinux (x86 through its PVH entry, as Debian's kernels are booted here); arm64 needs the Image.
+_BOOT_IMAGES = {"x86": "vmlinux", "powerpc": "vmlinux", "arm64": "arch/arm64/boot/Image",
+                "arm": "arch/arm/boot/zImage"}
+
+
+def boot_image(profile: TargetProfile, debug: tuple[str, ...] = ()) -> str:
+    if profile.kernel_arch == "x86" and "kasan" in debug:
+        # The PVH entry runs C code (xen_prepare_pvh, memcmp) before KASAN's shadow exists, and a
+        # KASAN kernel dies there (6.1). The bzImage enters through the normal boot path; it is
+        # LZ4-compressed (see the x86_64 fragment), which costs little to unpack under TCG.
+        return "arch/x86/boot/bzImage"
+    return _BOOT_IMAGES.get(profile.kernel_arch, "vmlinux")
 
 
 @dataclass(frozen=True)
@@ -39,9 +56,11 @@ class SourceBuild:
     source: Path
     config_fragments: tuple[str, ...]
     origin: dict       # what it was built from (package record, or the user's tree)
+    build_seconds: float | None = None   # how long `make vmlinux modules` took, once
+    boot: str | None = None              # what QEMU boots, relative to out (see boot_image)
 
-    def kernel_bundle(self, image: str) -> KernelBundle:
-        return KernelBundle(release=self.release, root=self.out, kernel=self.out / image,
+    def kernel_bundle(self, profile: TargetProfile) -> KernelBundle:
+        return KernelBundle(release=self.release, root=self.out, kernel=self.out / (self.boot or boot_image(profile)),
                             modules_dir=self.out, guest_modules=(), dtb_dir=None)
 
     def headers_bundle(self) -> HeadersBundle:
@@ -59,9 +78,10 @@ def _fragment_paths(profile: TargetProfile, extra: tuple[Path, ...]) -> list[Pat
     return paths
 
 
-def _make(src: Path, out: Path, profile: TargetProfile, *args: str, log: Path, timeout: float = BUILD_TIMEOUT) -> str:
+def _make(src: Path, out: Path, profile: TargetProfile, *args: str, log: Path, timeout: float = BUILD_TIMEOUT,
+          localversion: str = LOCALVERSION) -> str:
     cmd = ["make", "-C", str(src), f"O={out}", f"ARCH={profile.kernel_arch}",
-           f"CROSS_COMPILE={profile.cross_compile}", "LOCALVERSION=-kharness", *args]
+           f"CROSS_COMPILE={profile.cross_compile}", f"LOCALVERSION={localversion}", *args]
     env = dict(os.environ, LC_ALL="C")
     env.pop("MAKEFLAGS", None)
     with open(log, "a") as f:
@@ -96,7 +116,9 @@ def _check_fragment(config: Path, fragments: list[Path]) -> None:
                          hint="fix the config fragment")
 
 
-def build_tree(profile: TargetProfile, src: Path, key: str, fragments: list[Path], origin: dict) -> SourceBuild:
+def build_tree(profile: TargetProfile, src: Path, key: str, fragments: list[Path], origin: dict,
+               localversion: str = LOCALVERSION, what: str = "kernel", boot: str | None = None) -> SourceBuild:
+    """Configure and build a kernel tree (cached under ``kernel-builds/<target>-<key>``)."""
     final = cache_dir() / "kernel-builds" / f"{profile.name}-{key}"
     with file_lock(final.with_name(final.name + ".lock")):
         if not (final / COMPLETE).exists():
@@ -107,8 +129,9 @@ def build_tree(profile: TargetProfile, src: Path, key: str, fragments: list[Path
                 out.mkdir()
                 log = tmp / "build.log"
                 jobs = f"-j{os.cpu_count() or 2}"
-                with ui.step(f"configuring the {profile.name} kernel"):
-                    _make(src, out, profile, "tinyconfig", log=log)
+                lv = {"localversion": localversion}
+                with ui.step(f"configuring the {profile.name} {what}"):
+                    _make(src, out, profile, "tinyconfig", log=log, **lv)
                     merge = src / "scripts/kconfig/merge_config.sh"
                     p = subprocess.run([str(merge), "-m", "-O", str(out), str(out / ".config"),
                                         *map(str, fragments)], capture_output=True, text=True,
@@ -116,21 +139,28 @@ def build_tree(profile: TargetProfile, src: Path, key: str, fragments: list[Path
                                                 CROSS_COMPILE=profile.cross_compile))
                     if p.returncode != 0:
                         raise InfraError(f"merge_config.sh failed: {p.stderr.strip()[-400:]}")
-                    _make(src, out, profile, "olddefconfig", log=log)
+                    _make(src, out, profile, "olddefconfig", log=log, **lv)
                     _check_fragment(out / ".config", fragments)
-                with ui.step(f"building the {profile.name} kernel (minutes; cached afterwards)"):
-                    _make(src, out, profile, jobs, "vmlinux", "modules", log=log)
-                release = _make(src, out, profile, "-s", "kernelrelease", log=log).strip().splitlines()[-1]
+                boot = boot or boot_image(profile)
+                targets = ["vmlinux", "modules"]
+                if boot != "vmlinux":
+                    targets.append(Path(boot).name)
+                t0 = time.monotonic()
+                with ui.step(f"building the {profile.name} {what} (minutes; cached afterwards)"):
+                    _make(src, out, profile, jobs, *targets, log=log, **lv)
+                seconds = time.monotonic() - t0
+                release = _make(src, out, profile, "-s", "kernelrelease", log=log, **lv).strip().splitlines()[-1]
                 # The build tree must not point at the staging directory once it is renamed.
                 (tmp / "build.json").write_text(json.dumps({"release": release, "source": str(src),
-                                                            "origin": origin,
+                                                            "origin": origin, "build_seconds": round(seconds, 1),
+                                                            "boot": boot,
                                                             "fragments": [str(f) for f in fragments]}, indent=1))
                 (tmp / COMPLETE).touch()
             # O= trees record their own path in a few generated files: fix them up after the move.
             _relocate(final, tmp_name_prefix=f".{final.name}.")
     meta = json.loads((final / "build.json").read_text())
     return SourceBuild(meta["release"], final / "out", Path(meta["source"]), tuple(meta["fragments"]),
-                       meta["origin"])
+                       meta["origin"], meta.get("build_seconds"), meta.get("boot"))
 
 
 def _relocate(final: Path, tmp_name_prefix: str) -> None:
@@ -144,37 +174,59 @@ def _relocate(final: Path, tmp_name_prefix: str) -> None:
                 f.write_text(new)
 
 
-def debian_source(profile: TargetProfile, series: str) -> SourceBuild:
-    """Build ``profile``'s kernel from Debian's ``linux-source-<series>``."""
-    suites = SERIES_SUITES.get(series)
-    if not suites or series not in profile.series:
+def debian_source(profile: TargetProfile, series: str, debug: tuple[str, ...] = ()) -> SourceBuild:
+    """Build ``profile``'s kernel from Debian's ``linux-source-<series>`` (with the ``debug``
+    checkers of :mod:`kharness.kernels.debug` enabled, if any)."""
+    if series not in profile.series:
         raise UsageError(f"kernel series {series} is not available for target {profile.name}",
                          hint=f"available series: {', '.join(profile.series)}")
-    pkg = None
-    for suite in suites:
+    pkg = source_package(series)
+    fragments = _fragment_paths(profile, ()) + debug_fragments(profile, debug)
+    parts = [pkg.sha256, [f.read_text() for f in fragments], profile.cross_compile, profile.kernel_arch]
+    if debug:
+        parts.append(["debug", *debug])   # (without debug the key is what it always was)
+    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
+    src = _unpack_source(pkg)
+    origin = {"package": pkg.to_dict()}
+    if debug:
+        return build_tree(profile, src, f"{series}-debug-{key}", fragments, dict(origin, debug=list(debug)),
+                          localversion=DEBUG_LOCALVERSION, what=f"debug kernel ({', '.join(debug)})",
+                          boot=boot_image(profile, debug))
+    return build_tree(profile, src, f"{series}-{key}", fragments, origin)
+
+
+def source_package(series: str):
+    """The ``linux-source-<series>`` package record (from the first suite that ships it)."""
+    for suite in SERIES_SUITES.get(series, ()):
         pkg = load_index(suite, "amd64").get(f"linux-source-{series}")
         if pkg:
-            break
-    if pkg is None:
-        raise UsageError(f"linux-source-{series} is not in Debian's archive")
-    fragments = _fragment_paths(profile, ())
-    key = hashlib.sha256(json.dumps([pkg.sha256, [f.read_text() for f in fragments],
-                                     profile.cross_compile, profile.kernel_arch]).encode()).hexdigest()[:12]
-    src = _unpack_source(pkg)
-    return build_tree(profile, src, f"{series}-{key}", fragments, {"package": pkg.to_dict()})
+            return pkg
+    raise UsageError(f"linux-source-{series} is not in Debian's archive",
+                     hint=f"series: {', '.join(SERIES_SUITES)}")
 
 
-def user_tree(profile: TargetProfile, tree: Path, extra: tuple[Path, ...] = ()) -> SourceBuild:
+def source_tree(series: str) -> Path:
+    """Debian's kernel source for a series, downloaded, verified and unpacked once (cached)."""
+    return _unpack_source(source_package(series))
+
+
+def user_tree(profile: TargetProfile, tree: Path, extra: tuple[Path, ...] = (),
+              debug: tuple[str, ...] = ()) -> SourceBuild:
     tree = tree.resolve()
     if not (tree / "Makefile").is_file() or not (tree / "Kconfig").is_file():
         raise UsageError(f"{tree} is not a kernel source tree (no Makefile and Kconfig)")
-    fragments = _fragment_paths(profile, extra)
+    fragments = _fragment_paths(profile, extra) + debug_fragments(profile, debug)
     head = ""
     if (tree / ".git").exists():
         head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     key = hashlib.sha256(json.dumps([str(tree), head, [f.read_text() for f in fragments],
                                      profile.cross_compile]).encode()).hexdigest()[:12]
-    return build_tree(profile, tree, f"tree-{key}", fragments, {"tree": str(tree), "git_head": head})
+    origin = {"tree": str(tree), "git_head": head}
+    if debug:
+        return build_tree(profile, tree, f"tree-debug-{key}", fragments, dict(origin, debug=list(debug)),
+                          localversion=DEBUG_LOCALVERSION, what=f"debug kernel ({', '.join(debug)})",
+                          boot=boot_image(profile, debug))
+    return build_tree(profile, tree, f"tree-{key}", fragments, origin)
 
 
 def _unpack_source(pkg) -> Path:

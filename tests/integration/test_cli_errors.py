@@ -14,6 +14,9 @@ from conftest import EXAMPLES
     (["run", str(EXAMPLES / "hello"), "--target", "sparc"], "known targets"),
     (["run", str(EXAMPLES / "hello"), "--param", "novalue"], "is not KEY=VALUE"),
     (["run", str(EXAMPLES / "hello"), "--accel", "warp"], "unknown accelerator"),
+    (["run", str(EXAMPLES / "hello"), "--debug", "kasan,kcsan"], "unknown debug checker(s) kcsan"),
+    (["run", str(EXAMPLES / "hello"), "--target", "rpi3", "--kernel", "6.1-debug"],
+     "cannot build a debug kernel for rpi3"),
 ])
 def test_usage_errors(kharness, args, needle):
     o = kharness(*args)
