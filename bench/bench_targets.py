@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Boot-to-ready and end-to-end `kharness run examples/hello` per target, beside a bare QEMU boot.
+"""End-to-end `kharness run examples/hello` per target: cold boot, snapshot restore with an edited
+module, snapshot restore with the module unchanged; beside a bare QEMU boot of the same kernel.
 
     .venv/bin/python bench/bench_targets.py [--targets x86_64,arm64,rpi3,rpi2,ppc64le,ppc64] [--runs 3]
 
 * bare: QEMU with the profile's machine, the same kernel (and device tree), and a busybox initramfs
   whose /init prints a marker on the console: the time until the marker is the floor for reaching
   user space on that board under TCG;
-* kharness boot: the boot phase of `kharness run` (QEMU start to the command channel answering);
-* kharness end-to-end: the whole `kharness run examples/hello` with a warm cache.
-Uses the normal cache (warm it with one run first). Timings are figures, never assertions.
+* cold boot: `kharness run --cold` (warm cache, module unchanged: the guest is booted);
+* snapshot, edited: the module's source changed before every run (rebuilt), guest restored;
+* snapshot, unchanged: the rerun of an unchanged module (not rebuilt), guest restored;
+* boot phase: QEMU start (or restore) to the command channel answering, for the unchanged rerun.
+Uses the normal cache (warmed by a first run). Timings are figures, never assertions.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import gzip
 import json
 import os
 import select
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,9 +35,10 @@ sys.path.insert(0, str(ROOT))
 MARK = b"KH-BARE-UP"
 
 
-def kharness(target: str, kernel: str | None, out: Path) -> tuple[float, dict]:
-    argv = [sys.executable, "-m", "kharness", "run", str(ROOT / "examples/hello"), "--target", target,
-            "--json", str(out), "-q"]
+def kharness(target: str, kernel: str | None, out: Path, module: Path = ROOT / "examples/hello",
+             *extra: str) -> tuple[float, dict]:
+    argv = [sys.executable, "-m", "kharness", "run", str(module), "--target", target,
+            "--json", str(out), "-q", *extra]
     if kernel:
         argv += ["--kernel", kernel]
     t = time.monotonic()
@@ -96,23 +101,33 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     out = Path(tempfile.mkdtemp()) / "r.json"
+    edited = Path(tempfile.mkdtemp()) / "hello"
+    shutil.copytree(ROOT / "examples/hello", edited)
     rows = []
     for target in args.targets.split(","):
-        kharness(target, args.kernel, out)  # warm the cache
-        walls, boots, rel = [], [], ""
-        for _ in range(args.runs):
+        kharness(target, args.kernel, out)  # warm the cache (and save the snapshot)
+        cold, edit, same, boots, rel, mode = [], [], [], [], "", ""
+        for i in range(args.runs):
+            cold.append(kharness(target, args.kernel, out, ROOT / "examples/hello", "--cold")[0])
+            with open(edited / "hello.c", "a") as f:   # a real edit: the module is rebuilt
+                f.write(f"/* edit {time.time_ns()} */\n")
+            edit.append(kharness(target, args.kernel, out, edited)[0])
             wall, r = kharness(target, args.kernel, out)
-            walls.append(wall)
+            same.append(wall)
             boots.append(next(p for p in r["phases"] if p["name"] == "boot")["duration"])
-            rel = r["kernel"]["release"]
+            rel, mode = r["kernel"]["release"], r["boot_mode"]
         b = bare(target, args.kernel, args.runs)
-        rows.append((target, rel, med(b), med(boots), med(walls)))
-        print(f"{target}: bare {med(b)}s, kharness boot {med(boots)}s, end-to-end {med(walls)}s", file=sys.stderr)
-    print("\n| target | kernel | bare QEMU boot to user space | kharness boot phase | kharness run hello, end to end |")
-    print("|---|---|---|---|---|")
-    for t, rel, b, bo, w in rows:
-        print(f"| {t} | {rel} | {b} s | {bo} s | {w} s |")
+        rows.append((target, rel, med(b), med(cold), med(edit), med(same), med(boots), mode))
+        print(f"{target}: bare {med(b)}s, cold {med(cold)}s, edited {med(edit)}s, unchanged {med(same)}s "
+              f"({mode})", file=sys.stderr)
+    print("\n| target | kernel | bare QEMU boot to user space | `--cold` end to end | snapshot, module edited "
+          "| snapshot, module unchanged | boot phase (unchanged) |")
+    print("|---|---|---|---|---|---|---|")
+    for t, rel, b, c, e, u, bo, mode in rows:
+        note = "" if mode == "snapshot" else f" ({mode})"
+        print(f"| {t} | {rel} | {b} s | {c} s | {e} s{note} | {u} s{note} | {bo} s |")
     print(f"\nmedians of {args.runs} runs, TCG, warm cache")
+    shutil.rmtree(edited.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
