@@ -224,7 +224,9 @@ def new(
 
 @app.command(help="Write (or print with --stdout) the kbuild Makefile kharness would generate for DIR: "
                   "its sources, single or multi-file modules, several modules, ccflags and include "
-                  "directories from kharness.toml. `kharness run` uses the same generator.")
+                  "directories from kharness.toml. `kharness run` uses the same generator.\n\n"
+                  "To start a module from a template instead (its Makefile included): "
+                  "`kharness new NAME --template T`, with T one of:\n\n" + _templates_help())
 def makefile(
     directory: Path = typer.Argument(..., help="The module directory."),
     stdout: bool = typer.Option(False, "--stdout", help="Print it instead of writing DIR/Makefile."),

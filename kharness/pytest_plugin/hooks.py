@@ -68,13 +68,20 @@ def pytest_runtest_call(item):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
+    """A failed test carries the guest's kernel log and console in its failure report: on the
+    terminal and in the JUnit XML <failure> body, where CI shows it (custom report sections would
+    reach only the terminal)."""
     report = yield
     session = getattr(item, "_kh_session", None)
     if session is not None and report.failed:
         r = session.result
-        log = "".join(r.dmesg.values())
-        report.sections.append(("kharness dmesg", log[-20000:]))
-        console = session.console_tail()
-        if console:
-            report.sections.append(("kharness console", console[-20000:]))
+        attach = [("kharness dmesg", "".join(r.dmesg.values())[-20000:]),
+                  ("kharness console", session.console_tail()[-20000:] or "(nothing on the console yet)")]
+        for name, text in attach:
+            if hasattr(report.longrepr, "addsection"):
+                report.longrepr.addsection(name, text)
+            elif isinstance(report.longrepr, str):
+                report.longrepr += f"\n{'-' * 20} {name} {'-' * 20}\n{text}"
+            else:
+                report.sections.append((name, text))
     return report

@@ -139,5 +139,7 @@ def test_new_and_makefile(kharness, tmp_path):
     assert o.rc == 2 and "has its own build rules" in o.stderr
     o = kharness("makefile", str(tmp_path / "mf"), "--stdout", json_out=False)
     assert o.rc == 0 and "mf-objs := mf_main.o mf_util.o" in o.stdout
-    help_ = kharness("new", "--help", json_out=False).stdout
-    assert all(t in help_ for t in ("hello", "params", "procfs", "sysfs", "chardev", "gpio-irq", "multifile", "aix-kext"))
+    for cmd in ("new", "makefile"):
+        help_ = kharness(cmd, "--help", json_out=False).stdout
+        assert all(f"{t}:" in help_ for t in ("hello", "params", "procfs", "sysfs", "chardev", "gpio-irq",
+                                                "multifile", "aix-kext")), cmd

@@ -43,10 +43,19 @@ def test_a_kernel_problem_during_a_test_fails_it(project):
         "    kh_guest.run('echo 512 > /proc/sys/kernel/tainted')\n"
         "def test_next_one_is_fine(proc):\n"
         "    assert proc.read('/proc/pytest_demo')\n")
-    r = project.runpytest_subprocess("mod/tests/test_taint.py", "--kh-kernel", "6.1", "-p", "no:cacheprovider",
-                                     timeout=1200)
-    r.assert_outcomes(passed=1, failed=1)
+    (project.path / "mod" / "tests" / "test_value.py").write_text(
+        "def test_wrong_value(proc):\n"
+        "    assert proc.read('/proc/pytest_demo') == 'not what it holds'\n")
+    r = project.runpytest_subprocess("mod/tests/test_taint.py", "mod/tests/test_value.py", "--kh-kernel", "6.1",
+                                     "-p", "no:cacheprovider", "--junitxml", "j.xml", timeout=1200)
+    r.assert_outcomes(passed=1, failed=2)
     r.stdout.fnmatch_lines(["*kernel reported taint during the test*", "*kharness dmesg*"])
+    # The JUnit failures carry the guest's kernel log and console, for CI to show.
+    failures = {c.get("name"): c.find("failure") for c in ET.parse(project.path / "j.xml").getroot().iter("testcase")}
+    for name in ("test_sets_the_warn_taint[x86_64-6.1]", "test_wrong_value[x86_64-6.1]"):
+        body = failures[name].text
+        assert "kharness dmesg" in body and "pytest_demo: /proc/pytest_demo created" in body, name
+        assert "kharness console" in body, name
 
 
 def test_xdist_runs_cells_in_parallel(project):
