@@ -66,7 +66,7 @@ _COMMON = {"name", "kind", "repeat", "timeout", "targets"}
 _PREFIX = {"proc": "/proc/", "sysfs": "/sys/"}
 _TOKEN_RE = re.compile(r"\{(module|param\.[A-Za-z_][A-Za-z0-9_]*|major(?:\.[\w-]+)?|gpio\.(?:base|[0-9]+))\}")
 # Mark the start of every step in the kernel log so a dmesg check sees what the steps before it did.
-STEP_CURSOR = "kh-dmesg-since step >/dev/null 2>&1; "
+STEP_CURSOR = "kh-agent dmesg-since step >/dev/null 2>&1; "
 
 # strerror text -> errno name, from this (Linux) host's C library: what busybox prints.
 _ERRNO_BY_MESSAGE = {os.strerror(n): name for n, name in _errno.errorcode.items()}
@@ -368,7 +368,7 @@ def command_for(c: Check, values: dict[str, str], target=None) -> str:
     if c.kind == "run":
         return STEP_CURSOR + substitute(c.run, values, where)
     if c.kind == "dmesg":
-        return "kh-dmesg-since step"
+        return "kh-agent dmesg-since step"
     path = shlex.quote(substitute(c.path, values, where))
     if c.write is not None:
         value = substitute(c.write, values, where)

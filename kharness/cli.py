@@ -385,7 +385,7 @@ def image_build(
     import dataclasses
 
     from kharness.kernels.debug import DEBUG_MEMORY_MB
-    from kharness.runner import guest_image, kernel_choice, resolve_any
+    from kharness.runner import HEALTH_CMD, guest_image, kernel_choice, resolve_any
     from kharness.targets import get_target
     from kharness.vm import snapshot as snapshots
     from kharness.vm.accel import choose_accel
@@ -404,7 +404,7 @@ def image_build(
                 raise UsageError(f"{prof.name} does not support snapshots (see images/{prof.name}.toml)")
             boot = BootSpec(k.kernel, base.path, dtb)
             acc, _ = choose_accel(prof, accel, boot)
-            snap = snapshots.ensure(prof, boot, acc, boot_timeout)
+            snap = snapshots.ensure(prof, boot, acc, boot_timeout, prepare=HEALTH_CMD)
     except KharnessError as e:
         _die(e)
     out.print(f"kernel    {k.kernel}")

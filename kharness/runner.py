@@ -45,7 +45,10 @@ from kharness.vm.qemu import BootSpec, qemu_binary, reproducer
 DEFAULT_TIMEOUT = 60.0        # per guest step (an insmod, a check, an rmmod)
 DEFAULT_BOOT_TIMEOUT = 300.0  # TCG on a loaded 2-core machine can be slow; a healthy boot is ~3 s
 _MODULE_FRAME_RE = re.compile(r"(\w+\+0x[0-9a-f]+/0x[0-9a-f]+) \[(\w+)\]")
-HEALTH_CMD = "cat /proc/sys/kernel/tainted; echo @@KH@@; kh-dmesg-since"
+# The look after every phase, one guest process (kharness/hw/agent/kh-agent.c): taint, the kernel
+# log since the last look, the loaded modules, the character devices.
+HEALTH_CMD = "kh-agent health"
+HEALTH_SEP = "@@KH@@\n"
 
 
 @dataclass
@@ -127,6 +130,9 @@ class Run:
         self.khgpio: BuiltModule | None = None
         self.values: dict[str, str] = {}      # what {placeholders} in params and checks resolve to
         self.devices_at_boot: dict[str, str] = {}
+        self.char_devices: dict[str, str] = {}    # {name: major}, as of the last health look
+        self.listed: set[str] = set()              # modules in /proc/modules, as of the last look
+        self.boot_log = ""                         # a restored guest's boot log, saved with its snapshot
         self.modules: list[BuiltModule] = []
         self.config: ModuleConfig | None = None
         self.step_timeout = DEFAULT_TIMEOUT
@@ -158,11 +164,19 @@ class Run:
         """Taint and the kernel log since the last look; findings that fail the run."""
         assert self.guest
         r = self.guest.run(HEALTH_CMD, timeout)
-        head, _, log = r.stdout.partition("@@KH@@\n")
+        head, log, mods, devs = (r.stdout.split(HEALTH_SEP, 3) + ["", "", ""])[:4]
         try:
             taint = int(head.strip() or "0")
         except ValueError:
             taint = self.taint
+        self.listed = set(mods.split())
+        self.char_devices = {}
+        for line in devs.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0].isdigit():
+                self.char_devices.setdefault(parts[1], parts[0])
+        if phase == "boot" and self.boot_log:
+            log = self.boot_log + log
         self.result.dmesg[phase] = self.result.dmesg.get(phase, "") + log
         blocking = self._findings(phase, log, baseline=(phase == "boot"))
         if phase != "boot":
@@ -175,8 +189,9 @@ class Run:
                              "decoded": [f"{t.letter}: {t.description}" for t in health.decode_taint(taint)]}
         return blocking
 
-    def _check_health(self, phase: str, timeout: float) -> None:
-        """The health look that ends a phase: a kernel report, a hang or a dead guest fails it."""
+    def _check_health(self, phase: str, timeout: float, modules=(), listed: bool | None = None) -> None:
+        """The health look that ends a phase: a kernel report, a hang or a dead guest fails it; so
+        does a module that insmod/rmmod said it loaded/unloaded but /proc/modules disagrees."""
         try:
             bad = self._health(phase, timeout)
         except GuestError as e:
@@ -184,6 +199,11 @@ class Run:
         if bad:
             f = bad[0]
             raise self._fail(phase, f"kernel reported {f['kind']}: {f['summary']}")
+        for name in modules:
+            if (name in self.listed) != listed:
+                tool = "insmod" if listed else "rmmod"
+                raise self._fail(phase, f"{name} is {'not ' if listed else 'still '}listed in /proc/modules "
+                                        f"after {tool}")
 
     def _guest_trouble(self, phase: str, e: GuestError, what: str) -> ModuleFailure:
         """A hang, a panic or a dead QEMU while the module was in the kernel: the module's fault."""
@@ -275,9 +295,9 @@ class Run:
         self.down()
 
     def down(self) -> None:
-        """Unload the module(s), look at the kernel's health, power the guest off."""
+        """Unload the module(s) and look at the kernel's health. The guest is then simply stopped
+        (teardown kills QEMU): it holds nothing to save, and a poweroff costs time."""
         self._unload(self.modules, self.config, self.step_timeout)
-        self.guest.shutdown()
 
     def up(self) -> None:
         """Build, make the image, boot and load: the guest is ready for checks (or a Session)."""
@@ -390,7 +410,7 @@ class Run:
                     self.guest.wait_restored(opts.boot_timeout, snap.release)
                     self._after_restore(payload, profile, timeout)
             self._health("boot", timeout)
-            self.devices_at_boot = self._char_devices(timeout)
+            self.devices_at_boot = dict(self.char_devices)
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
             ph.log = cap(e.console_tail)
             raise InfraError(f"the guest did not {'boot' if snap is None else 'restore'}: {e.message}",
@@ -411,12 +431,15 @@ class Run:
             r.boot_mode_note = "--cold" if opts.cold else f"{profile.name} does not support snapshots"
             return None
         try:
-            snap = snapshot.ensure(profile, boot, accel, opts.boot_timeout)
+            snap = snapshot.ensure(profile, boot, accel, opts.boot_timeout, prepare=HEALTH_CMD)
         except InfraError as e:
             r.boot_mode, r.boot_mode_note = "cold", f"no snapshot: {e}"
             ui.info(f"[yellow]no snapshot ({e}); booting cold[/yellow]")
             return None
         r.boot_mode, r.boot_mode_note = "snapshot", f"restored {snap.key}"
+        # The first health look ran before the save: keep the boot log it read, and the restored
+        # guest's first look returns only what happened since the restore.
+        self.boot_log = (snap.prepared.split(HEALTH_SEP) + ["", ""])[1]
         r.image["snapshot"] = str(snap.path)
         return snap
 
@@ -424,12 +447,16 @@ class Run:
         """A restored guest is the saved one: give it the host's clock, fresh randomness, and
         this run's modules (debug info stripped, compressed, over the command channel)."""
         seed = os.urandom(32).hex()
-        self.guest.run(f"date -s @{int(time.time())} >/dev/null; echo {seed} > /dev/urandom; mkdir -p /kh", timeout)
+        setup = f"date -s @{int(time.time())} >/dev/null; echo {seed} > /dev/urandom; mkdir -p /kh"
         for name, data in payload.items():
             for cmd in snapshot.delivery_commands(name, _strip_debug(data, profile)):
+                if setup:   # one command fewer: each costs tens of milliseconds under TCG
+                    cmd, setup = f"{setup} && {cmd}", ""
                 res = self.guest.run(cmd, timeout)
                 if res.rc != 0:
                     raise InfraError(f"could not deliver {name} to the restored guest: {res.stderr.strip()[:200]}")
+        if setup:
+            self.guest.run(setup, timeout)
 
     def _build_khgpio(self, headers, tc) -> BuiltModule:
         """The kharness virtual GPIO controller, built for this kernel like any module (cached)."""
@@ -461,17 +488,6 @@ class Run:
             raise InfraError(f"the kharness virtual GPIO controller did not load: {why}", hint=hint)
         self.values.update(khgpio.values(base, config.gpio.lines))
         self.result.gpio = {"controller": khgpio.MODULE, "base": base, "lines": config.gpio.lines}
-
-    def _char_devices(self, timeout: float) -> dict[str, str]:
-        """{name: major} of the character devices in /proc/devices."""
-        assert self.guest
-        res = self.guest.run("sed -n '/^Character/,/^$/p' /proc/devices", timeout)
-        out = {}
-        for line in res.stdout.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0].isdigit():
-                out.setdefault(parts[1], parts[0])
-        return out
 
     def _record_build(self, o: BuildOutcome) -> None:
         self.result.build = {
@@ -527,8 +543,9 @@ class Run:
         except GuestError as e:
             raise self._guest_trouble(phase, e, what) from None
 
-    def _module_command(self, phase: str, name: str, argv: list[str], timeout: float, listed_after: bool) -> None:
-        """insmod/rmmod one module; a failure is explained by the kernel's report when it has one."""
+    def _module_command(self, phase: str, name: str, argv: list[str], timeout: float) -> None:
+        """insmod/rmmod one module; a failure is explained by the kernel's report when it has one.
+        (Whether /proc/modules agrees is read by the health look that ends the phase.)"""
         tool = argv[0]
         cmd = shlex.join(argv)
         res = self._run_step(phase, cmd, timeout, f"{tool} {name}")
@@ -544,10 +561,6 @@ class Run:
                                         f"{bad[0]['summary']} ({tool}: {why})")
             raise self._fail(phase, f"{tool} {name} failed (exit {res.rc}): {why}")
         self._last_module_change = time.monotonic()
-        listed = self._run_step(phase, f"grep -q '^{name} ' /proc/modules", timeout, "lsmod").rc == 0
-        if listed != listed_after:
-            raise self._fail(phase, f"{name} is {'not ' if listed_after else 'still '}listed in /proc/modules "
-                                    f"after {tool}")
 
     def _expect_dmesg(self, phase: str, regex: str | None, modules) -> None:
         """``[load]``/``[unload]`` ``expect_dmesg``: a regex ({module}, {param.NAME}... substituted)
@@ -572,23 +585,22 @@ class Run:
                 per_module[m.name] = {k: checks.substitute(v, self.values, f"parameter {m.name}.{k}")
                                       for k, v in per_module[m.name].items()}
                 argv = ["insmod", f"/kh/{m.name}.ko", *_insmod_args(per_module[m.name])]
-                self._module_command("load", m.name, argv, timeout, listed_after=True)
+                self._module_command("load", m.name, argv, timeout)
                 if "kmemleak" in self.debug:
                     self._map_module(m, timeout)
-            self._check_health("load", timeout)
+            loaded = [m.name for m in modules] + ([khgpio.MODULE] if config.gpio is not None else [])
+            self._check_health("load", timeout, loaded, listed=True)
             self._expect_dmesg("load", config.load_expect_dmesg, modules)
-            self._resolve_majors(timeout)
+            self._resolve_majors()
         finally:
             ph.duration = time.monotonic() - t
         ph.status = "pass"
         ph.message = ", ".join(m.name for m in modules)
 
-    def _resolve_majors(self, timeout: float) -> None:
-        """{major.NAME} for every character device; {major} for the one the module added."""
-        try:
-            now = self._char_devices(timeout)
-        except GuestError as e:
-            raise self._guest_trouble("load", e, "reading /proc/devices") from None
+    def _resolve_majors(self) -> None:
+        """{major.NAME} for every character device; {major} for the one the module added (both
+        from /proc/devices as the health look after loading read it)."""
+        now = self.char_devices
         self.values.update({f"major.{n}": m for n, m in now.items()})
         new = {n: m for n, m in now.items() if n not in self.devices_at_boot}
         if len(new) == 1:
@@ -686,12 +698,13 @@ class Run:
         t = time.monotonic()
         try:
             for m in reversed(modules):
-                self._module_command("unload", m.name, ["rmmod", m.name], timeout, listed_after=False)
+                self._module_command("unload", m.name, ["rmmod", m.name], timeout)
             if self.khgpio is not None:
-                self._module_command("unload", khgpio.MODULE, ["rmmod", khgpio.MODULE], timeout, listed_after=False)
+                self._module_command("unload", khgpio.MODULE, ["rmmod", khgpio.MODULE], timeout)
             if "kmemleak" in self.debug:
                 self._kmemleak_scan(modules, timeout)
-            self._check_health("unload", timeout)
+            unloaded = [m.name for m in modules] + ([khgpio.MODULE] if self.khgpio is not None else [])
+            self._check_health("unload", timeout, unloaded, listed=False)
             self._expect_dmesg("unload", config.unload_expect_dmesg, modules)
         finally:
             ph.duration = time.monotonic() - t

@@ -283,7 +283,7 @@ class Dmesg:
 
     def since(self) -> str:
         """The kernel log since the previous call (the first call: since boot)."""
-        return self._s.run("kh-dmesg-since python").stdout
+        return self._s.run("kh-agent dmesg-since python").stdout
 
 
 @contextmanager

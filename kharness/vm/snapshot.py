@@ -35,7 +35,7 @@ from kharness.vm.machine import Guest
 from kharness.vm.qemu import BootSpec, qemu_binary
 
 TAG = "kh-ready"
-FORMAT = 1
+FORMAT = 2   # 2: a `prepare` command may run before the save; its output is kept in meta.json
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Snapshot:
     key: str
     release: str
     save_seconds: float
+    prepared: str = ""  # the stdout of the prepare command that ran just before the save
 
     def restore_args(self, copy: Path) -> tuple[str, ...]:
         return ("-drive", f"if=none,id=vmstate,format=qcow2,file={copy}", "-loadvm", TAG)
@@ -59,11 +60,11 @@ def _identity(path: Path | None) -> str:
     return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def snapshot_key(profile: TargetProfile, boot: BootSpec, accel: str) -> str:
+def snapshot_key(profile: TargetProfile, boot: BootSpec, accel: str, prepare: str = "") -> str:
     version = subprocess.run([qemu_binary(profile), "--version"], capture_output=True, text=True).stdout
     fields = {k: v for k, v in dataclasses.asdict(profile).items() if k != "source"}
     parts = [FORMAT, version.splitlines()[0] if version else "", repr(sorted(fields.items())), accel,
-             _identity(boot.kernel), _identity(boot.initrd), _identity(boot.dtb), boot.append]
+             _identity(boot.kernel), _identity(boot.initrd), _identity(boot.dtb), boot.append, prepare]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -80,9 +81,9 @@ def _qmp(sock: Path, command: str, timeout: float = 60.0) -> str:
         qmp.close()
 
 
-def load(profile: TargetProfile, boot: BootSpec, accel: str) -> Snapshot | None:
+def load(profile: TargetProfile, boot: BootSpec, accel: str, prepare: str = "") -> Snapshot | None:
     """The cached snapshot for this exact guest, or None."""
-    d = cache_dir() / "snapshots" / f"{profile.name}-{snapshot_key(profile, boot, accel)}"
+    d = cache_dir() / "snapshots" / f"{profile.name}-{snapshot_key(profile, boot, accel, prepare)}"
     try:
         meta = json.loads((d / "meta.json").read_text())
     except (OSError, ValueError):
@@ -90,15 +91,16 @@ def load(profile: TargetProfile, boot: BootSpec, accel: str) -> Snapshot | None:
     qcow = d / "vmstate.qcow2"
     if not qcow.is_file() or qcow.stat().st_size != meta.get("size"):
         return None   # damaged or partial: never used
-    return Snapshot(qcow, d.name, meta["release"], meta["save_seconds"])
+    return Snapshot(qcow, d.name, meta["release"], meta["save_seconds"], meta.get("prepared", ""))
 
 
-def ensure(profile: TargetProfile, boot: BootSpec, accel: str, boot_timeout: float) -> Snapshot:
-    """Boot the base image once and save it ready (cached; concurrent callers wait for one)."""
-    key = snapshot_key(profile, boot, accel)
+def ensure(profile: TargetProfile, boot: BootSpec, accel: str, boot_timeout: float, prepare: str = "") -> Snapshot:
+    """Boot the base image once and save it ready (cached; concurrent callers wait for one).
+    ``prepare``: a guest command run just before the save (its output is kept with the snapshot)."""
+    key = snapshot_key(profile, boot, accel, prepare)
     final = cache_dir() / "snapshots" / f"{profile.name}-{key}"
     with file_lock(final.with_name(final.name + ".lock")):
-        snap = load(profile, boot, accel)
+        snap = load(profile, boot, accel, prepare)
         if snap is not None:
             return snap
         with staging_dir(final) as tmp, ui.step(f"saving a ready snapshot of {profile.name}"):
@@ -115,6 +117,7 @@ def ensure(profile: TargetProfile, boot: BootSpec, accel: str, boot_timeout: flo
             try:
                 guest.start()
                 release = guest.wait_ready(boot_timeout)
+                prepared = guest.run(prepare, boot_timeout).stdout if prepare else ""
                 t = time.monotonic()
                 out = _qmp(sock, f"savevm {TAG}")
                 if out.strip():
@@ -127,8 +130,9 @@ def ensure(profile: TargetProfile, boot: BootSpec, accel: str, boot_timeout: flo
                 shutil.rmtree(run_dir, ignore_errors=True)
             (tmp / "meta.json").write_text(json.dumps({
                 "release": release, "save_seconds": round(saved, 3), "size": qcow.stat().st_size,
+                "prepared": prepared,
                 "target": profile.name, "accel": accel, "kernel": str(boot.kernel), "initrd": str(boot.initrd)}))
-    snap = load(profile, boot, accel)
+    snap = load(profile, boot, accel, prepare)
     if snap is None:
         raise InfraError(f"the snapshot for {profile.name} could not be saved")
     return snap

@@ -56,7 +56,7 @@ def test_commands_mark_the_step_and_quote():
     assert command_for(Check("w", "proc", path="/proc/x", write="-7"), v) == STEP_CURSOR + "echo -n -7 > /proc/x"
     assert command_for(Check("w", "proc", path="/proc/x", write="-n"), v) == STEP_CURSOR + "printf '%s' -n > /proc/x"
     assert command_for(Check("c", "sysfs", path="/sys/x y"), v) == STEP_CURSOR + "cat '/sys/x y'"
-    assert command_for(Check("d", "dmesg", expect="x"), v) == "kh-dmesg-since step"
+    assert command_for(Check("d", "dmesg", expect="x"), v) == "kh-agent dmesg-since step"
 
 
 def test_unknown_token_is_a_usage_error():

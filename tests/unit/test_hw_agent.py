@@ -119,7 +119,7 @@ def agent():
 
 @native
 def test_version(agent):
-    assert agent("version") == "kh-agent 2\n"
+    assert agent("version") == "kh-agent 3\n"
 
 
 @native
@@ -206,3 +206,31 @@ def test_hold_keeps_the_file_open_between_steps(tmp_path):
     assert step("r:2")["data"] == b"he"
     assert step("r:2")["data"] == b"ll"          # the offset is kept: one open file
     assert step("close")["ret"] == 0
+
+
+@native
+def test_run_frames_a_command_as_the_channel_expects(tmp_path):
+    """`kh-agent run` is the guest half of a channel command: its reply parses with the host half,
+    byte-exact, sizes untruncated, the exit status (128 + signal for a killed command) last."""
+    import base64
+
+    from kharness.vm.channel import parse_framed
+
+    path = build_agent(TARGETS["x86_64"])
+
+    def run(script: str, max_bytes: int = 1 << 20) -> tuple[str, int, str, int, int]:
+        b64 = base64.b64encode(script.encode()).decode()
+        p = subprocess.run([str(path), "run", "7", b64, str(max_bytes)], capture_output=True, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        body, _, end = p.stdout.rpartition(b"\x1eKHE 7 ")
+        out, out_size, err, err_size = parse_framed(body, 7)
+        return out, out_size, err, err_size, int(end.decode())
+
+    assert run("printf 'a\\nb'; echo oops >&2; exit 3") == ("a\nb", 3, "oops\n", 5, 3)
+    assert run("true") == ("", 0, "", 0, 0)
+    assert run("kill -9 $$")[4] == 137
+    out, size, _, _, rc = run("seq 1 20000", max_bytes=1000)        # capped, the full size told
+    assert (len(out), size, rc) == (1000, len("\n".join(map(str, range(1, 20001)))) + 1, 0)
+    text = "".join(chr(c) for c in range(1, 128)) + "é€"          # every byte crosses intact
+    assert run(f"printf '%s' {__import__('shlex').quote(text)}")[0] == text
+    assert run("pwd")[0] == "/\n"                                  # runs from /

@@ -14,7 +14,26 @@
  *   kh-agent hold PATH MODE DIR                      ret=0 pid=N (a server holding PATH open)
  *   kh-agent gpio-chips                              one line per /dev/gpiochipN
  *   kh-agent gpio-line CHIP LINE in|0|1              ret=0 errno=0 value=V (GPIO uAPI v2)
- *   kh-agent version                                 kh-agent 2
+ *   kh-agent dmesg-since [NAME]                      the kernel log since the previous call
+ *   kh-agent health                                  taint, log since the last look, modules, chardevs
+ *   kh-agent run ID SCRIPT_B64 MAX                   one command of the channel protocol
+ *   kh-agent version                                 kh-agent 3
+ *
+ * dmesg-since prints the raw kernel log lines (<level>[time] text, as `dmesg -r`) logged since
+ * the previous call with the same NAME ("health" by default): the cursor, in
+ * /tmp/.kh.dmesg.cursor.NAME, is the last line seen, because line counts break when the ring
+ * buffer wraps and a line's timestamped text does not; a cursor that fell out of the buffer
+ * prints everything.
+ *
+ * health is what the harness reads after every phase, in one process: four sections separated by
+ * lines "@@KH@@": /proc/sys/kernel/tainted, `dmesg-since health`, the names of the loaded
+ * modules, and "MAJOR NAME" of each character device in /proc/devices.
+ *
+ * run is the guest half of one `run` request of the command channel (images/init.sh documents
+ * the protocol): it decodes the script, runs it with sh from / with stdin on /dev/null, and
+ * writes the framed reply (KHO stdout, KHR stderr, each capped at MAX bytes and base64-encoded,
+ * then KHE and the exit status) in one write. One process instead of the half-dozen a shell
+ * needs for the same, which is most of a command's cost under TCG.
  *
  * A session opens PATH once (MODE r, w or rw) and runs its steps on that one open file, the
  * way a program would: w:HEX (write), r:N (read up to N bytes), s:N (seek to N), i:REQ:IN:LEN
@@ -37,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/klog.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -463,12 +483,276 @@ static void do_gpio_line(const char *chip, const char *line_s, const char *what)
 	close(fd);
 }
 
+/* --- dmesg-since --------------------------------------------------------------------------- */
+
+/* All of a file (NUL-terminated, length in *len), or NULL. */
+static char *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t cap = 4096, n = 0;
+	char *buf;
+	ssize_t r;
+
+	if (fd < 0)
+		return NULL;
+	buf = malloc(cap + 1);
+	while (buf && (r = read(fd, buf + n, cap - n)) > 0) {
+		n += (size_t)r;
+		if (n == cap) {
+			char *b = realloc(buf, cap * 2 + 1);
+
+			if (b == NULL) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = b;
+			cap *= 2;
+		}
+	}
+	close(fd);
+	if (buf) {
+		buf[n] = 0;
+		*len = n;
+	}
+	return buf;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void do_dmesg_since(const char *name)
+{
+	char cur_path[128], *log, *cur, *from, *last, *p;
+	size_t cur_len = 0, line_len;
+	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0), n, fd;
+
+	if (size <= 0)
+		size = 1 << 20;
+	log = malloc((size_t)size + 1);
+	if (log == NULL)
+		exit(1);
+	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log, size);
+	if (n < 0) {
+		fprintf(stderr, "kh-agent: klogctl: %s\n", strerror(errno));
+		exit(1);
+	}
+	log[n] = 0;
+	snprintf(cur_path, sizeof(cur_path), "/tmp/.kh.dmesg.cursor.%s", name);
+	from = log;
+	cur = slurp(cur_path, &cur_len);
+	if (cur && cur_len > 0) {
+		if (cur[cur_len - 1] == '\n')
+			cur[--cur_len] = 0;
+		/* the last whole line equal to the cursor */
+		for (p = log; p < log + n; ) {
+			char *eol = memchr(p, '\n', (size_t)(log + n - p));
+
+			line_len = eol ? (size_t)(eol - p) : (size_t)(log + n - p);
+			if (line_len == cur_len && memcmp(p, cur, cur_len) == 0)
+				from = eol ? eol + 1 : log + n;
+			p += line_len + 1;
+		}
+	}
+	free(cur);
+	write_all(1, from, (size_t)(log + n - from));
+	/* the new cursor: the last line of the log */
+	last = log + n;
+	if (last > log && last[-1] == '\n')
+		last--;
+	p = last;
+	while (p > log && p[-1] != '\n')
+		p--;
+	fd = open(cur_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		write_all(fd, p, (size_t)(last - p));
+		write_all(fd, "\n", 1);
+		close(fd);
+	}
+	free(log);
+}
+
+static void do_health(void)
+{
+	size_t len = 0;
+	char *t = slurp("/proc/sys/kernel/tainted", &len), *m, *line, *save = NULL;
+	int chardevs = 0;
+
+	printf("%s", t ? t : "0\n");
+	printf("@@KH@@\n");
+	fflush(stdout);
+	free(t);
+	do_dmesg_since("health");
+	printf("@@KH@@\n");
+	m = slurp("/proc/modules", &len);
+	for (line = m ? strtok_r(m, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
+		printf("%.*s\n", (int)strcspn(line, " "), line);
+	free(m);
+	printf("@@KH@@\n");
+	m = slurp("/proc/devices", &len);
+	save = NULL;
+	/* strtok_r skips the blank line between the two lists: stop at the block devices' header */
+	for (line = m ? strtok_r(m, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "Character devices:", 18) == 0)
+			chardevs = 1;
+		else if (strncmp(line, "Block devices:", 14) == 0)
+			chardevs = 0;
+		else if (chardevs)
+			printf("%s\n", line + strspn(line, " "));
+	}
+	free(m);
+}
+
+/* --- run: one command of the channel protocol ------------------------------------------------ */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64val(int c)
+{
+	const char *p = c ? strchr(B64, c) : NULL;
+
+	return p ? (int)(p - B64) : -1;
+}
+
+/* Decode base64 (padding and whitespace tolerated) into a new buffer; *len its length. */
+static unsigned char *b64decode(const char *s, size_t *len)
+{
+	size_t n = strlen(s), o = 0;
+	unsigned char *out = malloc(n / 4 * 3 + 4);
+	unsigned int acc = 0;
+	int bits = 0, v;
+
+	if (out == NULL)
+		exit(1);
+	for (; *s; s++) {
+		if (*s == '=')
+			break;
+		v = b64val((unsigned char)*s);
+		if (v < 0)
+			continue;
+		acc = (acc << 6) | (unsigned int)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+		}
+	}
+	*len = o;
+	return out;
+}
+
+/* Append the frame "\036TAG ID SIZE\n" + base64 of the file's first max bytes (76-column lines). */
+static void frame(char **buf, size_t *blen, size_t *bcap, const char *tag, const char *id, const char *path,
+		  size_t max)
+{
+	size_t size = 0, n, i, need, col = 0;
+	unsigned char *data = (unsigned char *)slurp(path, &size);
+	char *o;
+
+	n = size < max ? size : max;
+	need = *blen + 64 + (n + 2) / 3 * 4 + n / 57 + 2;
+	if (need > *bcap) {
+		*bcap = need * 2;
+		*buf = realloc(*buf, *bcap);
+		if (*buf == NULL)
+			exit(1);
+	}
+	*blen += (size_t)sprintf(*buf + *blen, "\036%s %s %zu\n", tag, id, size);
+	o = *buf + *blen;
+	for (i = 0; i < n; i += 3) {
+		unsigned int v = (unsigned int)data[i] << 16;
+
+		if (i + 1 < n)
+			v |= (unsigned int)data[i + 1] << 8;
+		if (i + 2 < n)
+			v |= data[i + 2];
+		*o++ = B64[(v >> 18) & 63];
+		*o++ = B64[(v >> 12) & 63];
+		*o++ = i + 1 < n ? B64[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < n ? B64[v & 63] : '=';
+		col += 4;
+		if (col == 76) {
+			*o++ = '\n';
+			col = 0;
+		}
+	}
+	if (col)
+		*o++ = '\n';
+	*blen = (size_t)(o - *buf);
+	free(data);
+}
+
+static void do_run(const char *id, const char *script_b64, const char *max_s)
+{
+	size_t len, blen = 0, bcap = 4096, max = parse_len(max_s);
+	unsigned char *script = b64decode(script_b64, &len);
+	int fd = open("/tmp/.kh.sh", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), status = 0, rc;
+	char *buf;
+	pid_t pid;
+
+	if (fd < 0) {
+		fprintf(stderr, "kh-agent: /tmp/.kh.sh: %s\n", strerror(errno));
+		exit(1);
+	}
+	write_all(fd, (const char *)script, len);
+	close(fd);
+	free(script);
+	pid = fork();
+	if (pid == 0) {
+		int in = open("/dev/null", O_RDONLY);
+		int out = open("/tmp/.kh.out", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int err = open("/tmp/.kh.err", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		if (in < 0 || out < 0 || err < 0 || chdir("/") != 0)
+			_exit(126);
+		dup2(in, 0);
+		dup2(out, 1);
+		dup2(err, 2);
+		execl("/bin/sh", "sh", "/tmp/.kh.sh", (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0) {
+		fprintf(stderr, "kh-agent: fork: %s\n", strerror(errno));
+		exit(1);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	/* the shell's convention: 128 + the signal for a command killed by one */
+	rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	buf = malloc(bcap);
+	if (buf == NULL)
+		exit(1);
+	frame(&buf, &blen, &bcap, "KHO", id, "/tmp/.kh.out", max);
+	frame(&buf, &blen, &bcap, "KHR", id, "/tmp/.kh.err", max);
+	if (blen + 64 > bcap) {
+		bcap = blen + 64;
+		buf = realloc(buf, bcap);
+		if (buf == NULL)
+			exit(1);
+	}
+	blen += (size_t)sprintf(buf + blen, "\036KHE %s %d\n", id, rc);
+	write_all(1, buf, blen);
+	free(buf);
+}
+
 int main(int argc, char **argv)
 {
 	const char *op = argc > 1 ? argv[1] : "";
 
 	if (strcmp(op, "version") == 0 && argc == 2)
-		puts("kh-agent 2");
+		puts("kh-agent 3");
 	else if (strcmp(op, "ioctl") == 0 && argc == 6)
 		do_ioctl(argv[2], argv[3], argv[4], argv[5]);
 	else if (strcmp(op, "write") == 0 && argc == 4)
@@ -483,6 +767,12 @@ int main(int argc, char **argv)
 		do_gpio_chips();
 	else if (strcmp(op, "gpio-line") == 0 && argc == 5)
 		do_gpio_line(argv[2], argv[3], argv[4]);
+	else if (strcmp(op, "dmesg-since") == 0 && (argc == 2 || argc == 3))
+		do_dmesg_since(argc == 3 ? argv[2] : "health");
+	else if (strcmp(op, "health") == 0 && argc == 2)
+		do_health();
+	else if (strcmp(op, "run") == 0 && argc == 5)
+		do_run(argv[2], argv[3], argv[4]);
 	else
 		usage(argc > 1 ? "unknown operation or wrong number of arguments" : "no operation");
 	return fflush(stdout) == 0 ? 0 : 1;
