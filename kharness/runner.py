@@ -392,34 +392,28 @@ class Run:
         accel, note = choose_accel(profile, opts.accel, boot)
         r.accelerator, r.accelerator_note = accel, note
         snap = self._snapshot(profile, boot, accel, opts)
-        if snap is None:
-            boot = BootSpec(kernel.kernel, write_run_initrd(base, payload, self.workdir / "initrd.img"), dtb)
-            self.guest = Guest(profile, boot, self.workdir, accel)
-        else:
-            copy = self.workdir / "vmstate.qcow2"
-            shutil.copyfile(snap.path, copy)
-            self.guest = Guest(profile, boot, self.workdir, accel, snap.restore_args(copy))
-        r.reproducer["qemu"] = reproducer(self.guest.argv)
         try:
-            self.guest.start()
+            if snap is not None and not self._restore(snap, boot, payload, spec, timeout):
+                snap = None   # the restored guest did not work: boot one instead
             if snap is None:
+                boot = BootSpec(kernel.kernel, write_run_initrd(base, payload, self.workdir / "initrd.img"), dtb)
+                self.guest = Guest(profile, boot, self.workdir, accel)
+                r.reproducer["qemu"] = reproducer(self.guest.argv)
+                self.guest.start()
                 with ui.step(f"booting {spec.release} on {profile.name} ({accel})"):
                     self.guest.wait_ready(opts.boot_timeout)
-            else:
-                with ui.step(f"restoring {spec.release} on {profile.name} from its snapshot ({accel})"):
-                    self.guest.wait_restored(opts.boot_timeout, snap.release)
-                    self._after_restore(payload, profile, timeout)
             self._health("boot", timeout)
             self.devices_at_boot = dict(self.char_devices)
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
             ph.log = cap(e.console_tail)
-            raise InfraError(f"the guest did not {'boot' if snap is None else 'restore'}: {e.message}",
-                             hint="see the console log in the JSON result (phase boot)"
-                                  + ("; --cold boots instead" if snap is not None else "")) from None
+            raise InfraError(f"the guest did not boot: {e.message}",
+                             hint="see the console log in the JSON result (phase boot)") from None
         ph.duration = time.monotonic() - t
         ph.status = "pass"
         ph.message = (f"ready in {self.guest.boot_seconds:.1f}s" if snap is None else
                       f"restored from snapshot in {self.guest.boot_seconds:.2f}s")
+        if snap is None and r.boot_mode_note.startswith("restoring"):
+            ph.message += f" ({r.boot_mode_note})"
         self._load(modules, per_module, config, timeout)
         self.modules, self.config, self.step_timeout = modules, config, timeout
 
@@ -443,20 +437,50 @@ class Run:
         r.image["snapshot"] = str(snap.path)
         return snap
 
+    def _restore(self, snap, boot: BootSpec, payload: dict[str, bytes], spec: KernelSpec, timeout: float) -> bool:
+        """Start the guest from its ready snapshot and hand it this run's modules. False (the
+        guest torn down, the reason in the result) when the restored guest does not work: the
+        caller boots one instead. Nothing of the module has run yet, so this is never its fault."""
+        profile, r = self.profile, self.result
+        copy = self.workdir / "vmstate.qcow2"
+        shutil.copyfile(snap.path, copy)
+        self.guest = Guest(profile, boot, self.workdir, r.accelerator, snap.restore_args(copy))
+        r.reproducer["qemu"] = reproducer(self.guest.argv)
+        try:
+            self.guest.start()
+            with ui.step(f"restoring {spec.release} on {profile.name} from its snapshot ({r.accelerator})"):
+                self.guest.wait_restored(self.opts.boot_timeout, snap.release)
+                self._after_restore(payload, profile, timeout)
+            return True
+        except (QemuStartError, BootTimeout, GuestDied, CommandTimeout, InfraError) as e:
+            why = getattr(e, "message", str(e))
+            ui.info(f"[yellow]the restored guest did not work ({why}); booting instead[/yellow]")
+            r.boot_mode, r.boot_mode_note = "cold", f"restoring {snap.key} failed ({why}); booted instead"
+            snapshot.discard(snap)   # saved in a bad moment: the next run saves a new one
+            r.image.pop("snapshot", None)
+            self.boot_log = ""
+            self.guest.close()
+            self.guest = None
+            return False
+
     def _after_restore(self, payload: dict[str, bytes], profile: TargetProfile, timeout: float) -> None:
-        """A restored guest is the saved one: give it the host's clock, fresh randomness, and
-        this run's modules (debug info stripped, compressed, over the command channel)."""
+        """A restored guest is the saved one: check that its timers run, give it the host's
+        clock, fresh randomness, and this run's modules (debug info stripped, compressed, over the
+        command channel)."""
         seed = os.urandom(32).hex()
-        setup = f"date -s @{int(time.time())} >/dev/null; echo {seed} > /dev/urandom; mkdir -p /kh"
+        setup = (f"{snapshot.TIMER_PROBE} && date -s @{int(time.time())} >/dev/null && "
+                 f"echo {seed} > /dev/urandom && mkdir -p /kh")
+        first = True
         for name, data in payload.items():
             for cmd in snapshot.delivery_commands(name, _strip_debug(data, profile)):
-                if setup:   # one command fewer: each costs tens of milliseconds under TCG
-                    cmd, setup = f"{setup} && {cmd}", ""
-                res = self.guest.run(cmd, timeout)
+                if first:   # one command fewer: each costs tens of milliseconds under TCG
+                    cmd = f"{setup} && {cmd}"
+                res = self.guest.run(cmd, snapshot.PROBE_TIMEOUT if first else timeout)
+                first = False
                 if res.rc != 0:
                     raise InfraError(f"could not deliver {name} to the restored guest: {res.stderr.strip()[:200]}")
-        if setup:
-            self.guest.run(setup, timeout)
+        if first:
+            self.guest.run(setup, snapshot.PROBE_TIMEOUT)
 
     def _build_khgpio(self, headers, tc) -> BuiltModule:
         """The kharness virtual GPIO controller, built for this kernel like any module (cached)."""

@@ -108,7 +108,8 @@ class CommandChannel:
         start = time.monotonic()
         self.child.send(f"run {cid} {payload}\n")
         end_re = re.compile(rb"\x1eKHE %d (-?\d+)\r?\n" % cid)
-        m = self._wait(end_re, timeout, check, f"command {command!r}")
+        shown = command if len(command) <= 80 else command[:77] + "..."
+        m = self._wait(end_re, timeout, check, f"command {shown!r}")
         rc = int(m.group(1))
         out, out_size, err, err_size = parse_framed(self.child.before, cid)
         return CommandResult(command, rc, out, err, time.monotonic() - start, out_size, err_size)

@@ -35,7 +35,11 @@ from kharness.vm.machine import Guest
 from kharness.vm.qemu import BootSpec, qemu_binary
 
 TAG = "kh-ready"
-FORMAT = 2   # 2: a `prepare` command may run before the save; its output is kept in meta.json
+FORMAT = 2   # 2: a `prepare` command may run before the save, its output kept in meta.json
+# A restored guest's first command proves that its timers run (a 1 ms sleep); a guest whose
+# timers stalled cannot answer it, and the runner boots cold instead.
+TIMER_PROBE = "usleep 1000"
+PROBE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -156,3 +160,10 @@ def delivery_commands(name: str, data: bytes) -> list[str]:
     if len(cmds) == 3:   # small: one command does it all
         return [f"printf '%s' {b64} | base64 -d | gunzip > {shlex.quote('/kh/' + name)}"]
     return cmds
+
+
+def discard(snap: Snapshot) -> None:
+    """Remove a snapshot that restored into a broken guest, so that the next run saves anew."""
+    d = snap.path.parent
+    with file_lock(d.with_name(d.name + ".lock")):
+        shutil.rmtree(d, ignore_errors=True)
