@@ -36,9 +36,9 @@ from kharness.vm.qemu import BootSpec, qemu_binary
 
 TAG = "kh-ready"
 FORMAT = 2   # 2: a `prepare` command may run before the save, its output kept in meta.json
-# A restored guest's first command proves that its timers run (a 1 ms sleep); a guest whose
-# timers stalled cannot answer it, and the runner boots cold instead.
-TIMER_PROBE = "usleep 1000"
+# A restored guest's first command proves that its timers run (the runner's setup command starts
+# with a 1 ms sleep); a guest whose timers stalled cannot answer it in this time, and the runner
+# boots one instead.
 PROBE_TIMEOUT = 10.0
 
 

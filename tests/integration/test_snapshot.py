@@ -69,8 +69,9 @@ def test_a_restored_guest_whose_timers_stalled_is_replaced_by_a_boot(kharness):
     script = ("import sys\n"
               "from pathlib import Path\n"
               "from kharness.vm import snapshot\n"
-              "snapshot.TIMER_PROBE, snapshot.PROBE_TIMEOUT = 'sleep 30', 3\n"
+              "snapshot.PROBE_TIMEOUT = 3\n"
               "from kharness import runner\n"
+              "runner.RESTORED_CMD = 'sleep 30; ' + runner.RESTORED_CMD\n"
               "r = runner.run(runner.RunOptions(module_dir=Path(sys.argv[1])))\n"
               "print(r.status, r.boot_mode, r.boot_mode_note, sep='|')\n")
     kharness("run", str(EXAMPLES / "hello"))                   # the snapshot exists

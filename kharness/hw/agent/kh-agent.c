@@ -17,6 +17,7 @@
  *   kh-agent dmesg-since [NAME]                      the kernel log since the previous call
  *   kh-agent health                                  taint, log since the last look, modules, chardevs
  *   kh-agent run ID SCRIPT_B64 MAX                   one command of the channel protocol
+ *   kh-agent restored EPOCH SEED_HEX                 set up a guest restored from a snapshot
  *   kh-agent version                                 kh-agent 3
  *
  * dmesg-since prints the raw kernel log lines (<level>[time] text, as `dmesg -r`) logged since
@@ -24,6 +25,10 @@
  * /tmp/.kh.dmesg.cursor.NAME, is the last line seen, because line counts break when the ring
  * buffer wraps and a line's timestamped text does not; a cursor that fell out of the buffer
  * prints everything.
+ *
+ * restored proves that the guest's timers run (a 1 ms sleep: a guest whose timers stalled never
+ * returns from it), sets the clock to EPOCH, mixes SEED into the entropy pool and makes /kh, the
+ * directory the modules are delivered to.
  *
  * health is what the harness reads after every phase, in one process: four sections separated by
  * lines "@@KH@@": /proc/sys/kernel/tainted, `dmesg-since health`, the names of the loaded
@@ -60,6 +65,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <dirent.h>
 #include <linux/gpio.h>
 #include <unistd.h>
@@ -584,6 +590,29 @@ static void do_dmesg_since(const char *name)
 	free(log);
 }
 
+static void do_restored(const char *epoch, const char *seed)
+{
+	struct timespec ts = { 0, 1000000 };
+	int fd;
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	ts.tv_sec = (time_t)strtoll(epoch, NULL, 10);
+	ts.tv_nsec = 0;
+	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+		fprintf(stderr, "kh-agent: clock_settime: %s\n", strerror(errno));
+	fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		write_all(fd, seed, strlen(seed));
+		close(fd);
+	}
+	if (mkdir("/kh", 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "kh-agent: mkdir /kh: %s\n", strerror(errno));
+		exit(1);
+	}
+	puts("ret=0 errno=0");
+}
+
 static void do_health(void)
 {
 	size_t len = 0;
@@ -769,6 +798,8 @@ int main(int argc, char **argv)
 		do_gpio_line(argv[2], argv[3], argv[4]);
 	else if (strcmp(op, "dmesg-since") == 0 && (argc == 2 || argc == 3))
 		do_dmesg_since(argc == 3 ? argv[2] : "health");
+	else if (strcmp(op, "restored") == 0 && argc == 4)
+		do_restored(argv[2], argv[3]);
 	else if (strcmp(op, "health") == 0 && argc == 2)
 		do_health();
 	else if (strcmp(op, "run") == 0 && argc == 5)
