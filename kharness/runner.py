@@ -134,6 +134,7 @@ class Run:
         self.char_devices: dict[str, str] = {}    # {name: major}, as of the last health look
         self.listed: set[str] = set()              # modules in /proc/modules, as of the last look
         self.boot_log = ""                         # a restored guest's boot log, saved with its snapshot
+        self._first_look = None                    # the health look a restored guest's setup took
         self.modules: list[BuiltModule] = []
         self.config: ModuleConfig | None = None
         self.step_timeout = DEFAULT_TIMEOUT
@@ -164,7 +165,9 @@ class Run:
     def _health(self, phase: str, timeout: float) -> list[dict]:
         """Taint and the kernel log since the last look; findings that fail the run."""
         assert self.guest
-        r = self.guest.run(HEALTH_CMD, timeout)
+        r, self._first_look = self._first_look, None   # a restored guest's look came with its setup
+        if r is None:
+            r = self.guest.run(HEALTH_CMD, timeout)
         head, log, mods, devs = (r.stdout.split(HEALTH_SEP, 3) + ["", "", ""])[:4]
         try:
             taint = int(head.strip() or "0")
@@ -451,7 +454,7 @@ class Run:
             self.guest.start()
             with ui.step(f"restoring {spec.release} on {profile.name} from its snapshot ({r.accelerator})"):
                 self.guest.wait_restored(self.opts.boot_timeout, snap.release)
-                self._after_restore(payload, profile, timeout)
+                self._first_look = self._after_restore(payload, profile, timeout)
             return True
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout, InfraError) as e:
             why = getattr(e, "message", str(e))
@@ -460,28 +463,34 @@ class Run:
             snapshot.discard(snap)   # saved in a bad moment: the next run saves a new one
             r.image.pop("snapshot", None)
             self.boot_log = ""
+            self._first_look = None
             self.guest.close()
             self.guest = None
             return False
 
-    def _after_restore(self, payload: dict[str, bytes], profile: TargetProfile, timeout: float) -> None:
-        """A restored guest is the saved one: check that its timers run, give it the host's
-        clock, fresh randomness, and this run's modules (debug info stripped, compressed, over the
-        command channel)."""
+    def _after_restore(self, payload: dict[str, bytes], profile: TargetProfile, timeout: float):
+        """A restored guest is the saved one: check that its timers run, give it the host's clock,
+        fresh randomness, and this run's modules (debug info stripped), then take the first health
+        look; in as few guest commands as the line length allows (usually one: each command costs
+        tens of milliseconds under TCG). Returns the result of the command that took the look."""
         seed = os.urandom(32).hex()
-        # kh-agent: a 1 ms sleep (the timer probe), the clock, the entropy, /kh; in one process.
-        setup = RESTORED_CMD.format(epoch=int(time.time()), seed=seed)
-        first = True
+        steps = [RESTORED_CMD.format(epoch=int(time.time()), seed=seed)]
         for name, data in payload.items():
-            for cmd in snapshot.delivery_commands(name, _strip_debug(data, profile)):
-                if first:   # one command fewer: each costs tens of milliseconds under TCG
-                    cmd = f"{setup} && {cmd}"
-                res = self.guest.run(cmd, snapshot.PROBE_TIMEOUT if first else timeout)
-                first = False
-                if res.rc != 0:
-                    raise InfraError(f"could not deliver {name} to the restored guest: {res.stderr.strip()[:200]}")
-        if first:
-            self.guest.run(setup, snapshot.PROBE_TIMEOUT)
+            steps += snapshot.delivery_commands(name, _strip_debug(data, profile))
+        batches, size = [[]], 0
+        for step in steps:
+            if batches[-1] and size + len(step) > snapshot.CHUNK:
+                batches.append([])
+                size = 0
+            batches[-1].append(step)
+            size += len(step) + 4
+        batches[-1].append(HEALTH_CMD)
+        for i, batch in enumerate(batches):
+            # The first command carries the timer probe: a guest that cannot answer it is broken.
+            res = self.guest.run(" && ".join(batch), snapshot.PROBE_TIMEOUT if i == 0 else timeout)
+            if res.rc != 0:
+                raise InfraError(f"the restored guest could not be set up: {res.stderr.strip()[:200] or res.rc}")
+        return res
 
     def _build_khgpio(self, headers, tc) -> BuiltModule:
         """The kharness virtual GPIO controller, built for this kernel like any module (cached)."""
