@@ -68,6 +68,7 @@
 #include <time.h>
 #include <dirent.h>
 #include <linux/gpio.h>
+#include <linux/random.h>
 #include <unistd.h>
 
 #define MAX_LEN (1UL << 24)
@@ -601,9 +602,31 @@ static void do_restored(const char *epoch, const char *seed)
 	ts.tv_nsec = 0;
 	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
 		fprintf(stderr, "kh-agent: clock_settime: %s\n", strerror(errno));
+	/* Fresh randomness: the restored kernel's CRNG is the saved one, and merely writing to
+	 * /dev/urandom does not reseed it, so every restore would draw the same numbers. Add the
+	 * host's seed as credited entropy, then force a reseed. */
 	fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
 	if (fd >= 0) {
-		write_all(fd, seed, strlen(seed));
+		struct {
+			struct rand_pool_info info;
+			unsigned char bytes[64];
+		} in;
+		size_t n = 0;
+
+		memset(&in, 0, sizeof(in));
+		while (n < sizeof(in.bytes) && seed[2 * n] && seed[2 * n + 1]) {
+			unsigned int b;
+
+			if (sscanf(seed + 2 * n, "%2x", &b) != 1)
+				break;
+			in.bytes[n++] = (unsigned char)b;
+		}
+		in.info.entropy_count = (int)(n * 8);
+		in.info.buf_size = (int)n;
+		if (ioctl(fd, RNDADDENTROPY, &in.info) < 0)
+			write_all(fd, seed, strlen(seed));	/* at least mix it in */
+		if (ioctl(fd, RNDRESEEDCRNG) < 0)
+			fprintf(stderr, "kh-agent: RNDRESEEDCRNG: %s\n", strerror(errno));
 		close(fd);
 	}
 	if (mkdir("/kh", 0755) < 0 && errno != EEXIST) {
