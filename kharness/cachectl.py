@@ -36,9 +36,44 @@ def cache_entries() -> list[tuple[str, str, int]]:
     return [(kind, e.name, _size(e)) for kind, e in _entries()]
 
 
+def abandoned_staging() -> list[Path]:
+    """Staging directories (``.<entry>.<random>.tmp``) that no process is filling any more: their
+    producer was killed before it could publish them. One in use is under its entry's lock."""
+    import fcntl
+
+    out = []
+    base = cache_dir()
+    if not base.is_dir():
+        return out
+    for kind_dir in (p for p in base.iterdir() if p.is_dir()):
+        for tmp in kind_dir.glob(".*.tmp"):
+            entry = tmp.name[1:].rsplit(".", 2)[0]
+            lock = kind_dir / f"{entry}.lock"
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except OSError:
+                out.append(tmp)          # no lock file: nobody can be producing it
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                out.append(tmp)
+            except BlockingIOError:
+                pass                     # being produced right now
+            finally:
+                os.close(fd)
+    return out
+
+
 def clean(kinds: list[str] | None, older_than_days: float | None) -> tuple[int, int]:
     cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
     n = size = 0
+    for tmp in abandoned_staging():      # always: they are never used, only left by killed runs
+        if kinds and tmp.parent.name not in kinds:
+            continue
+        size += _size(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        n += 1
     for kind, e in list(_entries()):
         if kinds and kind not in kinds:
             continue

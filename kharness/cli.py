@@ -428,8 +428,14 @@ def cache_ls() -> None:
     for kind, name, size in cache_entries():
         total += size
         t.add_row(kind, name, f"{size / 1e6:.1f} MB")
+    from kharness.cachectl import abandoned_staging
+
+    stale = abandoned_staging()
+    for tmp in stale:
+        t.add_row(tmp.parent.name, f"[yellow]{tmp.name} (left by a killed run)[/yellow]", "")
     out.print(t)
-    out.print(f"total {total / 1e9:.2f} GB")
+    out.print(f"total {total / 1e9:.2f} GB" + (f"; `kharness cache clean` removes {len(stale)} abandoned "
+                                                f"staging director{'y' if len(stale) == 1 else 'ies'}" if stale else ""))
 
 
 @cache_app.command("clean")

@@ -39,7 +39,7 @@ class TargetProfile:
     kernel_source: str = "debian"   # "debian": Debian's packages; "debian-source": built from linux-source-*
     config_fragment: str = ""   # for built kernels (ppc64, debug kernels, --kernel-tree): the fragment
                                 # under images/ merged on tinyconfig that makes a kernel boot on this board
-    debug_unsupported: tuple[str, ...] = ()   # debug checkers the arch cannot have (kharness.kernels.debug)
+    debug_checkers: tuple[str, ...] = ()   # debug kernel checkers kharness builds for this board
     busybox: str = "debian"     # "debian": busybox-static for debian_arch; "source": built from Debian's source
     cpu: str | None = None
     smp: int = 1

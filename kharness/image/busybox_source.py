@@ -1,6 +1,7 @@
 """A static busybox built from Debian's busybox source, for targets Debian has no binary for
 (big-endian ppc64). The orig tarball is verified against the signed-off Sources index; the
-build is ``defconfig`` + ``CONFIG_STATIC=y`` with the target's cross compiler (~1 minute)."""
+build is ``defconfig`` + ``CONFIG_STATIC=y`` (and the full modutils, not the "small" ones) with the
+target's cross compiler (~1 minute)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ def build_busybox(profile: TargetProfile) -> tuple[bytes, dict]:
     if orig is None:
         raise InfraError("no orig tarball in the busybox source package")
     pkg = src.file_pkg(orig[2])
-    key = hashlib.sha256(f"{pkg.sha256} {profile.cross_compile} static-defconfig-1".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{pkg.sha256} {profile.cross_compile} static-defconfig-2".encode()).hexdigest()[:12]
     final = cache_dir() / "busybox-builds" / f"{profile.name}-{key}"
-    record = {**pkg.to_dict(), "built_with": profile.cross_compile + "gcc", "config": "defconfig + CONFIG_STATIC"}
+    record = {**pkg.to_dict(), "built_with": profile.cross_compile + "gcc", "config": "defconfig + CONFIG_STATIC, full modutils"}
     with file_lock(final.with_name(final.name + ".lock")):
         if not (final / COMPLETE).exists():
             cc = shutil.which(f"{profile.cross_compile}gcc")
@@ -58,6 +59,9 @@ def build_busybox(profile: TargetProfile) -> tuple[bytes, dict]:
                 cfg = top / ".config"
                 text = cfg.read_text()
                 text = re.sub(r"^# CONFIG_STATIC is not set$", "CONFIG_STATIC=y", text, flags=re.M)
+                # The full insmod, as Debian's busybox has: the "small" one wraps every parameter in
+                # quotes of its own, so a value with spaces (greeting="hi there") arrives cut off.
+                text = re.sub(r"^CONFIG_MODPROBE_SMALL=y$", "# CONFIG_MODPROBE_SMALL is not set", text, flags=re.M)
                 # Applets that need kernel headers or libraries a cross libc may lack, and that
                 # kharness's guest never uses.
                 for opt in ("CONFIG_TC", "CONFIG_FEATURE_TC_INGRESS", "CONFIG_NSENTER", "CONFIG_FEATURE_MOUNT_NFS"):

@@ -72,14 +72,16 @@ def debug_fragments(profile, checkers: tuple[str, ...]) -> list[Path]:
     """The config fragments for ``checkers`` on ``profile`` (empty when there are none)."""
     if not checkers:
         return []
-    if not profile.config_fragment:
-        raise UsageError(f"kharness cannot build a debug kernel for {profile.name}: it has no kernel config "
-                         f"fragment of its own (images/{profile.name}.toml)",
-                         hint="debug kernels are built for x86_64, arm64 and ppc64")
-    unsupported = [c for c in checkers if c in profile.debug_unsupported]
+    from kharness.targets import all_targets
+
+    if not profile.debug_checkers or not profile.config_fragment:
+        boards = ", ".join(t.name for t in all_targets().values() if t.debug_checkers)
+        raise UsageError(f"kharness cannot build a debug kernel for {profile.name}",
+                         hint=f"debug kernels are built for {boards}")
+    unsupported = [c for c in checkers if c not in profile.debug_checkers]
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)} is not available on {profile.name}",
-                         hint=f"use --debug {','.join(c for c in checkers if c not in unsupported) or 'lockdep'}")
+                         hint=f"available: {', '.join(profile.debug_checkers)}")
     d = data_dir("images") / FRAGMENT_DIR
     return [d / f"{c}.config" for c in checkers]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -113,7 +114,9 @@ def ensure(profile: TargetProfile, boot: BootSpec, accel: str, boot_timeout: flo
                                capture_output=True, text=True)
             if p.returncode != 0:
                 raise InfraError(f"qemu-img create failed: {p.stderr.strip()}", hint="run `make install`")
-            run_dir = Path(tempfile.mkdtemp(prefix="kharness-snap-"))
+            # Named like a run's directory (kharness-run-<pid>-...), so that the next run removes
+            # it if this process is killed meanwhile.
+            run_dir = Path(tempfile.mkdtemp(prefix=f"kharness-run-{os.getpid()}-snap-"))
             sock = run_dir / "qmp.sock"
             guest = Guest(profile, boot, run_dir, accel,
                           ("-drive", f"if=none,id=vmstate,format=qcow2,file={qcow}",

@@ -51,9 +51,11 @@ def test_fragments_exist_for_every_checker_and_boards_without_one_are_refused():
     assert all(f.is_file() and "CONFIG_" in f.read_text() for f in frags)
     with pytest.raises(UsageError, match="rpi3"):
         debug.debug_fragments(get_target("rpi3"), ("kasan",))
-    ppc = dataclasses.replace(get_target("ppc64"), debug_unsupported=("kasan",))
-    with pytest.raises(UsageError, match="kasan is not available on ppc64"):
-        debug.debug_fragments(ppc, ("kasan", "lockdep"))
+    with pytest.raises(UsageError, match="cannot build a debug kernel for ppc64"):
+        debug.debug_fragments(get_target("ppc64"), ("lockdep",))     # a fragment, but no checkers tried
+    some = dataclasses.replace(get_target("arm64"), debug_checkers=("lockdep",))
+    with pytest.raises(UsageError, match="kasan is not available on arm64"):
+        debug.debug_fragments(some, ("kasan", "lockdep"))
     assert debug.debug_fragments(get_target("x86_64"), ()) == []
 
 
