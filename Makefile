@@ -18,14 +18,15 @@ APT_PACKAGES := qemu-system-x86 qemu-utils gcc make bc flex bison libelf-dev lib
                 gcc-powerpc64le-linux-gnu gcc-powerpc64-linux-gnu libc6-dev \
                 libc6-dev-ppc64-cross libc6-dev-arm64-cross libc6-dev-armhf-cross libc6-dev-ppc64el-cross
 
-.PHONY: all install system-deps python-deps demo test test-unit test-integration test-templates test-debug bench clean distclean help
+.PHONY: all install system-deps python-deps demo test test-unit test-integration test-templates test-examples test-debug bench clean distclean help
 
 all: help
 
 help:
 	@echo "make demo   - install, then run: kharness run examples/hello"
 	@echo "make test   - install, then run the whole test suite"
-	@echo "make test-debug, test-templates - the longer grids (debug kernels on arm64 too; every template)"
+	@echo "make test-debug, test-templates, test-examples - the longer grids (debug kernels on arm64 too;"
+	@echo "                                  every template; the exercise examples on every target and series)"
 	@echo "make bench  - time each phase of a run (bench/README)"
 
 install: system-deps python-deps
@@ -61,6 +62,10 @@ test-unit: install
 # Every template x every target x every kernel series (not in CI: about an hour here).
 test-templates: install
 	KH_TEMPLATE_GRID=1 $(PY) -m pytest -n $(JOBS) -ra tests/integration/test_templates.py
+
+# The exercise examples on every target x every kernel series it has (khgpio on 5.10 to 7.2 too).
+test-examples: install
+	KH_EXAMPLE_GRID=1 $(PY) -m pytest -n $(JOBS) -ra tests/integration/test_examples.py
 
 # Debug kernels (KASAN, kmemleak, lockdep, UBSAN) on x86_64 and arm64: `make test` covers x86_64;
 # this adds arm64 (its own debug kernel build, ~5 minutes once).

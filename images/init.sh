@@ -43,9 +43,16 @@ fi
 i=0
 while [ ! -c "$KH_CMD" ] && [ $i -lt 100 ]; do usleep 50000; i=$((i+1)); done
 
-# sysrq listener on the console port: the host writes "sysrq-<key>" lines here.
+# Listener on the console port, for when the command channel does not answer: the host writes
+# "sysrq-<key>" (diagnostics) or "kh-initstate-<nonce>-<module>" (did its init/exit finish? tells
+# a hang from a module that silenced the command channel).
 ( while IFS= read -r l; do
-    case "$l" in sysrq-?) echo "${l#sysrq-}" > /proc/sysrq-trigger ;; esac
+    case "$l" in
+      sysrq-?) echo "${l#sysrq-}" > /proc/sysrq-trigger ;;
+      kh-initstate-*)
+        q=${l#kh-initstate-}; n=${q#*-}
+        echo "kh-initstate ${q%%-*} $n $(cat "/sys/module/$n/initstate" 2>/dev/null || echo gone)" > /dev/console ;;
+    esac
   done < /dev/console ) &
 
 KH_MAX=${KH_MAX:-1048576}

@@ -1,4 +1,4 @@
-"""Inspect and prune the cache (``kharness cache ls`` / ``clean``)."""
+"""Inspect, verify and prune the cache (``kharness cache ls`` / ``verify`` / ``clean``)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,48 @@ def abandoned_staging() -> list[Path]:
             finally:
                 os.close(fd)
     return out
+
+
+def reap_abandoned_staging() -> int:
+    """Remove what killed producers left; every run does this first, so nothing outlives a
+    SIGKILLed kharness for longer than the next run."""
+    n = 0
+    for tmp in abandoned_staging():
+        shutil.rmtree(tmp, ignore_errors=True)
+        n += 1
+    return n
+
+
+def verify(kinds: list[str] | None = None, fix: bool = False) -> list[tuple[str, str, str]]:
+    """Every sealed entry's files against their SHA256s, every .deb against the SHA256 it is named
+    by: ``[(kind, entry, problem)]``. ``fix`` discards what does not verify (it is made again
+    from verified inputs when next needed)."""
+    import hashlib
+
+    from kharness import seal
+
+    bad = []
+    for kind, e in list(_entries()):
+        if kinds and kind not in kinds:
+            continue
+        why = None
+        if (e / seal.MARKER).exists():
+            why = seal.problem(e, deep=True)
+        elif kind == "debs" and e.suffix == ".deb":
+            h = hashlib.sha256()
+            with e.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            if h.hexdigest() != e.name.removesuffix(".deb"):
+                why = "does not match the SHA256 it is named by"
+        if why is not None:
+            bad.append((kind, e.name, why))
+            if fix:
+                if kind == "debs":
+                    e.unlink(missing_ok=True)
+                else:
+                    seal.discard(e)
+    return bad
 
 
 def clean(kinds: list[str] | None, older_than_days: float | None) -> tuple[int, int]:

@@ -319,6 +319,10 @@ def _parse_ioctl(c: dict, err) -> dict:
                 layout([t for t, _ in desc], endian="little", bits=64)
                 if key == "payload":
                     pack(desc, endian="little", bits=64)
+                else:
+                    for t, v in desc:   # each expected value must suit its field ("*": any)
+                        if v != "*":
+                            pack([(t, v)], endian="little", bits=64)
             except ValueError as e:
                 raise err(str(e)) from None
             out[key] = tuple(desc)
@@ -331,7 +335,8 @@ def _parse_ioctl(c: dict, err) -> dict:
     except ValueError as e:
         raise err(str(e)) from None
     out["request"] = req
-    rc = c.get("expect_ret", 0)
+    # A failing ioctl returns -1: expect_errno alone says so.
+    rc = c.get("expect_ret", -1 if "expect_errno" in c else 0)
     if not isinstance(rc, int) or isinstance(rc, bool):
         raise err("'expect_ret' must be an integer")
     out["expect_ret"] = rc
@@ -340,6 +345,63 @@ def _parse_ioctl(c: dict, err) -> dict:
 
 def _desc_size(desc, bits: int) -> int | None:
     return layout([t for t, _ in desc], endian="little", bits=bits).size if desc else None
+
+
+def _texts(c: Check):
+    """(field, string) for every string of a check that placeholders may appear in."""
+    for f in ("run", "path", "write", "expect", "expect_stdout", "expect_stderr", "forbid", "device"):
+        v = getattr(c, f)
+        if isinstance(v, str):
+            yield f, v
+    for i, (action, arg, _) in enumerate(c.steps, 1):
+        if action == "write":
+            yield f"step {i} write", arg
+
+
+def validate_for_run(config_path: Path, checks: tuple[Check, ...], target, *, params: set[str],
+                     gpio_lines: int | None, extra_texts: dict[str, str] | None = None) -> None:
+    """What can only be judged once the target is known, judged before anything is built or
+    booted: every placeholder names something that will exist, and every ioctl request and
+    payload encodes for this target (powerpc has 13 size bits, 32-bit targets other sizes)."""
+    def known(tok: str) -> bool:
+        if tok == "module" or tok.startswith("major"):
+            return True                     # majors are read from /proc/devices after loading
+        if tok.startswith("param."):
+            return tok[6:] in params
+        if tok == "gpio.base":
+            return gpio_lines is not None
+        return gpio_lines is not None and int(tok[5:]) < gpio_lines
+
+    def hint() -> str:
+        ks = ["{module}", "{major}", "{major.NAME}"] + [f"{{param.{p}}}" for p in sorted(params)]
+        if gpio_lines is not None:
+            ks += ["{gpio.base}", f"{{gpio.0}} to {{gpio.{gpio_lines - 1}}}"]
+        return "known here: " + ", ".join(ks)
+
+    def check_text(where: str, field: str, text: str) -> None:
+        for m in _TOKEN_RE.finditer(text):
+            if not known(m.group(1)):
+                why = ("no such parameter is given (--param or [module.params])" if m.group(1).startswith("param.")
+                       else "no [gpio] section" if gpio_lines is None
+                       else f"khgpio has lines 0 to {gpio_lines - 1}")
+                raise UsageError(f"{config_path}: {where}: '{field}' uses {{{m.group(1)}}}: {why}", hint=hint())
+
+    for where, text in (extra_texts or {}).items():
+        check_text(where, "value", text)
+    for i, c in enumerate(checks, 1):
+        if c.targets and target.name not in c.targets:
+            continue
+        where = f"check #{i} ({c.name})"
+        for field, text in _texts(c):
+            check_text(where, field, text)
+        if c.kind == "ioctl":
+            try:
+                size = _desc_size(c.payload or c.expect_out, target.bits)
+                parse_request(c.request, ioctl_layout_for(target.kernel_arch), size)
+                if c.payload:
+                    pack(list(c.payload), endian=target.endian, bits=target.bits)
+            except ValueError as e:
+                raise UsageError(f"{config_path}: {where}: 'request'/'payload' on {target.name}: {e}") from None
 
 
 def substitute(text: str | None, values: dict[str, str], where: str) -> str | None:

@@ -438,6 +438,22 @@ def cache_ls() -> None:
                                                 f"staging director{'y' if len(stale) == 1 else 'ies'}" if stale else ""))
 
 
+@cache_app.command("verify")
+def cache_verify(
+    kind: List[str] = typer.Argument(None, help="Only these kinds (kernels, headers, images, debs, ...). Default: all."),
+    fix: bool = typer.Option(False, "--fix", help="Discard what does not verify (made again when next needed)."),
+) -> None:
+    """Check every cached file against the SHA256 recorded when it was made (exit 1 if any differs)."""
+    from kharness.cachectl import verify
+
+    with ui.step("verifying the cache"):
+        bad = verify(kind or None, fix)
+    for k, name, why in bad:
+        out.print(f"[red]{k}/{name}[/red]: {why}" + (" [dim](discarded)[/dim]" if fix else ""))
+    out.print(f"{len(bad)} damaged entr{'y' if len(bad) == 1 else 'ies'}" if bad else "every sealed entry verifies")
+    raise typer.Exit(1 if bad and not fix else 0)
+
+
 @cache_app.command("clean")
 def cache_clean(
     kind: List[str] = typer.Argument(None, help="Only these kinds (debs, kernels, headers, images, builds, "

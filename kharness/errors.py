@@ -41,6 +41,17 @@ class InfraError(KharnessError):
     kind = "infrastructure"
 
 
+class DamagedCacheEntry(InfraError):
+    """A sealed cache entry no longer matches its seal (see :mod:`kharness.seal`): it was altered
+    on disk. The caller discards it and makes it again."""
+
+    def __init__(self, entry, why: str):
+        super().__init__(f"the cached {entry.name} was altered on disk ({why})",
+                         hint="it is made again from its verified inputs")
+        self.entry = entry
+        self.why = why
+
+
 class ModuleFailure(Exception):
     """Raised inside the pipeline when the module under test failed; never escapes the runner."""
 

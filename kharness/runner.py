@@ -19,11 +19,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kharness import checks, health, ui
+from kharness import checks, health, seal, ui
 from kharness.build.kbuild import BuildOutcome, BuiltModule, run_kbuild
 from kharness.build.makefile import plan_build
 from kharness.build.toolchain import pick_toolchain
-from kharness.errors import InfraError, KharnessError, ModuleFailure, UsageError
+from kharness.cachectl import reap_abandoned_staging
+from kharness.errors import DamagedCacheEntry, InfraError, KharnessError, ModuleFailure, UsageError
 from kharness.hw import gpio as khgpio
 from kharness.image.dtb import prepare_dtb
 from kharness.image.initramfs import ensure_base_image, write_run_initrd
@@ -212,6 +213,14 @@ class Run:
     def _guest_trouble(self, phase: str, e: GuestError, what: str) -> ModuleFailure:
         """A hang, a panic or a dead QEMU while the module was in the kernel: the module's fault."""
         text = e.console_tail
+        lost = self._channel_lost(what) if isinstance(e, CommandTimeout) and self.guest is not None else None
+        if lost is not None:
+            # Not a hang: the module silenced the channel the harness talks to the guest on.
+            text = self.guest.console.text(32768)
+            self.result.phase(phase).log = cap(text)
+            self.result.findings.append({"kind": "channel_lost", "summary": lost, "report": cap(text, 16384),
+                                         "line": 0, "module": what.split()[-1], "phase": phase, "blocking": True})
+            return self._fail(phase, lost)
         if isinstance(e, CommandTimeout) and self.guest is not None:
             # Ask the kernel what every CPU and blocked task is doing.
             text = self.guest.sysrq("lw", settle=2.0)
@@ -235,6 +244,20 @@ class Run:
             if pf:
                 msg = f"kernel panic during {what}: {pf['summary']}"
         return self._fail(phase, msg)
+
+    def _channel_lost(self, what: str) -> str | None:
+        """After an insmod/rmmod that did not answer: if the console says the module's init (or
+        exit) finished, the command finished too and it is the command channel that went silent."""
+        m = re.fullmatch(r"(insmod|rmmod) (\w+)", what)
+        if m is None or self.guest is None or self.guest.console is None:
+            return None
+        tool, name = m.groups()
+        state = self.guest.module_state(name)
+        if (tool, state) in (("insmod", "live"), ("rmmod", "gone")):
+            done = "its init returned" if tool == "insmod" else "it was unloaded"
+            return (f"the command channel went silent during {what}: {done} (the guest still answers on "
+                    f"the console) but no answer came back; the module broke the harness's channel")
+        return None
 
     # -- phases ----------------------------------------------------------------------------------
     def execute(self) -> Result:
@@ -314,12 +337,22 @@ class Run:
         if opts.accel not in ACCELS:
             raise UsageError(f"unknown accelerator {opts.accel!r}", hint="use auto, kvm or tcg")
         profile = self.profile = get_target(opts.target)
+        reap_abandoned_staging()   # what a SIGKILLed kharness was making when it died
         qemu_binary(profile)  # a missing QEMU is an error before any work, not after a build
         config = load_config(d)
         cli_params = parse_cli_params(opts.params)
         plan = plan_build(d, name=config.name, sources=list(config.sources) or None,
                           ccflags=list(config.ccflags), include_dirs=list(config.include_dirs))
         timeout = opts.timeout or config.timeout or DEFAULT_TIMEOUT
+        params = merge_params(config.params, cli_params)
+        # Placeholders and per-target encodings are judged now, not after a build and a boot.
+        extra = {f"parameter {(m + '.') if m else ''}{k}": v for m, kv in params.items() for k, v in kv.items()}
+        extra.update({f"[{ph}] expect_dmesg": rx for ph, rx in
+                      (("load", config.load_expect_dmesg), ("unload", config.unload_expect_dmesg)) if rx})
+        checks.validate_for_run(config.path or d / "kharness.toml", config.checks, profile,
+                                params={k for kv in params.values() for k in kv},
+                                gpio_lines=config.gpio.lines if config.gpio is not None else None,
+                                extra_texts=extra)
         wanted, debug = kernel_choice(opts.kernel, opts.debug)
         self.debug = debug
         if debug:
@@ -350,9 +383,22 @@ class Run:
             r.reproducer["kharness"] = _reproducer_cmd(opts, None)
         tc = pick_toolchain(profile, spec)
         r.compiler = tc.version + (f" ({tc.note})" if tc.note else "")
-        outcome = run_kbuild(plan, headers, tc)
+        try:
+            outcome = run_kbuild(plan, headers, tc)
+        except DamagedCacheEntry as e:
+            # Headers altered on disk since they were unpacked: unpack (or build) them again.
+            ui.info(f"[yellow]{e.message}: making it again[/yellow]")
+            seal.discard(e.entry)
+            if from_debian:
+                headers = ensure_headers(spec)
+            else:
+                spec, built_kernel = resolve_any(profile, wanted, opts.kernel_tree, tuple(opts.kernel_config), debug)
+                headers = built_kernel.headers_bundle()
+            outcome = run_kbuild(plan, headers, tc)
         ph.duration = time.monotonic() - t
         self._record_build(outcome)
+        if tc.sysroot is not None:
+            r.build["environment"] = seal.read_meta(tc.sysroot)   # what apt installed there
         if outcome.modules:
             self.shadow_map = (str(outcome.modules[0].path.parent), str(d.resolve()))
         if not outcome.ok:
@@ -369,7 +415,6 @@ class Run:
         if config.gpio is not None:
             self.khgpio = self._build_khgpio(headers, tc)
         modules = self._load_order(outcome.modules, config)
-        params = merge_params(config.params, cli_params)
         per_module = self._params_for(modules, params)
         r.params = per_module
 

@@ -276,6 +276,16 @@ class Gpio:
     def direction(self, line: int) -> str:
         return self._step(line)["direction"]
 
+    def events(self, line: int | None = None) -> list[tuple[int, int, int]]:
+        """The output level changes khgpio recorded (the last 256): ``(ns since boot, line,
+        level)``, oldest first; only ``line``'s if given. Shows the order and spacing of what the
+        module drove, beyond its final level."""
+        if not self._s.result.gpio:
+            raise UsageError("the kharness virtual GPIO controller is not loaded: add [gpio] to kharness.toml")
+        out = self._s.run("cat /sys/kernel/debug/khgpio/events").stdout
+        evs = [tuple(int(x) for x in ln.split()) for ln in out.splitlines() if len(ln.split()) == 3]
+        return [e for e in evs if line is None or e[1] == line]
+
 
 class Dmesg:
     def __init__(self, s: Session):

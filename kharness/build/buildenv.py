@@ -14,10 +14,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from kharness import ui
+from kharness import seal, ui
 from kharness.errors import InfraError
 from kharness.kernels.mirror import debian_mirror
-from kharness.kernels.store import COMPLETE
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
 
@@ -38,7 +37,7 @@ def ensure_sysroot(suite: str, packages: tuple[str, ...]) -> Path:
     key = hashlib.sha256("\n".join((suite, *pkgs)).encode()).hexdigest()[:12]
     final = cache_dir() / "sysroots" / f"{suite}-{key}"
     with file_lock(final.with_name(final.name + ".lock")):
-        if (final / COMPLETE).exists():
+        if seal.usable(final, "build environment", adopt=lambda: _seal(final, suite)):
             return final
         mmdebstrap = _need("mmdebstrap", "mmdebstrap")
         with staging_dir(final) as tmp:
@@ -54,8 +53,21 @@ def ensure_sysroot(suite: str, packages: tuple[str, ...]) -> Path:
                 tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-5:])
                 raise InfraError(f"could not create the {suite} build environment: {tail}")
             (tmp / "recipe.txt").write_text("\n".join((suite, *pkgs)) + "\n")
-            (tmp / COMPLETE).touch()
+            _seal(tmp, suite)
     return final
+
+
+def _seal(entry: Path, suite: str) -> None:
+    """Seal a build environment with what apt installed in it, for the results (the root holds
+    10^4 files: the seal covers the package database and the tools a build runs)."""
+    root = entry / "root"
+    q = subprocess.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W",
+                        "-f=${Package} ${Version} ${Architecture}\n"], capture_output=True, text=True)
+    installed = sorted(line for line in q.stdout.splitlines() if line.strip())
+    key_files = ["recipe.txt", "root/var/lib/dpkg/status", "root/usr/bin/make"]
+    key_files += sorted(str(p.relative_to(entry)) for p in (root / "usr/bin").glob("*gcc-[0-9]*")
+                        if p.is_file() and not p.is_symlink())
+    seal.seal(entry, {"suite": suite, "packages": installed}, only=[k for k in key_files if (entry / k).exists()])
 
 
 def wrap(sysroot: Path, argv: list[str], *, cwd: Path, rw: list[Path], ro: list[Path],

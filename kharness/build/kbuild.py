@@ -23,12 +23,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kharness import ui
+from kharness import seal, ui
 from kharness.build import buildenv
 from kharness.build.diagnostics import Diagnostic, parse_diagnostics
 from kharness.build.makefile import BuildPlan, render_makefile
 from kharness.build.toolchain import Toolchain
 from kharness.elf import read_modinfo
+from kharness.errors import DamagedCacheEntry
 from kharness.kernels.store import HeadersBundle
 from kharness.lock import file_lock
 from kharness.paths import cache_dir
@@ -51,7 +52,7 @@ class BuiltModule:
     modinfo: dict
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "file": self.path.name, "size": self.path.stat().st_size,
+        return {"name": self.name, "file": self.path.name, "path": str(self.path), "size": self.path.stat().st_size,
                 "vermagic": self.vermagic,
                 "modinfo": {k: v for k, v in self.modinfo.items() if k in
                             ("license", "author", "description", "depends", "parm", "parmtype", "version")}}
@@ -222,13 +223,20 @@ def _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir: Path) -> B
             if (man.get("version") == MANIFEST_VERSION and man.get("makefile") == generated
                     and _inputs_unchanged(man["inputs"], plan)):
                 mods = collect_modules(Path(man["module_dir"]))
-                if mods and all(m.path.exists() for m in mods):
+                # The .ko files must be the ones this build made: a file altered since is rebuilt.
+                outputs = man.get("outputs", {})
+                if mods and all(outputs.get(str(m.path)) == _sha(m.path) for m in mods):
                     return BuildOutcome(True, mods, [Diagnostic(**d) for d in man["diagnostics"]],
                                         man["log"], 0.0, True, man["command"], bdir, generated,
                                         compiler=tc.version)
         except (ValueError, KeyError, TypeError, OSError):
             pass  # a damaged manifest means: build again
         manifest_path.unlink(missing_ok=True)
+    # The headers are about to be used for real: every one of their files must match its seal
+    # (altered headers would make a build fail, or succeed wrongly, and blame the module).
+    why = seal.problem(headers.root)
+    if why is not None and why != "missing":
+        raise DamagedCacheEntry(headers.root, why)
     shadow = make_shadow(plan.directory, bdir / "tree")
     if generated is not None:
         # kbuild reads Kbuild before Makefile: the generated rules win over a Makefile that has
@@ -279,5 +287,6 @@ def _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir: Path) -> B
     manifest_path.write_text(json.dumps({
         "version": MANIFEST_VERSION, "inputs": _manifest_inputs(plan, shadow, headers),
         "module_dir": str(shadow), "makefile": generated, "log": log, "command": cmd,
+        "outputs": {str(m.path): _sha(m.path) for m in mods},
         "diagnostics": [d.to_dict() for d in diags]}, indent=1))
     return BuildOutcome(True, mods, diags, log, duration, False, cmd, bdir, generated, compiler=tc.version)

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from kharness import seal
 from kharness.errors import InfraError
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
@@ -46,7 +47,7 @@ def build_agent(profile: TargetProfile) -> Path:
     final = cache_dir() / "agent" / f"{profile.name}-{key}"
     binary = final / "kh-agent"
     with file_lock(final.with_name(final.name + ".lock")):
-        if not binary.is_file():
+        if not seal.usable(final, "kh-agent"):
             with staging_dir(final) as tmp:
                 p = subprocess.run([cc, *CFLAGS, "-o", str(tmp / "kh-agent"), str(SOURCE)],
                                    capture_output=True, text=True, env=env)
@@ -58,6 +59,7 @@ def build_agent(profile: TargetProfile) -> Path:
                                          hint="run `make install`")
                     tail = " | ".join(out.strip().splitlines()[-5:])
                     raise InfraError(f"kh-agent build for {profile.name} failed: {tail}")
+                seal.seal(tmp)
     return binary
 
 

@@ -12,12 +12,11 @@ import shutil
 import subprocess
 import tarfile
 
-from kharness import ui
+from kharness import seal, ui
 from kharness.errors import InfraError
 from kharness.kernels.download import fetch_verified
 from kharness.kernels.index import load_sources
 from kharness.kernels.mirror import debian_mirror
-from kharness.kernels.store import COMPLETE
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
 from kharness.targets import TargetProfile
@@ -37,7 +36,7 @@ def build_busybox(profile: TargetProfile) -> tuple[bytes, dict]:
     final = cache_dir() / "busybox-builds" / f"{profile.name}-{key}"
     record = {**pkg.to_dict(), "built_with": profile.cross_compile + "gcc", "config": "defconfig + CONFIG_STATIC, full modutils"}
     with file_lock(final.with_name(final.name + ".lock")):
-        if not (final / COMPLETE).exists():
+        if not seal.usable(final, "busybox build"):
             cc = shutil.which(f"{profile.cross_compile}gcc")
             if cc is None:
                 raise InfraError(f"{profile.cross_compile}gcc is not installed", hint="run `make install`")
@@ -76,5 +75,5 @@ def build_busybox(profile: TargetProfile) -> tuple[bytes, dict]:
                     raise InfraError(f"busybox build for {profile.name} failed:\n{tail}")
                 shutil.copy2(top / "busybox", tmp / "busybox")
                 shutil.rmtree(top)
-                (tmp / COMPLETE).touch()
+                seal.seal(tmp, record)
     return (final / "busybox").read_bytes(), record

@@ -14,12 +14,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from kharness import ui
+from kharness import seal, ui
 from kharness.hw.agent import build_agent
 from kharness.image.cpio import CpioWriter
 from kharness.kernels.deb import extract_deb
 from kharness.kernels.index import load_index
-from kharness.kernels.store import COMPLETE, KernelBundle, fetch_pkg
+from kharness.kernels.store import KernelBundle, fetch_pkg
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir, data_dir
 from kharness.targets import TargetProfile
@@ -48,10 +48,10 @@ def _busybox(profile: TargetProfile) -> tuple[bytes, dict]:
     deb = fetch_pkg(pkg)
     root = cache_dir() / "busybox" / pkg.sha256
     with file_lock(root.with_name(root.name + ".lock")):
-        if not (root / COMPLETE).exists():
+        if not seal.usable(root, "busybox"):
             with staging_dir(root) as tmp:
                 extract_deb(deb, tmp, lambda p: p in ("bin/busybox", "usr/bin/busybox"))
-                (tmp / COMPLETE).touch()
+                seal.seal(tmp, pkg.to_dict())
     binary = next(p for p in (root / "bin/busybox", root / "usr/bin/busybox") if p.exists())
     return binary.read_bytes(), pkg.to_dict()
 
@@ -70,7 +70,7 @@ def ensure_base_image(profile: TargetProfile, kernel: KernelBundle) -> BaseImage
     key = h.hexdigest()[:16]
     final = cache_dir() / "images" / f"{profile.name}-{kernel.release}-{key}"
     with file_lock(final.with_name(final.name + ".lock")):
-        if not (final / COMPLETE).exists():
+        if not seal.usable(final, "image"):
             with staging_dir(final) as tmp, ui.step(f"building the {profile.name} initramfs"):
                 w = CpioWriter()
                 for d in ("bin", "dev", "etc", "lib", GUEST_MODULE_DIR, "proc", "sys", "tmp", "root", PAYLOAD_DIR):
@@ -93,7 +93,7 @@ def ensure_base_image(profile: TargetProfile, kernel: KernelBundle) -> BaseImage
                 (tmp / "image.json").write_text(json.dumps({
                     "target": profile.name, "release": kernel.release, "busybox": bb_pkg,
                     "guest_modules": [n for n, _ in mods]}, indent=1))
-                (tmp / COMPLETE).touch()
+                seal.seal(tmp)
     return BaseImage(path=final / "initramfs.cpio.gz", key=key, busybox=bb_pkg)
 
 

@@ -6,8 +6,9 @@ Nothing falls back silently: a missing keyring, a bad or missing signature, or a
 hash is not the signed one is an infrastructure error (exit 2) naming what failed.
 
 ``KHARNESS_KEYRING`` names another keyring (a private mirror's, or a test's).
-Valid-Until is not enforced: kharness also serves from dated snapshots of the archive, whose
-Release files are signed but expired (as apt's ``Check-Valid-Until=false``).
+Valid-Until is not enforced by default: kharness also serves from dated snapshots of the archive,
+whose Release files are signed but expired (as apt's ``Check-Valid-Until=false``).
+``KHARNESS_CHECK_VALID_UNTIL=1`` enforces it, refusing a replayed (expired) Release.
 """
 
 from __future__ import annotations
@@ -97,12 +98,30 @@ def verify_inrelease(suite: str, signed: bytes, ring: Path | None = None) -> Sig
             raise InfraError(f"the {suite} InRelease signature does not verify against {ring}: {why}")
         text = out.read_text(errors="replace")
     rel = Release(text)
+    check_valid_until(rel, suite)
     files = {}
     for entry in rel.get("SHA256", []):
         files[entry["name"]] = (entry["sha256"], int(entry["size"]))
     if not files:
         raise InfraError(f"the signed {suite} Release lists no SHA256 sums: refusing it")
     return SignedRelease(suite, tuple(good), files, str(rel.get("Acquire-By-Hash", "")).lower() == "yes")
+
+
+def check_valid_until(rel, suite: str, now: float | None = None) -> None:
+    """With ``KHARNESS_CHECK_VALID_UNTIL=1``: refuse a Release past its ``Valid-Until``."""
+    if os.environ.get("KHARNESS_CHECK_VALID_UNTIL", "") in ("", "0") or not rel.get("Valid-Until"):
+        return
+    from email.utils import parsedate_to_datetime
+    import time
+
+    try:
+        until = parsedate_to_datetime(str(rel["Valid-Until"])).timestamp()
+    except (TypeError, ValueError):
+        raise InfraError(f"the signed {suite} Release has an unreadable Valid-Until {rel['Valid-Until']!r}") from None
+    if (now if now is not None else time.time()) > until:
+        raise InfraError(f"the signed {suite} Release expired on {rel['Valid-Until']}: refusing it (a replayed "
+                         f"or stale mirror)", hint="use a current mirror, or unset KHARNESS_CHECK_VALID_UNTIL "
+                                                   "for a dated snapshot of the archive")
 
 
 def signed_release(mirror: str, suite: str) -> SignedRelease:

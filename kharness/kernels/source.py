@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kharness import ui
+from kharness import seal, ui
 from kharness.errors import InfraError, UsageError
 from kharness.kernels.deb import extract_deb
 from kharness.kernels.debug import DEBUG_LOCALVERSION, debug_fragments
 from kharness.kernels.index import load_index
 from kharness.kernels.resolve import SERIES_SUITES, KernelSpec
-from kharness.kernels.store import COMPLETE, HeadersBundle, KernelBundle, fetch_pkg
+from kharness.kernels.store import HeadersBundle, KernelBundle, fetch_pkg
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir, data_dir
 from kharness.targets import TargetProfile
@@ -121,7 +121,7 @@ def build_tree(profile: TargetProfile, src: Path, key: str, fragments: list[Path
     """Configure and build a kernel tree (cached under ``kernel-builds/<target>-<key>``)."""
     final = cache_dir() / "kernel-builds" / f"{profile.name}-{key}"
     with file_lock(final.with_name(final.name + ".lock")):
-        if not (final / COMPLETE).exists():
+        if not seal.usable(final, "kernel build", adopt=lambda: _seal_build(final)):
             if shutil.which(f"{profile.cross_compile}gcc") is None:
                 raise InfraError(f"{profile.cross_compile}gcc is not installed", hint="run `make install`")
             with staging_dir(final) as tmp:
@@ -155,12 +155,25 @@ def build_tree(profile: TargetProfile, src: Path, key: str, fragments: list[Path
                                                             "origin": origin, "build_seconds": round(seconds, 1),
                                                             "boot": boot,
                                                             "fragments": [str(f) for f in fragments]}, indent=1))
-                (tmp / COMPLETE).touch()
-            # O= trees record their own path in a few generated files: fix them up after the move.
+            # O= trees record their own path in a few generated files: fix them up after the move,
+            # then seal what a run uses (the tree has 10^4 files; the kernel build is what matters).
             _relocate(final, tmp_name_prefix=f".{final.name}.")
+            _seal_build(final)
     meta = json.loads((final / "build.json").read_text())
     return SourceBuild(meta["release"], final / "out", Path(meta["source"]), tuple(meta["fragments"]),
                        meta["origin"], meta.get("build_seconds"), meta.get("boot"))
+
+
+def _seal_build(final: Path) -> None:
+    boot = json.loads((final / "build.json").read_text()).get("boot") or "vmlinux"
+    kept = ["build.json", "out/.config", "out/vmlinux", "out/Module.symvers", f"out/{boot}"]
+    seal.seal(final, only=sorted({k for k in kept if (final / k).is_file()}))
+
+
+def _seal_source(final: Path, meta: dict) -> None:
+    # 80,000 files: seal the top-level ones (a damaged file deeper fails the kernel build).
+    seal.seal(final, meta, only=sorted(f"src/{p.name}" for p in (final / "src").iterdir()
+                                       if p.is_file() and not p.is_symlink()))
 
 
 def _relocate(final: Path, tmp_name_prefix: str) -> None:
@@ -232,7 +245,7 @@ def user_tree(profile: TargetProfile, tree: Path, extra: tuple[Path, ...] = (),
 def _unpack_source(pkg) -> Path:
     final = cache_dir() / "linux-src" / pkg.sha256[:16]
     with file_lock(final.with_name(final.name + ".lock")):
-        if not (final / COMPLETE).exists():
+        if not seal.usable(final, "kernel source", adopt=lambda: _seal_source(final, pkg.to_dict())):
             deb = fetch_pkg(pkg)
             with staging_dir(final) as tmp, ui.step(f"unpacking {pkg.name} {pkg.version}"):
                 written = extract_deb(deb, tmp, lambda p: p.startswith("usr/src/") and p.endswith((".tar.xz", ".tar.bz2")))
@@ -249,7 +262,7 @@ def _unpack_source(pkg) -> Path:
                 shutil.rmtree(tmp / "usr", ignore_errors=True)
                 top = next(d for d in tmp.iterdir() if d.is_dir() and d.name.startswith("linux-source"))
                 top.rename(tmp / "src")
-                (tmp / COMPLETE).touch()
+                _seal_source(tmp, pkg.to_dict())
     return final / "src"
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import zstandard
 
-from kharness import ui
+from kharness import seal, ui
 from kharness.elf import read_modinfo
 from kharness.errors import InfraError
 from kharness.kernels.deb import extract_deb
@@ -36,7 +36,7 @@ from kharness.kernels.resolve import KernelSpec
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
 
-COMPLETE = ".complete"
+COMPLETE = seal.MARKER
 
 
 def _key(*parts: str) -> str:
@@ -127,14 +127,14 @@ def ensure_kernel(spec: KernelSpec, *, boot: str, want_modules: tuple[str, ...] 
     key = _key(*(p.sha256 for p in spec.image_pkgs), boot, *want_modules)
     final = cache_dir() / "kernels" / f"{spec.release}-{key}"
     with file_lock(final.with_name(final.name + ".lock")):
-        if not (final / COMPLETE).exists():
+        if not seal.usable(final, "kernel"):
             # From 7.2 the modules are a separate (large) package: fetch it only when the
             # guest needs some of them.
             debs = [fetch_pkg(p) for p in spec.image_pkgs
                     if want_modules or not p.name.startswith("linux-modules-")]
             with staging_dir(final) as tmp, ui.step(f"unpacking kernel {spec.release}"):
                 _assemble_kernel(spec, debs, tmp, boot, want_modules)
-                (tmp / COMPLETE).write_text(json.dumps(spec.to_dict(), indent=1))
+                seal.seal(tmp, spec.to_dict())
     meta = json.loads((final / "bundle.json").read_text())
     return KernelBundle(
         release=spec.release, root=final, kernel=final / meta["kernel"],
@@ -226,7 +226,8 @@ def ensure_headers(spec: KernelSpec) -> HeadersBundle:
     key = _key(*(p.sha256 for p in spec.header_pkgs))
     final = cache_dir() / "headers" / f"{spec.release}-{key}"
     with file_lock(final.with_name(final.name + ".lock")):
-        if not (final / COMPLETE).exists():
+        # 16,000 files: a run looks at the seal; a build (kbuild.run_kbuild) at every file.
+        if seal.problem(final, shallow=True) is not None:
             debs = [fetch_pkg(p) for p in spec.header_pkgs]
             with staging_dir(final) as tmp, ui.step(f"unpacking headers {spec.release}"):
                 for deb in debs:
@@ -234,7 +235,7 @@ def ensure_headers(spec: KernelSpec) -> HeadersBundle:
                     # and would shadow a merged-/usr layout.
                     extract_deb(deb, tmp, lambda p: p.startswith("usr/") and not p.startswith("usr/share/doc"))
                 _redirect_usr_src(tmp, final, spec.release)
-                (tmp / COMPLETE).write_text(json.dumps(spec.to_dict(), indent=1))
+                seal.seal(tmp, spec.to_dict())
     return HeadersBundle(release=spec.release, root=final,
                          build_dir=final / "usr/src" / f"linux-headers-{spec.release}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import time
@@ -133,6 +134,21 @@ class Guest:
             self.console.send(f"sysrq-{k}\n")
         time.sleep(settle)
         return self.console.text()[before:] if before < len(self.console.text()) else self.console.text()
+
+    def module_state(self, name: str, timeout: float = 5.0) -> str | None:
+        """A module's ``initstate`` (``live``, ``coming``, ``going``; ``gone`` when it is not
+        loaded) as the guest reports it over the console, or None if the console does not answer."""
+        assert self.console
+        nonce = f"{time.monotonic_ns() % 10**9}"
+        self.console.send(f"kh-initstate-{nonce}-{name}\n")
+        pattern = re.compile(rf"kh-initstate {nonce} {re.escape(name)} (\w+)")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = pattern.search(self.console.text(65536))
+            if m:
+                return m.group(1)
+            time.sleep(0.05)
+        return None
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """The orderly end: ask the guest to power off and wait for QEMU to exit."""

@@ -30,6 +30,8 @@ def _no_qemu_for(run_dir_fragment: str) -> bool:
     ("exit_hang", "unload", {"hang"}, "stuck in exit_hang_exit"),
     ("double_proc_remove", "unload", {"warning"}, "remove_proc_entry"),
     ("kill_processes", "load", set(), "insmod kill_processes failed (exit 137)"),
+    ("channel_kill", "load", {"channel_lost"}, "the command channel went silent during insmod channel_kill"),
+    ("console_kill", "load", {"warning"}, "kernel reported warning"),
 ])
 def test_faults_are_classified(kharness, module, phase, kinds, needle):
     o = kharness("run", str(FIXTURES / module), "--timeout", "40")
@@ -37,6 +39,8 @@ def test_faults_are_classified(kharness, module, phase, kinds, needle):
     r = o.result
     assert r["status"] == "fail" and r["summary"].startswith(f"{phase}:") and needle in r["summary"], r["summary"]
     assert kinds <= {f["kind"] for f in r["findings"] if f.get("blocking")}
+    # The kernel's own report (or, for a silenced channel, the console) is attached to each.
+    assert all(f.get("report") for f in r["findings"] if f.get("blocking") and f["kind"] in kinds)
 
 
 def test_slow_but_correct_passes_with_an_adequate_timeout(kharness):

@@ -69,3 +69,35 @@ def test_baseline_and_error_cells(kharness, tmp_path):
     assert o.rc == 2, o.stdout + o.stderr
     s = json.loads((tmp_path / "m2" / "summary.json").read_text())
     assert s["counts"]["error"] == 1 and s["counts"]["fail"] == 0
+
+
+def test_a_failed_download_is_an_infrastructure_error_not_a_failure(tmp_path):
+    """A mirror that cannot be reached (a closed loopback port) with an empty cache: the cell is an
+    error of kind infrastructure, the matrix exits 2, and no module is blamed."""
+    import os
+    import sys
+
+    env = dict(os.environ, KHARNESS_CACHE=str(tmp_path / "cache"), KHARNESS_PROGRESS="0",
+               KHARNESS_DEBIAN_MIRROR="http://127.0.0.1:9/debian")
+    p = subprocess.run([sys.executable, "-m", "kharness", "matrix", str(EXAMPLES / "hello"), "--targets", "x86_64",
+                        "--kernels", "6.1", "-o", str(tmp_path / "mx")], capture_output=True, text=True,
+                       cwd=ROOT, env=env, timeout=300)
+    assert p.returncode == 2, p.stdout + p.stderr
+    cell = json.loads((tmp_path / "mx" / "summary.json").read_text())["cells"][0]
+    assert cell["status"] == "error" and "download failed" in cell["summary"], cell
+    result = json.loads((tmp_path / "mx" / cell["files"]["result"]).read_text())
+    assert result["error"]["kind"] == "infrastructure" and result["status"] == "error"
+    junit = ET.parse(tmp_path / "mx" / "junit.xml").getroot()
+    assert junit.find(".//error") is not None and junit.find(".//failure") is None
+
+
+def test_fail_fast_stops_after_the_first_broken_cell(kharness, tmp_path):
+    out = tmp_path / "ff"
+    o = kharness("matrix", str(FIXTURES / "init_enodev"), "--targets", "x86_64", "--kernels", "6.1,6.12",
+                 "-j", "1", "--fail-fast", "-o", str(out), json_out=False)
+    assert o.rc == 1, o.stdout + o.stderr
+    cells = {c["id"]: c for c in json.loads((out / "summary.json").read_text())["cells"]}
+    assert [c["status"] for c in cells.values()].count("fail") == 1
+    assert [c["status"] for c in cells.values()].count("skipped") == 1
+    skipped = next(c for c in cells.values() if c["status"] == "skipped")
+    assert "--fail-fast" in skipped["summary"]

@@ -58,6 +58,22 @@ def test_a_kernel_problem_during_a_test_fails_it(project):
         assert "kharness console" in body, name
 
 
+def test_kernel_marker_and_the_accel_option(project):
+    (project.path / "mod" / "tests" / "test_marks.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.kh_kernels('6.12')\n"
+        "def test_only_on_6_12(kh_guest):\n"
+        "    raise AssertionError('must not run on 6.1')\n"
+        "@pytest.mark.kh_kernels('6.1')\n"
+        "def test_on_6_1(kh_guest):\n"
+        "    assert kh_guest.run('uname -r').stdout.startswith('6.1.')\n")
+    r = project.runpytest_subprocess("mod/tests/test_marks.py", "--kh-kernel", "6.1", "--kh-accel", "tcg",
+                                     "--junitxml", "j.xml", "-p", "no:cacheprovider", timeout=1200)
+    r.assert_outcomes(passed=1, skipped=1)
+    suite = ET.parse(project.path / "j.xml").getroot()
+    assert {p.get("value") for p in suite.iter("property") if p.get("name") == "kh_accelerator"} == {"tcg"}
+
+
 def test_xdist_runs_cells_in_parallel(project):
     r = project.runpytest_subprocess("mod/tests/test_pytest_demo.py", "-n", "2", "-k", "loaded or write_then",
                                      "--kh-target", "x86_64,ppc64", "--kh-kernel", "6.1", "-p", "no:cacheprovider",

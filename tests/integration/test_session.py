@@ -53,6 +53,9 @@ def test_gpio_from_python():
         assert s.gpio.get(4) == 1
         assert s.gpio.set(17, 1) == 1 and s.gpio.set(17, 0) == 0
         assert s.gpio.get(4) == 0
+        toggles = s.gpio.events(4)                # the LED followed every press, in order
+        assert [lvl for _, _, lvl in toggles][-6:] == [1, 0, 1, 0, 1, 0]
+        assert all(a[0] <= b[0] for a, b in zip(toggles, toggles[1:]))
         # six presses: what the example's [unload] expect_dmesg asks for
         assert s.sysfs.read("/sys/module/gpio_button_led/parameters/presses").strip() == "6"
         with pytest.raises(GuestOSError) as e:

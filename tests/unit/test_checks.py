@@ -128,6 +128,8 @@ def test_ioctl_judging():
     ({"kind": "ioctl", "device": "/dev/k", "request": 1, "payload": [["u33", 1]]}, "unknown field type 'u33'"),
     ({"kind": "ioctl", "device": "/dev/k", "request": 1, "payload": [["u8", 300]]}, "does not fit in a u8"),
     ({"kind": "ioctl", "device": "/dev/k", "request": 1, "expect_ret": "0"}, "'expect_ret' must be an integer"),
+    ({"kind": "ioctl", "device": "/dev/k", "request": 1, "expect_out": [["u32", "x"]]}, "u32 field needs an integer"),
+    ({"kind": "ioctl", "device": "/dev/k", "request": 1, "expect_out": [["char[4]", 7]]}, "needs a string"),
 ])
 def test_ioctl_errors(table, needle):
     assert needle in err(table)
@@ -241,3 +243,50 @@ def test_targets_restrict_a_check():
     assert c.targets == ("rpi2", "rpi3")
     assert "unknown target(s) ['rpi9']" in err({"run": "true", "targets": ["rpi9"]})
     assert "'targets' must be a non-empty list" in err({"run": "true", "targets": "rpi2"})
+
+
+def test_ioctl_expect_errno_alone_expects_a_failed_call():
+    from kharness.targets import get_target
+
+    c = parse_check(P, 1, {"kind": "ioctl", "device": "/dev/k", "request": "_IO('k', 9)", "expect_errno": "ENOTTY"})
+    assert c.expect_ret == -1
+    assert judge(c, 0, "ret=-1 errno=ENOTTY out=", "", {}, get_target("x86_64")) == []
+    assert judge(c, 0, "ret=0 errno=0 out=", "", {}, get_target("x86_64")) == \
+        ["ioctl returned 0 (0), expected -1", "errno 0, expected ENOTTY"]
+
+
+# --- what is judged per run, before anything is built or booted ------------------------------
+
+def _validate(tables, target="x86_64", params=(), gpio_lines=None, extra=None):
+    from kharness.checks import validate_for_run
+    from kharness.targets import get_target
+
+    cs = tuple(parse_check(P, i, t) for i, t in enumerate(tables, 1))
+    validate_for_run(P, cs, get_target(target), params=set(params), gpio_lines=gpio_lines, extra_texts=extra)
+
+
+def _validate_err(*a, **kw) -> str:
+    with pytest.raises(UsageError) as e:
+        _validate(*a, **kw)
+    return f"{e.value} | {e.value.hint}"
+
+
+def test_placeholders_must_name_what_will_exist():
+    _validate([{"run": "echo {module} {major} {major.foo} {param.n} {gpio.base} {gpio.7}"}],
+              params={"n"}, gpio_lines=8)
+    msg = _validate_err([{"run": "true"}, {"kind": "proc", "path": "/proc/x", "write": "{param.nope}"}],
+                        params={"n"})
+    assert msg.startswith("/m/kharness.toml: check #2 (proc /proc/x): 'write' uses {param.nope}: no such parameter")
+    assert "{param.n}" in msg
+    assert "khgpio has lines 0 to 7" in _validate_err([{"kind": "file", "path": "/x{gpio.8}"}], gpio_lines=8)
+    assert "no [gpio] section" in _validate_err([{"run": "echo {gpio.base}"}])
+    assert "parameter led" in _validate_err([{"run": "true"}], extra={"parameter led": "{gpio.40}"}, gpio_lines=8)
+    # a check limited to other targets is not judged for this one
+    _validate([{"run": "echo {param.nope}", "targets": ["rpi2"]}], target="x86_64")
+
+
+def test_ioctl_sizes_are_judged_for_the_target():
+    big = {"kind": "ioctl", "device": "/dev/k", "request": "_IOW('k', 1, payload)", "payload": [["u8[9000]", "00"]]}
+    _validate([big], target="x86_64")                 # 14 size bits: fits
+    msg = _validate_err([big], target="ppc64")        # powerpc: 13 size bits
+    assert "check #1" in msg and "on ppc64" in msg and "does not fit in 13 bits" in msg
