@@ -394,14 +394,14 @@ def image_build(
     snap = None
     try:
         prof = get_target(target)
+        if snapshot and not prof.snapshot:   # before any download or build
+            raise UsageError(f"{prof.name} does not support snapshots (see images/{prof.name}.toml)")
         kernel, checkers = kernel_choice(kernel, parse_checkers(debug))
         if checkers:   # as run does: a debug guest gets more memory (and so its own snapshot)
             prof = dataclasses.replace(prof, memory_mb=max(prof.memory_mb, DEBUG_MEMORY_MB))
         spec, built = resolve_any(prof, kernel, debug=checkers)
         k, base, dtb = guest_image(prof, spec, built)
         if snapshot:
-            if not prof.snapshot:
-                raise UsageError(f"{prof.name} does not support snapshots (see images/{prof.name}.toml)")
             boot = BootSpec(k.kernel, base.path, dtb)
             acc, _ = choose_accel(prof, accel, boot)
             snap = snapshots.ensure(prof, boot, acc, boot_timeout, prepare=HEALTH_CMD)

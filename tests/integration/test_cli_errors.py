@@ -114,6 +114,16 @@ def test_image_build_prints_the_cached_image(kharness):
     assert paths["release"].startswith("6.1.")
 
 
+def test_image_build_snapshot_is_the_one_run_restores(kharness):
+    import pathlib
+    o = kharness("image", "build", "--target", "x86_64", "--kernel", "6.1", "--snapshot", json_out=False)
+    assert o.rc == 0, o.stderr
+    snap = pathlib.Path(next(ln.split()[1] for ln in o.stdout.splitlines() if ln.startswith("snapshot")))
+    assert snap.is_file() and snap.stat().st_size > 1 << 20
+    r = kharness("run", "examples/hello", "--kernel", "6.1")
+    assert r.rc == 0 and r.result["boot_mode"] == "snapshot" and r.result["image"]["snapshot"] == str(snap)
+
+
 def test_cache_ls(kharness):
     o = kharness("cache", "ls", json_out=False)
     assert o.rc == 0 and "total" in o.stdout

@@ -27,7 +27,7 @@
  * prints everything.
  *
  * restored proves that the guest's timers run (a 1 ms sleep: a guest whose timers stalled never
- * returns from it), sets the clock to EPOCH, mixes SEED into the entropy pool and makes /kh, the
+ * returns from it; on powerpc it first restarts the decrementer, see wake_decrementer), sets the clock to EPOCH, mixes SEED into the entropy pool and makes /kh, the
  * directory the modules are delivered to. It prints nothing; on failure it exits 1 with a message.
  *
  * health is what the harness reads after every phase, in one process: four sections separated by
@@ -65,6 +65,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sched.h>
+#include <signal.h>
 #include <time.h>
 #include <dirent.h>
 #include <linux/gpio.h>
@@ -591,11 +593,70 @@ static void do_dmesg_since(const char *name)
 	free(log);
 }
 
+#ifdef __powerpc__
+/*
+ * QEMU before 8.1 does not restart a TCG pseries guest's decrementer when it restores a snapshot
+ * (fixed by QEMU's "target/ppc: Migrate DECR SPR"): the timer event the kernel programmed
+ * before the save never fires, and as the kernel only reprograms for an earlier event, no timer
+ * fires again. Any write of the DEC register restarts it, and the kernel writes DEC = 1 to raise
+ * an irq_work, which printk queues to wake a reader of the kernel log. So: a child blocks
+ * reading /dev/kmsg, a line is logged, the child is killed. No timer runs yet: waiting for the
+ * child to block is a sched_yield() loop.
+ */
+static void wake_decrementer(void)
+{
+	char path[64], st[512];
+	pid_t pid = fork();
+	int i, k;
+
+	if (pid == 0) {
+		char buf[4096];
+		int fd = open("/dev/kmsg", O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0)
+			_exit(1);
+		lseek(fd, 0, SEEK_END);
+		for (;;)
+			if (read(fd, buf, sizeof(buf)) < 0 && errno != EPIPE && errno != EINTR)
+				_exit(1);
+	}
+	if (pid < 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (i = 0; i < 200000; i++) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, st, sizeof(st) - 1) : -1;
+		char *p;
+
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			st[n] = 0;
+			p = strrchr(st, ')');
+			if (p && p[1] == ' ' && p[2] == 'S')
+				break;
+		}
+		sched_yield();
+	}
+	k = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	if (k >= 0) {
+		if (write(k, "kharness: restored\n", 19) < 0)
+			fprintf(stderr, "kh-agent: /dev/kmsg: %s\n", strerror(errno));
+		close(k);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+#endif
+
 static void do_restored(const char *epoch, const char *seed)
 {
 	struct timespec ts = { 0, 1000000 };
 	int fd;
 
+#ifdef __powerpc__
+	wake_decrementer();
+#endif
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
 	ts.tv_sec = (time_t)strtoll(epoch, NULL, 10);
