@@ -26,7 +26,7 @@ from pathlib import Path
 import pexpect
 
 ROOT = Path(__file__).resolve().parent.parent
-VERDICT = r"run took ([0-9.]+)s \((\w+)\); watching"
+VERDICT = r"run took ([0-9.]+)s \(([\w ]+)\); watching"
 
 
 def main() -> None:

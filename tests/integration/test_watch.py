@@ -18,7 +18,7 @@ pytestmark = pytest.mark.vm
 
 def _verdict(child) -> str:
     """The output of one run, up to the line that says it is watching again."""
-    child.expect(r"run took [0-9.]+s \((\w+)\); watching")
+    child.expect(r"run took [0-9.]+s \(([\w ]+)\); watching")
     return child.before + child.after
 
 
