@@ -25,7 +25,7 @@ def project(pytester, monkeypatch):
 
 def test_fixtures_markers_and_junit(project):
     r = project.runpytest_subprocess("mod/tests", "--kh-kernel", "6.1", "--junitxml", "j.xml", "-p", "no:cacheprovider",
-                                     "--kh-keep-logs", "logs", timeout=1200)
+                                     "--kh-keep-logs", "logs", timeout=2700)
     r.assert_outcomes(passed=5, skipped=1)   # the ppc64-only test has no cell here
     suite = ET.parse(project.path / "j.xml").getroot()
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
@@ -47,7 +47,7 @@ def test_a_kernel_problem_during_a_test_fails_it(project):
         "def test_wrong_value(proc):\n"
         "    assert proc.read('/proc/pytest_demo') == 'not what it holds'\n")
     r = project.runpytest_subprocess("mod/tests/test_taint.py", "mod/tests/test_value.py", "--kh-kernel", "6.1",
-                                     "-p", "no:cacheprovider", "--junitxml", "j.xml", timeout=1200)
+                                     "-p", "no:cacheprovider", "--junitxml", "j.xml", timeout=2700)
     r.assert_outcomes(passed=1, failed=2)
     r.stdout.fnmatch_lines(["*kernel reported taint during the test*", "*kharness dmesg*"])
     # The JUnit failures carry the guest's kernel log and console, for CI to show.
@@ -68,7 +68,7 @@ def test_kernel_marker_and_the_accel_option(project):
         "def test_on_6_1(kh_guest):\n"
         "    assert kh_guest.run('uname -r').stdout.startswith('6.1.')\n")
     r = project.runpytest_subprocess("mod/tests/test_marks.py", "--kh-kernel", "6.1", "--kh-accel", "tcg",
-                                     "--junitxml", "j.xml", "-p", "no:cacheprovider", timeout=1200)
+                                     "--junitxml", "j.xml", "-p", "no:cacheprovider", timeout=2700)
     r.assert_outcomes(passed=1, skipped=1)
     suite = ET.parse(project.path / "j.xml").getroot()
     assert {p.get("value") for p in suite.iter("property") if p.get("name") == "kh_accelerator"} == {"tcg"}
@@ -77,6 +77,6 @@ def test_kernel_marker_and_the_accel_option(project):
 def test_xdist_runs_cells_in_parallel(project):
     r = project.runpytest_subprocess("mod/tests/test_pytest_demo.py", "-n", "2", "-k", "loaded or write_then",
                                      "--kh-target", "x86_64,ppc64", "--kh-kernel", "6.1", "-p", "no:cacheprovider",
-                                     timeout=1800)
+                                     timeout=2700)
     r.assert_outcomes(passed=4)
     r.stdout.fnmatch_lines(["*2 workers*"])

@@ -79,7 +79,7 @@ def test_a_restored_guest_whose_timers_stalled_is_replaced_by_a_boot(kharness):
               "print(r.status, r.boot_mode, r.boot_mode_note, sep='|')\n")
     kharness("run", str(EXAMPLES / "hello"))                   # the snapshot exists
     p = subprocess.run([sys.executable, "-c", script, str(EXAMPLES / "hello")], capture_output=True, text=True,
-                       env=dict(os.environ, KHARNESS_PROGRESS="0"), timeout=900)
+                       env=dict(os.environ, KHARNESS_PROGRESS="0"), timeout=2700)
     status, mode, note = (p.stdout.strip().split("|") + ["", "", ""])[:3]
     assert (status, mode) == ("pass", "cold"), p.stdout + p.stderr
     assert "did not finish within 3s" in note and "booted instead" in note, note
