@@ -79,8 +79,6 @@ def verify(kinds: list[str] | None = None, fix: bool = False) -> list[tuple[str,
     """Every sealed entry's files against their SHA256s, every .deb against the SHA256 it is named
     by: ``[(kind, entry, problem)]``. ``fix`` discards what does not verify (it is made again
     from verified inputs when next needed)."""
-    import hashlib
-
     from kharness import seal
 
     bad = []
@@ -91,11 +89,7 @@ def verify(kinds: list[str] | None = None, fix: bool = False) -> list[tuple[str,
         if (e / seal.MARKER).exists():
             why = seal.problem(e, deep=True)
         elif kind == "debs" and e.suffix == ".deb":
-            h = hashlib.sha256()
-            with e.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            if h.hexdigest() != e.name.removesuffix(".deb"):
+            if seal.file_sha256(e) != e.name.removesuffix(".deb"):
                 why = "does not match the SHA256 it is named by"
         if why is not None:
             bad.append((kind, e.name, why))

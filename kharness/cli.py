@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kharness import __version__, ui
@@ -34,7 +35,8 @@ DEBUG_HELP = ("Boot a debug kernel kharness builds from Debian's linux-source wi
 
 
 def _die(e: KharnessError) -> None:
-    ui.console.print(f"[bold red]kharness: error:[/bold red] {e}", highlight=False, soft_wrap=True)
+    # escape: messages quote TOML sections ("[gpio]", "[module.params]") that rich would eat as markup
+    ui.console.print(f"[bold red]kharness: error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(e.exit_code)
 
 
@@ -99,7 +101,8 @@ def run(
         write_json(result, json_path)
     if result.status == "error" and result.phase("build").status == "skipped":
         # A usage or infrastructure error before anything ran: one line says it all.
-        ui.console.print(f"[bold red]kharness: error:[/bold red] {result.error['message']}", highlight=False, soft_wrap=True)
+        ui.console.print(f"[bold red]kharness: error:[/bold red] {escape(result.error['message'])}", highlight=False,
+                         soft_wrap=True)
     else:
         print_summary(result, out)
     raise typer.Exit(result.exit_code)
@@ -445,7 +448,12 @@ def cache_verify(
 ) -> None:
     """Check every cached file against the SHA256 recorded when it was made (exit 1 if any differs)."""
     from kharness.cachectl import verify
+    from kharness.paths import cache_dir
 
+    known = sorted(p.name for p in cache_dir().iterdir() if p.is_dir()) if cache_dir().is_dir() else []
+    unknown = [k for k in (kind or []) if k not in known]
+    if unknown:
+        _die(UsageError(f"no cache kind {', '.join(unknown)}", hint=f"kinds here: {', '.join(known) or 'none'}"))
     with ui.step("verifying the cache"):
         bad = verify(kind or None, fix)
     for k, name, why in bad:
@@ -471,7 +479,7 @@ def main() -> None:
     try:
         app()
     except KharnessError as e:  # pragma: no cover - commands handle their own
-        ui.console.print(f"[bold red]kharness: error:[/bold red] {e}")
+        ui.console.print(f"[bold red]kharness: error:[/bold red] {escape(str(e))}")
         sys.exit(e.exit_code)
 
 

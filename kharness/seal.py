@@ -24,7 +24,7 @@ VERSION = 1
 LEGACY = "sealed by an older kharness or with a damaged seal"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -55,7 +55,7 @@ def seal(entry: Path, meta: dict | None = None, only: Iterable[str] | None = Non
             files[rel] = {"link": os.readlink(p)}
         elif p.is_file():
             st = p.stat()
-            files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(p)}
+            files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(p)}
         else:
             raise FileNotFoundError(f"cannot seal {p}: not a file")
     (entry / MARKER).write_text(json.dumps({"version": VERSION, "meta": meta or {}, "files": files},
@@ -97,7 +97,7 @@ def problem(entry: Path, *, deep: bool = False, shallow: bool = False) -> str | 
             return f"{rel} has {st.st_size} bytes, {want['size']} when it was sealed"
         if st.st_mtime_ns != want["mtime_ns"]:
             return f"{rel} was modified after it was sealed"
-        if deep and _sha256(p) != want["sha256"]:
+        if deep and file_sha256(p) != want["sha256"]:
             return f"{rel} does not match its SHA256"
     return None
 
