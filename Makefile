@@ -53,6 +53,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(KH) run examples/hello --param myint=5 --param mystring=hi --json demo-result.json
 
+# Each test's time limit is pyproject.toml's `timeout` (pytest-timeout, from the test extra that
+# python-deps installs; a test that may build a kernel has a longer mark of its own): none of these
+# targets overrides it, so a hung test fails alone, whichever target runs it.
 test: install
 	$(PY) -m pytest -n $(JOBS) -ra tests
 

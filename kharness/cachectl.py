@@ -65,6 +65,46 @@ def abandoned_staging() -> list[Path]:
     return out
 
 
+def _parts() -> list[Path]:
+    base = cache_dir()
+    if not base.is_dir():
+        return []
+    return sorted(part for kind_dir in base.iterdir() if kind_dir.is_dir() for part in kind_dir.glob("*.part"))
+
+
+def remove_abandoned_downloads(kinds: list[str] | None = None) -> tuple[int, int]:
+    """Remove ``<file>.part`` downloads nobody is writing: ``(count, bytes)``. A download in progress
+    holds ``<file>.lock`` (download.fetch_verified); the lock is taken here for the removal itself,
+    since the name is fixed and a new download of the same file may start at any moment."""
+    import fcntl
+
+    n = size = 0
+    for part in _parts():
+        if kinds and part.parent.name not in kinds:
+            continue
+        lock = part.with_name(part.name.removesuffix(".part") + ".lock")
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue                     # being downloaded right now
+        try:
+            if part.is_file() and not part.is_symlink():
+                size += part.lstat().st_size
+                part.unlink()
+                n += 1
+        except OSError:
+            pass
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+    return n, size
+
+
 def reap_abandoned_staging() -> int:
     """Remove what killed producers left; every run does this first, so nothing outlives a
     SIGKILLed kharness for longer than the next run."""
@@ -72,7 +112,7 @@ def reap_abandoned_staging() -> int:
     for tmp in abandoned_staging():
         shutil.rmtree(tmp, ignore_errors=True)
         n += 1
-    return n
+    return n + remove_abandoned_downloads()[0]
 
 
 def verify(kinds: list[str] | None = None, fix: bool = False) -> list[tuple[str, str, str]]:
@@ -110,6 +150,9 @@ def clean(kinds: list[str] | None, older_than_days: float | None) -> tuple[int, 
         size += _size(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         n += 1
+    parts, part_size = remove_abandoned_downloads(kinds)    # always, as the staging directories
+    n += parts
+    size += part_size
     for kind, e in list(_entries()):
         if kinds and kind not in kinds:
             continue

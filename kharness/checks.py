@@ -31,7 +31,12 @@ Every kind takes ``repeat = N`` (run the step N times, each must pass), ``timeou
 Strings may use ``{module}``, ``{param.NAME}`` (the module's parameters as loaded), ``{major}``
 (the major of the character device the module registered; ``{major.NAME}`` by its name in
 /proc/devices), ``{gpio.base}`` and ``{gpio.N}`` (the global GPIO number of khgpio's line N);
-other braces are left alone, so shell and awk code need no escaping.
+other braces are left alone, so shell and awk code need no escaping. A value stands for itself
+wherever it goes: in a regular expression (``expect_stdout``, ``expect_stderr``, a dmesg check's
+``expect``/``forbid``, ``expect_dmesg``) it is matched literally (``1.5`` does not match ``175``);
+``path``, ``write`` and ``device`` are quoted for the guest shell; in ``run`` (shell code the user
+writes, where a value may sit inside quotes of any kind) a value must be made of characters no
+shell treats specially (letters, digits, ``_@%+=:,./-``), else the run is refused before the build.
 """
 
 from __future__ import annotations
@@ -107,13 +112,18 @@ class Check:
     expect_direction: str | None = None
 
 
+# Characters no shell (bare, "double" or 'single' quoted) gives a meaning: shlex.quote's safe set.
+_SHELL_PLAIN_RE = re.compile(r"[\w@%+=:,./-]*", re.ASCII)
+
+
 def _regex(err, field: str, value) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise err(f"'{field}' must be a string (a regular expression)")
     try:
-        re.compile(value)
+        # As it will be matched: every placeholder stands for a literal value.
+        re.compile(_TOKEN_RE.sub("x", value))
     except re.error as e:
         raise err(f"'{field}' is not a valid regular expression: {e}") from None
     return value
@@ -359,10 +369,13 @@ def _texts(c: Check):
 
 
 def validate_for_run(config_path: Path, checks: tuple[Check, ...], target, *, params: set[str],
-                     gpio_lines: int | None, extra_texts: dict[str, str] | None = None) -> None:
+                     gpio_lines: int | None, extra_texts: dict[str, str] | None = None,
+                     param_values: dict[str, str] | None = None) -> None:
     """What can only be judged once the target is known, judged before anything is built or
-    booted: every placeholder names something that will exist, and every ioctl request and
-    payload encodes for this target (powerpc has 13 size bits, 32-bit targets other sizes)."""
+    booted: every placeholder names something that will exist, a parameter used in a ``run``
+    command holds no shell-special text, and every ioctl request and payload encodes for this
+    target (powerpc has 13 size bits, 32-bit targets other sizes). ``param_values``: parameter
+    name -> value (by default read from ``extra_texts``' "parameter NAME" entries)."""
     def known(tok: str) -> bool:
         if tok == "module" or tok.startswith("major"):
             return True                     # majors are read from /proc/devices after loading
@@ -385,7 +398,22 @@ def validate_for_run(config_path: Path, checks: tuple[Check, ...], target, *, pa
                        else "no [gpio] section" if gpio_lines is None
                        else f"khgpio has lines 0 to {gpio_lines - 1}")
                 raise UsageError(f"{config_path}: {where}: '{field}' uses {{{m.group(1)}}}: {why}", hint=hint())
+            if field == "run" and m.group(1).startswith("param."):
+                # Only parameters can hold shell-special text ({module}, majors and GPIO
+                # numbers are names and numbers); every value the name is given is judged.
+                for v in given.get(m.group(1)[6:], ()):
+                    _shell_plain(f"{config_path}: {where}", m.group(1), v)
 
+    # NAME -> every value given for it (for any module). Unless the caller passes them, the
+    # "parameter NAME" / "parameter MODULE.NAME" entries of extra_texts are the values.
+    given: dict[str, list[str]] = {}
+    if param_values is not None:
+        for k, v in param_values.items():
+            given.setdefault(k, []).append(v)
+    else:
+        for label, v in (extra_texts or {}).items():
+            if label.startswith("parameter "):
+                given.setdefault(label[len("parameter "):].rsplit(".", 1)[-1], []).append(v)
     for where, text in (extra_texts or {}).items():
         check_text(where, "value", text)
     for i, c in enumerate(checks, 1):
@@ -404,7 +432,18 @@ def validate_for_run(config_path: Path, checks: tuple[Check, ...], target, *, pa
                 raise UsageError(f"{config_path}: {where}: 'request'/'payload' on {target.name}: {e}") from None
 
 
-def substitute(text: str | None, values: dict[str, str], where: str) -> str | None:
+def _shell_plain(where: str, token: str, value: str) -> str:
+    if not _SHELL_PLAIN_RE.fullmatch(value):
+        raise UsageError(f"{where}: 'run' uses {{{token}}}, whose value {value!r} has characters a shell "
+                         f"would interpret",
+                         hint="give it letters, digits and _@%+=:,./- only, or compare it in a sysfs/file "
+                              f"check (expect = \"{{{token}}}\") or with expect_stdout instead")
+    return value
+
+
+def substitute(text: str | None, values: dict[str, str], where: str, escape=None) -> str | None:
+    """``text`` with its placeholders replaced; ``escape(token, value)`` (for instance a regex
+    escape) makes what stands for each value."""
     if text is None:
         return None
 
@@ -412,9 +451,22 @@ def substitute(text: str | None, values: dict[str, str], where: str) -> str | No
         if m.group(1) not in values:
             raise UsageError(f"{where}: {{{m.group(1)}}} is not known here",
                              hint=f"known: {', '.join('{' + k + '}' for k in sorted(values))}")
-        return values[m.group(1)]
+        v = values[m.group(1)]
+        return escape(m.group(1), v) if escape else v
 
     return _TOKEN_RE.sub(repl, text)
+
+
+def compile_regex(text: str | None, values: dict[str, str], where: str) -> re.Pattern | None:
+    """A regex field, each placeholder's value matched literally (``1.5`` is not ``175``,
+    ``hi (there`` is no syntax error). Multi-line: ``^``/``$`` match at every line."""
+    rx = substitute(text, values, where, escape=lambda _token, v: re.escape(v))
+    if rx is None:
+        return None
+    try:
+        return re.compile(rx, re.M)
+    except re.error as e:   # judged when the file was read; this is the last line of defence
+        raise UsageError(f"{where} is not a valid regular expression once substituted ({rx!r}): {e}") from None
 
 
 def command_for(c: Check, values: dict[str, str], target=None) -> str:
@@ -428,7 +480,8 @@ def command_for(c: Check, values: dict[str, str], target=None) -> str:
         from kharness.hw import gpio
         return STEP_CURSOR + gpio.step_command(c.line, c.set, c.pulse, c.interval_ms)
     if c.kind == "run":
-        return STEP_CURSOR + substitute(c.run, values, where)
+        return STEP_CURSOR + substitute(c.run, values, where,
+                                        escape=lambda token, v: _shell_plain(where, token, v))
     if c.kind == "dmesg":
         return "kh-agent dmesg-since step"
     path = shlex.quote(substitute(c.path, values, where))
@@ -601,15 +654,15 @@ def judge(c: Check, rc: int, stdout: str, stderr: str, values: dict[str, str], t
     if c.kind == "gpio":
         return _judge_gpio(c, rc, stdout, stderr)
     if c.kind == "dmesg":
-        exp = substitute(c.expect, values, where)
-        if exp is not None and not re.search(exp, stdout, re.M):
-            problems.append(f"kernel log since the previous step does not match {exp!r}")
-        forbid = substitute(c.forbid, values, where)
+        exp = compile_regex(c.expect, values, f"{where}: 'expect'")
+        if exp is not None and not exp.search(stdout):
+            problems.append(f"kernel log since the previous step does not match {exp.pattern!r}")
+        forbid = compile_regex(c.forbid, values, f"{where}: 'forbid'")
         if forbid is not None:
-            m = re.search(forbid, stdout, re.M)
+            m = forbid.search(stdout)
             if m:
                 line = stdout[stdout.rfind("\n", 0, m.start()) + 1:].split("\n", 1)[0]
-                problems.append(f"kernel log shows forbidden {forbid!r}: {line.strip()[:200]!r}")
+                problems.append(f"kernel log shows forbidden {forbid.pattern!r}: {line.strip()[:200]!r}")
         return problems
     if c.kind == "run":
         if rc != c.expect_rc:
@@ -629,10 +682,11 @@ def judge(c: Check, rc: int, stdout: str, stderr: str, values: dict[str, str], t
         exp = substitute(c.expect, values, where)
         if stdout.rstrip("\n") != exp.rstrip("\n"):
             problems.append(f"read {stdout.strip()[:200]!r}, expected {exp.strip()[:200]!r}")
-    if c.expect_stdout is not None and not re.search(substitute(c.expect_stdout, values, where), stdout, re.M):
-        problems.append(f"stdout {stdout.strip()[:200]!r} does not match {c.expect_stdout!r}")
-    if c.expect_stderr is not None and not re.search(substitute(c.expect_stderr, values, where), stderr, re.M):
-        problems.append(f"stderr {stderr.strip()[:200]!r} does not match {c.expect_stderr!r}")
+    for field, text in (("stdout", stdout), ("stderr", stderr)):
+        raw = getattr(c, f"expect_{field}")
+        rx = compile_regex(raw, values, f"{where}: 'expect_{field}'")
+        if rx is not None and not rx.search(text):
+            problems.append(f"{field} {text.strip()[:200]!r} does not match {raw!r}")
     return problems
 
 

@@ -34,10 +34,24 @@ DEBUG_HELP = ("Boot a debug kernel kharness builds from Debian's linux-source wi
               ". Built once (minutes), then cached.")
 
 
-def _die(e: KharnessError) -> None:
+VERBOSE = typer.Option(False, "--verbose", help="On an internal error, print its traceback (it is always in "
+                                                  "the result JSON).")
+
+
+def _error_line(message: str) -> None:
     # escape: messages quote TOML sections ("[gpio]", "[module.params]") that rich would eat as markup
-    ui.console.print(f"[bold red]kharness: error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
+    ui.console.print(f"[bold red]kharness: error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _die(e: KharnessError) -> None:
+    _error_line(str(e))
     raise typer.Exit(e.exit_code)
+
+
+def _traceback(text: str) -> None:
+    """Under --verbose, an internal error's traceback (plain: rich would wrap and restyle it)."""
+    if text and ui.verbose():
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
 
 
 def _version(value: bool) -> None:
@@ -50,8 +64,10 @@ def _version(value: bool) -> None:
 def main_callback(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", help="On an internal error, print its traceback "
+                                                         "(every command also takes --verbose)."),
 ) -> None:
-    pass
+    ui.set_verbose(verbose)
 
 
 @app.command()
@@ -82,13 +98,23 @@ def run(
                                                                         "(repeatable)."),
     cold: bool = typer.Option(False, "--cold", help="Boot the guest instead of restoring its ready snapshot."),
     debug: Optional[str] = typer.Option(None, "--debug", help=DEBUG_HELP),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Build MODULE_DIR against the target kernel, boot it in QEMU, insmod, run the checks, rmmod,
     and watch the kernel log throughout."""
+    from kharness.outputs import check_output_file
+    from kharness.result.model import Result
     from kharness.result.writers import print_summary, write_json
     from kharness.runner import RunOptions, run as run_pipeline
+    from kharness.unexpected import as_result
 
     ui.set_quiet(quiet)
+    ui.set_verbose(verbose)
+    if json_path is not None:
+        try:
+            check_output_file(json_path, "--json")
+        except KharnessError as e:
+            _die(e)
     opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
                       timeout=timeout, boot_timeout=boot_timeout, accel=accel, keep=keep,
                       kernel_tree=kernel_tree, kernel_config=list(kernel_config), cold=cold, debug=debug or ())
@@ -97,14 +123,18 @@ def run(
     except KeyboardInterrupt:
         ui.console.print("[red]interrupted[/red]")
         raise typer.Exit(130)
+    except Exception as e:   # before the runner had a result to fill (it catches what its phases raise)
+        result = as_result(Result(module_dir=str(module_dir), target=target, kernel_wanted=kernel or "default"), e)
     if json_path is not None:
         write_json(result, json_path)
     if result.status == "error" and result.phase("build").status == "skipped":
         # A usage or infrastructure error before anything ran: one line says it all.
-        ui.console.print(f"[bold red]kharness: error:[/bold red] {escape(result.error['message'])}", highlight=False,
-                         soft_wrap=True)
+        _error_line(result.error["message"])
     else:
         print_summary(result, out)
+        if result.traceback:   # the summary went to stdout; the line CI greps goes to stderr
+            _error_line(result.error["message"])
+    _traceback(result.traceback)
     raise typer.Exit(result.exit_code)
 
 
@@ -119,6 +149,7 @@ def watch(
     cold: bool = typer.Option(False, "--cold", help="Boot every run instead of restoring the snapshot."),
     runs: Optional[int] = typer.Option(None, "--runs", min=1, help="Stop after this many runs (default: until Ctrl-C)."),
     debug: Optional[str] = typer.Option(None, "--debug", help="Debug kernel checkers (as for run)."),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Rebuild and rerun on every save: each run restores the ready snapshot, so a fresh kernel
     checks every edit; the verdict is on screen about a second after the build."""
@@ -127,6 +158,7 @@ def watch(
     from kharness.runner import run as run_pipeline
     from kharness.watch import watch as watch_loop
 
+    ui.set_verbose(verbose)
     if not module_dir.is_dir():
         _die(UsageError(f"module directory {module_dir} does not exist"))
     try:
@@ -139,6 +171,7 @@ def watch(
 
     def report(result, seconds: float) -> None:
         print_summary(result, out)
+        _traceback(result.traceback)
         out.print(f"[dim]{time.strftime('%H:%M:%S')} run took {seconds:.1f}s "
                   f"({result.boot_mode or 'no boot'}); watching {module_dir} (Ctrl-C to stop)[/dim]")
         last["code"] = result.exit_code
@@ -154,34 +187,56 @@ def watch(
 def kernels(
     target: List[str] = typer.Option([], "--target", "-t", help="Only these targets (repeatable)."),
     refresh: bool = typer.Option(False, "--refresh", help="Re-read Debian's indices now."),
+    json_out: bool = typer.Option(False, "--json", help="Print the table as JSON on stdout."),
 ) -> None:
-    """List the kernel releases available in Debian's archive, per target and series."""
+    """List what Debian's archive offers: per target and suite, the kernel series and releases."""
+    import json as _json
+    import textwrap
+
     from kharness.kernels.index import load_index
-    from kharness.kernels.resolve import SERIES_SUITES, available
+    from kharness.kernels.resolve import available, offered, source_suites
+    from kharness.kernels.series import alias_names, archive_suites
     from kharness.targets import all_targets, get_target
 
     try:
         profiles = [get_target(t) for t in target] if target else list(all_targets().values())
-        t = Table(title="Kernels in Debian's archive (first line of each series is the default)")
-        for col in ("target", "series", "suite", "release"):
-            t.add_column(col)
+        suites = archive_suites(refresh=refresh)
+        aliases = {a: n for a, n in alias_names(suites).items() if a != n}
+        rows = []   # (target, suite, series, release, default): default = what --kernel <series> picks
         for p in profiles:
-            for series in p.series:
-                if series not in SERIES_SUITES:
-                    continue
-                if p.kernel_source != "debian":
-                    t.add_row(p.name, series, SERIES_SUITES[series][0],
-                              f"built by kharness from linux-source-{series}")
-                    continue
-                if refresh:
-                    for suite in SERIES_SUITES[series]:
-                        load_index(suite, p.debian_arch, refresh=True)
-                pairs = available(p, series)
-                if not pairs:
-                    t.add_row(p.name, series, "-", "[dim]none[/dim]")
-                for i, (suite, rel) in enumerate(pairs):
-                    t.add_row(p.name if i == 0 else "", series if i == 0 else "", suite, rel)
+            if p.kernel_source != "debian":
+                for series in p.series:
+                    for suite in source_suites(series):
+                        rows.append((p.name, suite, series, f"built from linux-source-{series}", True))
+                continue
+            if refresh:
+                for s in suites:
+                    load_index(s.name, p.debian_arch, refresh=True)
+            by_suite = offered(p)
+            picks = {series: (available(p, series) or [(None, None)])[0]
+                     for series in {x for by in by_suite.values() for x in by}}
+            for s in suites:
+                for series, releases in sorted(by_suite.get(s.name, {}).items(),
+                                               key=lambda kv: tuple(map(int, kv[0].split(".")))):
+                    for rel in releases:
+                        rows.append((p.name, s.name, series, rel, picks[series] == (s.name, rel)))
+        if json_out:
+            out.print_json(_json.dumps({
+                "suites": [{"suite": s.name, "alias": s.alias} for s in suites], "aliases": aliases,
+                "kernels": [{"target": t, "suite": su, "series": se, "release": r, "default": d}
+                            for t, su, se, r, d in rows]}))
+            return
+        t = Table(title="Kernels in Debian's archive (* = what --kernel <series> picks)", title_justify="left")
+        for col in ("target", "suite", "series", "release"):
+            t.add_column(col, no_wrap=True)
+        last = None
+        for name, suite, series, rel, default in rows:
+            t.add_row(name if name != last else "", suite, series + ("*" if default else ""), rel)
+            last = name
         out.print(t)
+        legend = "--kernel also takes: " + ", ".join(f"{a} ({n})" for a, n in aliases.items()) + \
+            ", newest (the highest series)"
+        out.print("\n".join(textwrap.wrap(legend, 79, subsequent_indent="  ", break_on_hyphens=False)))
     except KharnessError as e:
         _die(e)
 
@@ -213,8 +268,10 @@ def new(
     author: str = typer.Option("Your Name <you@example.com>", help="MODULE_AUTHOR."),
     description: str = typer.Option("", help="MODULE_DESCRIPTION (default: the template's summary)."),
     force: bool = typer.Option(False, "--force", help="Write into an existing, non-empty directory."),
+    verbose: bool = VERBOSE,
 ) -> None:
     from kharness.templates import TEMPLATES, create
+    ui.set_verbose(verbose)
     try:
         desc = description or (TEMPLATES[template].summary if template in TEMPLATES else "")
         d = directory or Path(name)
@@ -234,9 +291,11 @@ def makefile(
     directory: Path = typer.Argument(..., help="The module directory."),
     stdout: bool = typer.Option(False, "--stdout", help="Print it instead of writing DIR/Makefile."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing Makefile."),
+    verbose: bool = VERBOSE,
 ) -> None:
     from kharness.build.makefile import plan_build, render_makefile
     from kharness.modconfig import load_config
+    ui.set_verbose(verbose)
     try:
         if not directory.is_dir():
             raise UsageError(f"module directory {directory} does not exist")
@@ -276,6 +335,12 @@ def matrix(
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous summary.json: newly broken cells first."),
     emit: Optional[str] = typer.Option(None, "--emit", help="Print the matrix as CI config (github, gitlab) and exit."),
     timeout: Optional[float] = typer.Option(None, help="Per guest step timeout (seconds), for every cell."),
+    cell_timeout: Optional[float] = typer.Option(
+        None, "--cell-timeout", min=1,
+        help="Seconds one cell (its whole `kharness run`: downloads, builds, boot, steps) may take before it "
+             "is killed and reported as an infrastructure error. Default: derived from --timeout, with an "
+             "hour for building a kernel."),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Run a module over targets x kernel series: a live view, a grid, summary.json, junit.xml and a
     self-contained index.html (each cell linked to its result, console and dmesg logs).
@@ -286,10 +351,13 @@ def matrix(
     import time
 
     from kharness.matrix import emit as emitters
-    from kharness.matrix.execute import run_all
+    from kharness.matrix.execute import cell_deadline, run_all
     from kharness.matrix.plan import plan
-    from kharness.matrix.report import grid, write_all
+    from kharness.matrix.report import REPORT_FILES, grid, write_all
+    from kharness.outputs import prepare_output_dir
     from kharness.targets import all_targets
+
+    ui.set_verbose(verbose)
     try:
         if not directory.is_dir():
             raise UsageError(f"module directory {directory} does not exist")
@@ -305,10 +373,11 @@ def matrix(
                 base = json.loads(baseline.read_text())
             except (OSError, ValueError) as e:
                 raise UsageError(f"--baseline {baseline}: cannot read it as a matrix summary ({e})") from None
-        output.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(output, "--out", REPORT_FILES)
         extra = ["--timeout", f"{timeout:g}"] if timeout else []
         t = time.monotonic()
-        results = run_all(directory.resolve(), cells, output, jobs, fail_fast, extra)
+        results = run_all(directory.resolve(), cells, output, jobs, fail_fast, extra,
+                          cell_timeout or cell_deadline(timeout))
         s = write_all(output, str(directory), results, time.monotonic() - t, base)
     except KharnessError as e:
         _die(e)
@@ -316,7 +385,7 @@ def matrix(
     out.print(grid(results, changes))
     broken = [c for c in s["cells"] if c["change"] == "newly broken"]
     for c in broken:
-        out.print(f"[bold red]newly broken[/bold red] {c['id']}: {c['summary']}")
+        out.print(f"[bold red]newly broken[/bold red] {c['id']}: {escape(c['summary'])}")
     out.print(f"{s['counts']['pass']} passed, {s['counts']['fail']} failed, {s['counts']['error']} error(s), "
               f"{s['counts']['skipped']} skipped in {s['wall_seconds']:.0f}s; report: {output / 'index.html'}")
     if s["counts"]["fail"]:
@@ -342,6 +411,7 @@ def kernel_build(
     source: Optional[Path] = typer.Option(None, "--source", help="Your own kernel tree instead of Debian's source."),
     config: List[Path] = typer.Option([], "--config", help="Extra config fragment (repeatable)."),
     debug: Optional[str] = typer.Option(None, "--debug", help=DEBUG_HELP),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Build (or reuse) a kernel from source: tinyconfig + the target's fragment + yours (+ the
     debug checkers' fragments). `kharness run --debug ...` builds the same kernel by itself."""
@@ -349,6 +419,7 @@ def kernel_build(
     from kharness.kernels.source import boot_image, debian_source, user_tree
     from kharness.targets import get_target
 
+    ui.set_verbose(verbose)
     try:
         checkers = parse_checkers(debug)
         kernel, suffix = split_kernel(kernel)
@@ -383,6 +454,7 @@ def image_build(
     accel: str = typer.Option("auto", "--accel", help="auto, kvm or tcg (a snapshot is per accelerator)."),
     boot_timeout: float = typer.Option(300, "--boot-timeout", min=5),
     debug: Optional[str] = typer.Option(None, "--debug", help="Debug kernel checkers (as for run)."),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Build (or reuse) the guest image for a target and kernel and print where it is."""
     import dataclasses
@@ -394,6 +466,7 @@ def image_build(
     from kharness.vm.accel import choose_accel
     from kharness.vm.qemu import BootSpec
 
+    ui.set_verbose(verbose)
     snap = None
     try:
         prof = get_target(target)
@@ -420,8 +493,9 @@ def image_build(
 
 
 @cache_app.command("ls")
-def cache_ls() -> None:
+def cache_ls(verbose: bool = VERBOSE) -> None:
     """What the cache holds, per kind, with sizes."""
+    ui.set_verbose(verbose)
     from kharness.cachectl import cache_entries
 
     t = Table(title="kharness cache")
@@ -445,8 +519,10 @@ def cache_ls() -> None:
 def cache_verify(
     kind: List[str] = typer.Argument(None, help="Only these kinds (kernels, headers, images, debs, ...). Default: all."),
     fix: bool = typer.Option(False, "--fix", help="Discard what does not verify (made again when next needed)."),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Check every cached file against the SHA256 recorded when it was made (exit 1 if any differs)."""
+    ui.set_verbose(verbose)
     from kharness.cachectl import verify
     from kharness.paths import cache_dir
 
@@ -467,8 +543,10 @@ def cache_clean(
     kind: List[str] = typer.Argument(None, help="Only these kinds (debs, kernels, headers, images, builds, "
                                                 "sysroots, kernel-builds, index, ...). Default: all."),
     older_than: Optional[float] = typer.Option(None, "--older-than", help="Only entries unused for this many days."),
+    verbose: bool = VERBOSE,
 ) -> None:
     """Remove cache entries (they are rebuilt or downloaded again when needed)."""
+    ui.set_verbose(verbose)
     from kharness.cachectl import clean
 
     n, size = clean(kind or None, older_than)
@@ -476,11 +554,21 @@ def cache_clean(
 
 
 def main() -> None:
+    """The boundary of every command: whatever escapes one is an error with exit 2 and one line,
+    never a traceback with exit 1 (which means "the module failed"). KeyboardInterrupt is not an
+    Exception: it keeps click's handling ("Aborted!"), or `run`'s own (exit 130)."""
+    from kharness.unexpected import InternalError
+
     try:
         app()
-    except KharnessError as e:  # pragma: no cover - commands handle their own
-        ui.console.print(f"[bold red]kharness: error:[/bold red] {escape(str(e))}")
+    except KharnessError as e:  # commands handle their own; this is for one that does not
+        _error_line(str(e))
         sys.exit(e.exit_code)
+    except Exception as e:
+        internal = InternalError(e)
+        _error_line(str(internal))
+        _traceback(internal.traceback)
+        sys.exit(internal.exit_code)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,17 @@ How the scanner works, and why it is shaped this way:
   because the kernel ends them differently: oopses, WARN/BUG blocks and panics end at an
   ``---[ end ... ]---`` marker; KASAN, KFENCE and UBSAN are fenced by ``====`` lines; lockups,
   hung tasks, lockdep and friends simply stop after their call trace; a kmemleak record is the
-  headline plus its indented lines. Any block also ends where the next report starts.
+  headline plus its indented lines; an OOM report ("... invoked oom-killer") runs through its
+  memory and task dumps to its "Out of memory: Killed process" line. Any block also ends where
+  the next report starts.
 * Some reports legitimately contain a second headline: an x86 "BUG: kernel NULL pointer
   dereference" is followed by its "Oops: 0002 [#1] ..." line, an arm64 "Unable to handle kernel
   ..." by "Internal error: Oops: ...". That die line is folded into the fault's block so that
   one crash gives one finding. A panic is never folded: an oops that ends in a panic gives an
   oops finding and a panic finding, because "the kernel died" is worth saying on its own.
+* With CONFIG_BUG_ON_DATA_CORRUPTION (Debian's kernels), lib/list_debug.c prints what is wrong
+  ("list_del corruption, ...->next is LIST_POISON1") *before* BUG()'s cut-here line. That line
+  is the report's headline and its first line: the cut-here block behind it is its body.
 """
 
 from __future__ import annotations
@@ -52,7 +57,14 @@ KINDS: tuple[str, ...] = (
     "might_sleep",
     "taint",
     "null_deref",
+    "oom",
+    "alloc_failure",
 )
+
+# Kinds that fail a run only when the report blames a module under test (Finding.module): a
+# failed allocation is the module's bug when its own call failed, and only then; the kernel's
+# or a user-space check's allocation failing is recorded, not held against the module.
+BLAMED_ONLY: frozenset[str] = frozenset({"alloc_failure"})
 
 # Reports end up in result files and terminal output; a runaway report (a lockdep dump of every
 # held lock, a log with no end marker) must not bloat them, so each report is capped.
@@ -151,7 +163,8 @@ class _Rule(NamedTuple):
     """How to recognise one kind of headline and how its report block ends.
 
     mode: "marker" ends at ---[ end ... ]---, "delimited" at a ==== line, "trace" after the
-    call trace, "indented" at the first line that is not indented, "line" is a one-liner.
+    call trace, "indented" at the first line that is not indented, "line" is a one-liner,
+    "until" after the first line that matches ``until`` (inclusive).
     role: "fault" headlines accept one following die line ("Oops: ... [#1]") into their block;
     "die" marks such a die line; "report" is everything else.
     """
@@ -160,10 +173,11 @@ class _Rule(NamedTuple):
     kind: str
     mode: str
     role: str
+    until: re.Pattern[str] | None = None
 
 
-def _rule(pattern: str, kind: str, mode: str, role: str = "report") -> _Rule:
-    return _Rule(re.compile(pattern), kind, mode, role)
+def _rule(pattern: str, kind: str, mode: str, role: str = "report", until: str | None = None) -> _Rule:
+    return _Rule(re.compile(pattern), kind, mode, role, re.compile(until) if until else None)
 
 
 _LOCKDEP_TITLES = (
@@ -177,7 +191,15 @@ _LOCKDEP_TITLES = (
     r"|suspicious RCU usage"
     r"|bad contention detected"
     r"|Nested lock was not taken"
+    # kernel/locking/lockdep.c assign_lock_key(): a lock whose key is not static - usually a
+    # spinlock or mutex used before spin_lock_init()/mutex_init(). Lockdep then turns itself off.
+    r"|trying to register non-static key"
 )
+
+# mm/oom_kill.c __oom_kill_process(): "Out of memory: Killed process ..." (global OOM),
+# "Memory cgroup out of memory: Killed process ...", "Out of memory (oom_kill_allocating_task):
+# Killed process ..." - the line that ends an OOM report.
+_OOM_KILLED = r"^(?:Out of memory|Memory cgroup out of memory)(?: \([\w ]+\))?: Killed process \d+"
 
 # Order matters: specific patterns before the generic "BUG: " and die-line patterns.
 _RULES: tuple[_Rule, ...] = (
@@ -200,6 +222,22 @@ _RULES: tuple[_Rule, ...] = (
           "might_sleep", "trace"),
     _rule(r"^(?:(?:NMI )?watchdog: )?(?:CPU\d+: )?Watchdog detected hard LOCKUP", "hard_lockup",
           "trace"),
+    # powerpc (arch/powerpc/kernel/watchdog.c, pr_fmt "watchdog: "): a CPU that sees its own
+    # timer stuck ("CPU 3 self-detected hard LOCKUP @ fn+0x1c/0x40 [mod]"), or one that sees
+    # others miss their heartbeat ("CPU 0 detected hard LOCKUP on other CPUs 3"); the stuck
+    # CPUs' "CPU 3 Hard LOCKUP" register dumps that follow belong to the latter's report.
+    _rule(r"^(?:watchdog: )?CPU \d+ (?:self-detected hard LOCKUP @ |detected hard LOCKUP on other CPUs\b)",
+          "hard_lockup", "trace"),
+    # mm/oom_kill.c dump_header(): "<comm> invoked oom-killer: gfp_mask=0x..."; the report goes
+    # on through Mem-Info and the task list to the kill itself.
+    _rule(r"^.+ invoked oom-killer: gfp_mask=0x[0-9a-f]+", "oom", "until", until=_OOM_KILLED),
+    _rule(_OOM_KILLED, "oom", "line"),
+    # mm/page_alloc.c warn_alloc(): "<comm>: page allocation failure: order:N, mode:0x...", then
+    # the allocating stack (which names the module when it was the module's allocation).
+    _rule(r"^.+: page allocation failure: order:\d+", "alloc_failure", "trace"),
+    # lib/list_debug.c with CONFIG_BUG_ON_DATA_CORRUPTION: printed just before BUG()'s cut-here
+    # block (see scan_kernel_log); without it, WARN() prints it inside the block.
+    _rule(r"^list_(?:add|del) corruption\b", "bug", "trace"),
     _rule(rf"^(?:\[ )?(?:WARNING|INFO): (?:{_LOCKDEP_TITLES})", "lockdep", "trace"),
     _rule(r"^inconsistent lock state$", "lockdep", "trace"),
     # "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:", "... self-detected stall on CPU".
@@ -307,6 +345,23 @@ def _cut_here_headline(heads: list[str], i: int) -> tuple[int, _Rule] | None:
     return None
 
 
+# Messages the kernel prints just before BUG() (CHECK_DATA_CORRUPTION with
+# CONFIG_BUG_ON_DATA_CORRUPTION), so before the cut-here line rather than inside its block.
+_PRE_CUT_HERE_RE = re.compile(r"^list_(?:add|del) corruption\b")
+# How many lines after such a message to look for its cut-here line (another CPU may interleave).
+_PRE_CUT_HERE_WINDOW = 3
+
+
+def _corruption_cut_here(heads: list[str], i: int) -> int | None:
+    """The cut-here line that follows the corruption message on line ``i``, if one does."""
+    for j in range(i + 1, min(len(heads), i + 1 + _PRE_CUT_HERE_WINDOW)):
+        if _CUT_HERE_RE.match(heads[j]):
+            return j
+        if _HARNESS_RE.match(heads[j]) or _classify(heads, j) is not None:
+            return None
+    return None
+
+
 def _is_trace_line(msg: str, text: str) -> bool:
     return msg[:1].isspace() or bool(_TRACE_LINE_RE.match(text))
 
@@ -338,6 +393,8 @@ def _block_end(msgs: list[str], heads: list[str], h: int, rule: _Rule, fenced: b
             return j + 1
         if _HARNESS_RE.match(text) or _CUT_HERE_RE.match(text):
             return j
+        if rule.mode == "until" and rule.until is not None and rule.until.match(text):
+            return j + 1
         other = _classify(heads, j)
         if other is not None:
             # The die line of this very fault (Oops/Internal error) is part of its report.
@@ -448,6 +505,7 @@ def scan_kernel_log(text: str) -> list[Finding]:
     floor = 0  # lines before this belong to an earlier report
     i = 0
     while i < len(raw):
+        title = None   # the headline line, when it is not the line the block's rule matched
         if _CUT_HERE_RE.match(heads[i]):
             found = _cut_here_headline(heads, i)
             if found is None:
@@ -464,18 +522,26 @@ def scan_kernel_log(text: str) -> list[Finding]:
             # KASAN, UBSAN, lockdep, SLUB open with a ==== fence; it belongs to the report.
             fenced = i - 1 >= floor and bool(_DELIM_RE.match(heads[i - 1]))
             start = i - 1 if fenced else i
+            cut = _corruption_cut_here(heads, i) if _PRE_CUT_HERE_RE.match(heads[i]) else None
+            if cut is not None:
+                # The corruption line says what is wrong; the cut-here block after it is its BUG().
+                found = _cut_here_headline(heads, cut)
+                if found is not None:
+                    title = i
+                    h, rule = found
         end = _block_end(msgs, heads, h, rule, fenced)
         # A block that ran to the end of the text would otherwise drag blank lines along.
         last = end
         while last > h + 1 and not heads[last - 1]:
             last -= 1
+        head = h if title is None else title
         findings.append(
             Finding(
                 kind=rule.kind,
-                summary=heads[h],
+                summary=heads[head],
                 report=_cap("\n".join(raw[start:last])),
-                line=h + 1,
-                module=_find_module(msgs[start:last], heads[h]),
+                line=head + 1,
+                module=_find_module(msgs[start:last], heads[head]),
             )
         )
         i = floor = end

@@ -17,6 +17,11 @@ from kharness.hw import gpio as khgpio
 
 FILENAME = "kharness.toml"
 _PARAM_RE = re.compile(r"^(?:(?P<mod>[A-Za-z_][A-Za-z0-9_]*)\.)?(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<val>.*)$", re.S)
+# A module parameter is named by module_param(): a C identifier.
+PARAM_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The bytes the kernel's isspace() takes for a space (lib/ctype.c: \t\n\v\f\r, space and
+# Latin-1's no-break space 0xa0, which is also the second byte of UTF-8 letters such as "à").
+_KERNEL_SPACES = frozenset(b"\t\n\v\f\r \xa0")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,44 @@ def _regex(path: Path, where: str, value) -> str | None:
     except re.error as e:
         raise _err(path, where, f"invalid regular expression: {e}") from None
     return value
+
+
+def param_problem(value: str) -> str | None:
+    """Why the kernel cannot be given ``value`` as one module parameter (None: it can).
+
+    The kernel's parser (kernel/params.c, next_arg) splits insmod's arguments at spaces outside
+    double quotes and drops the quotes around a value; it has no escape for a double quote inside
+    one, so a value holding one would end early and the rest would become other parameters."""
+    if '"' in value:
+        return 'it holds a double quote ("), which the kernel\'s parameter parser cannot take inside a value'
+    bad = next((ch for ch in value if ord(ch) < 0x20 or ord(ch) == 0x7f), None)
+    if bad is not None:
+        return f"it holds the control character {bad!r}, which cannot be passed as a module parameter"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return "it is not valid UTF-8 text"
+    return None
+
+
+def check_param(name: str, value: str, where: str) -> None:
+    """Refuse (exit 2, before any build) a parameter insmod cannot pass to the kernel as given."""
+    if not PARAM_NAME_RE.fullmatch(name):
+        raise UsageError(f"{where}: {name!r} is not a module parameter name",
+                         hint="a parameter is named as module_param() names it: letters, digits and _")
+    why = param_problem(value)
+    if why is not None:
+        raise UsageError(f"{where}: the value {value!r} of parameter {name} cannot be passed to the kernel: {why}",
+                         hint="give a value without double quotes or control characters")
+
+
+def insmod_arg(name: str, value: str) -> str:
+    """``name=value`` as one insmod argument that the kernel reads back as exactly ``value``:
+    in double quotes when it is empty or holds a byte the kernel takes for a space."""
+    check_param(name, value, "insmod")
+    if not value or any(b in _KERNEL_SPACES for b in value.encode()):
+        return f'{name}="{value}"'
+    return f"{name}={value}"
 
 
 def _param_value(v) -> str:
@@ -94,6 +137,9 @@ def load_config(directory: Path) -> ModuleConfig:
             params.setdefault(k, {}).update({kk: _param_value(vv) for kk, vv in v.items()})
         else:
             params.setdefault("", {})[k] = _param_value(v)
+    for mod_name, kv in params.items():
+        for k, v in kv.items():
+            check_param(k, v, f"{path}: [module] params{'.' + mod_name if mod_name else ''}")
     sections = {}
     for sec in ("load", "unload"):
         s = data.get(sec, {})
@@ -145,6 +191,7 @@ def parse_cli_params(values: list[str]) -> dict[str, dict[str, str]]:
         m = _PARAM_RE.match(v)
         if not m:
             raise UsageError(f"--param {v!r} is not KEY=VALUE", hint="e.g. --param myint=5 or --param mymod.myint=5")
+        check_param(m.group("key"), m.group("val"), f"--param {v!r}")
         out.setdefault(m.group("mod") or "", {})[m.group("key")] = m.group("val")
     return out
 

@@ -31,7 +31,7 @@ from kharness.image.initramfs import ensure_base_image, write_run_initrd
 from kharness.kernels import debug as debugk
 from kharness.kernels.debug import ALL as DEBUG_ALL
 from kharness.kernels.debug import DEBUG_MEMORY_MB, debug_fragments, split_kernel
-from kharness.kernels.resolve import DEFAULT_SERIES, KernelSpec, resolve_kernel
+from kharness.kernels.resolve import DEFAULT_SERIES, KernelSpec, resolve_kernel, series_for
 from kharness.kernels.source import SourceBuild, debian_source, source_spec, user_tree
 from kharness.kernels.store import ensure_headers, ensure_kernel
 from kharness.modconfig import ModuleConfig, load_config, merge_params, parse_cli_params
@@ -51,6 +51,54 @@ _MODULE_FRAME_RE = re.compile(r"(\w+\+0x[0-9a-f]+/0x[0-9a-f]+) \[(\w+)\]")
 HEALTH_CMD = "kh-agent health"
 HEALTH_SEP = "@@KH@@\n"
 RESTORED_CMD = "kh-agent restored {epoch} {seed}"   # what a restored guest runs first (see kh-agent.c)
+# "The kernel log since the previous step" - a dmesg check's window (checks.STEP_CURSOR moves the
+# agent's "step" cursor at the start of every other step), a Session's dmesg.since() - starts at
+# the load for the first one, not at boot: the look that ends the boot phase moves those cursors
+# to the end of the boot log (which that look itself scans, as the boot phase's findings).
+SESSION_CURSOR = "python"
+LOAD_MARK = " && ".join(f"kh-agent dmesg-since {name} >/dev/null" for name in ("step", SESSION_CURSOR))
+
+
+def host_load() -> tuple[float, int]:
+    """The host's 1-minute load average and the CPUs this process may run on ((0.0, 1) if unknown)."""
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        return 0.0, 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return busy, max(cpus, 1)
+
+
+def restore_limit(boot_timeout: float, load: tuple[float, int] | None = None) -> tuple[float, str]:
+    """How long a restored guest's first command (its timer probe, with the first part of the
+    module delivery) may take, and how that was reckoned (said in the result when a restore is
+    abandoned).
+
+    ``snapshot.PROBE_TIMEOUT`` is the limit at the default --boot-timeout on an idle host. It
+    grows with a longer --boot-timeout (who allows a slow boot allows a slow restore) and with
+    the host's load per CPU above 1 (TCG guests share the CPUs: four guests on two cores each run
+    at half speed, and a healthy restore then misses a fixed limit and boots cold), and never
+    exceeds --boot-timeout itself. A guest whose timers stalled never answers, however long.
+    """
+    base = snapshot.PROBE_TIMEOUT
+    why = [f"{base:g}s"]
+    scale = max(1.0, boot_timeout / DEFAULT_BOOT_TIMEOUT)
+    if scale > 1:
+        why.append(f"x{scale:.3g} for --boot-timeout {boot_timeout:g}s")
+    busy, cpus = host_load() if load is None else load
+    per_cpu = busy / max(cpus, 1)
+    if per_cpu > 1:
+        why.append(f"x{per_cpu:.3g} for the host's load {busy:.2f} on {cpus} CPU(s)")
+        scale *= per_cpu
+    limit = base * scale
+    if limit > boot_timeout:
+        limit = boot_timeout
+        why.append(f"capped at --boot-timeout {boot_timeout:g}s")
+    limit = round(limit, 1)
+    return limit, f"{limit:g}s = " + ", ".join(why)
 
 
 @dataclass
@@ -87,11 +135,11 @@ def _reproducer_cmd(opts: RunOptions, release: str | None) -> str:
 
 
 def _insmod_args(params: dict[str, str]) -> list[str]:
-    out = []
-    for k, v in params.items():
-        # The kernel's parameter parser honours double quotes; insmod joins its argv with spaces.
-        out.append(f'{k}="{v}"' if (" " in v or not v) else f"{k}={v}")
-    return out
+    # busybox insmod joins its argv with spaces and the kernel's parameter parser splits them
+    # again (honouring double quotes): each argument is quoted for that parser, and a value it
+    # cannot take is refused. The shell between (shlex.join) keeps each argument whole.
+    from kharness.modconfig import insmod_arg
+    return [insmod_arg(k, v) for k, v in params.items()]
 
 
 RUN_DIR_PREFIX = "kharness-run-"
@@ -136,6 +184,8 @@ class Run:
         self.listed: set[str] = set()              # modules in /proc/modules, as of the last look
         self.boot_log = ""                         # a restored guest's boot log, saved with its snapshot
         self._first_look = None                    # the health look a restored guest's setup took
+        self._restore_at = ("", "")                # (the step a restore is at, its limit), for the result
+        self.tested: set[str] = set()              # the modules under test (not khgpio)
         self.modules: list[BuiltModule] = []
         self.config: ModuleConfig | None = None
         self.step_timeout = DEFAULT_TIMEOUT
@@ -159,16 +209,17 @@ class Run:
                 f["summary"] = f["summary"].replace(a, b)
                 f["report"] = f["report"].replace(a, b)
         for f in found:
-            f["blocking"] = not baseline
+            # Some reports count only when the module under test is the one they blame.
+            f["blocking"] = not baseline and (f["kind"] not in health.BLAMED_ONLY or f["module"] in self.tested)
         self.result.findings += found
         return [f for f in found if f["blocking"]]
 
-    def _health(self, phase: str, timeout: float) -> list[dict]:
+    def _health(self, phase: str, timeout: float, command: str = HEALTH_CMD) -> list[dict]:
         """Taint and the kernel log since the last look; findings that fail the run."""
         assert self.guest
         r, self._first_look = self._first_look, None   # a restored guest's look came with its setup
         if r is None:
-            r = self.guest.run(HEALTH_CMD, timeout)
+            r = self.guest.run(command, timeout)
         head, log, mods, devs = (r.stdout.split(HEALTH_SEP, 3) + ["", "", ""])[:4]
         try:
             taint = int(head.strip() or "0")
@@ -269,6 +320,12 @@ class Run:
             self.settle(None)
         except (ModuleFailure, KharnessError) as e:
             self.settle(e)
+        except Exception as e:   # unforeseen (a bug, a host failure): an infrastructure error, not a crash
+            from kharness.unexpected import InternalError
+
+            internal = InternalError(e)
+            self.settle(internal)
+            self.result.traceback = internal.traceback
         finally:
             self.result.duration = time.monotonic() - start
         return self.result
@@ -352,7 +409,8 @@ class Run:
         checks.validate_for_run(config.path or d / "kharness.toml", config.checks, profile,
                                 params={k for kv in params.values() for k in kv},
                                 gpio_lines=config.gpio.lines if config.gpio is not None else None,
-                                extra_texts=extra)
+                                extra_texts=extra,
+                                param_values={k: v for kv in params.values() for k, v in kv.items()})
         wanted, debug = kernel_choice(opts.kernel, opts.debug)
         self.debug = debug
         if debug:
@@ -451,7 +509,8 @@ class Run:
                 self.guest.start()
                 with ui.step(f"booting {spec.release} on {profile.name} ({accel})"):
                     self.guest.wait_ready(opts.boot_timeout)
-            self._health("boot", timeout)
+            # ";": the health look runs even if a cursor could not be moved.
+            self._health("boot", timeout, f"{LOAD_MARK}; {HEALTH_CMD}")
             self.devices_at_boot = dict(self.char_devices)
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
             ph.log = cap(e.console_tail)
@@ -463,6 +522,7 @@ class Run:
                       f"restored from snapshot in {self.guest.boot_seconds:.2f}s")
         if snap is None and r.boot_mode_note.startswith("restoring"):
             ph.message += f" ({r.boot_mode_note})"
+        self.tested = {m.name for m in modules}
         self._load(modules, per_module, config, timeout)
         self.modules, self.config, self.step_timeout = modules, config, timeout
 
@@ -495,16 +555,20 @@ class Run:
         shutil.copyfile(snap.path, copy)
         self.guest = Guest(profile, boot, self.workdir, r.accelerator, snap.restore_args(copy))
         r.reproducer["qemu"] = reproducer(self.guest.argv)
+        boot_limit = f"--boot-timeout {self.opts.boot_timeout:g}s"
         try:
+            self._restore_at = ("starting QEMU", boot_limit)
             self.guest.start()
             with ui.step(f"restoring {spec.release} on {profile.name} from its snapshot ({r.accelerator})"):
+                self._restore_at = ("the restored guest's first answer", boot_limit)
                 self.guest.wait_restored(self.opts.boot_timeout, snap.release)
                 self._first_look = self._after_restore(payload, profile, timeout)
             return True
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout, InfraError) as e:
-            why = getattr(e, "message", str(e))
+            step, limit = self._restore_at
+            why = f"at {step}: {getattr(e, 'message', str(e))}; limit {limit}"
             ui.info(f"[yellow]the restored guest did not work ({why}); booting instead[/yellow]")
-            r.boot_mode, r.boot_mode_note = "cold", f"restoring {snap.key} failed ({why}); booted instead"
+            r.boot_mode, r.boot_mode_note = "cold", f"restoring {snap.key} abandoned ({why}); booted instead"
             snapshot.discard(snap)   # saved in a bad moment: the next run saves a new one
             r.image.pop("snapshot", None)
             self.boot_log = ""
@@ -529,10 +593,15 @@ class Run:
                 size = 0
             batches[-1].append(step)
             size += len(step) + 4
-        batches[-1].append(HEALTH_CMD)
+        batches[-1] += [LOAD_MARK, HEALTH_CMD]
+        probe_limit, reckoning = restore_limit(self.opts.boot_timeout)
         for i, batch in enumerate(batches):
             # The first command carries the timer probe: a guest that cannot answer it is broken.
-            res = self.guest.run(" && ".join(batch), snapshot.PROBE_TIMEOUT if i == 0 else timeout)
+            what = (f"setup command {i + 1} of {len(batches)} "
+                    f"({'timer probe, module delivery' if i == 0 else 'module delivery'})")
+            limit = probe_limit if i == 0 else timeout
+            self._restore_at = (what, reckoning if i == 0 else f"the step timeout {timeout:g}s")
+            res = self.guest.run(" && ".join(batch), limit)
             if res.rc != 0:
                 raise InfraError(f"the restored guest could not be set up: {res.stderr.strip()[:200] or res.rc}")
         return res
@@ -647,9 +716,10 @@ class Run:
         if not regex:
             return
         values = dict(self.values, **checks.values_for([m.name for m in modules], self.result.params))
-        regex = checks.substitute(regex, values, f"[{phase}] expect_dmesg")
-        if not re.search(regex, self.result.dmesg.get(phase, ""), re.M):
-            raise self._fail(phase, f"kernel log did not match expect_dmesg {regex!r}")
+        # A placeholder's value is matched literally (re.escape): "1.5" must not match "175".
+        rx = checks.compile_regex(regex, values, f"[{phase}] expect_dmesg")
+        if not rx.search(self.result.dmesg.get(phase, "")):
+            raise self._fail(phase, f"kernel log did not match expect_dmesg {rx.pattern!r}")
 
     def _load(self, modules, per_module, config: ModuleConfig, timeout: float) -> None:
         ph = self.result.phase("load")
@@ -819,6 +889,9 @@ def resolve_any(profile: TargetProfile, wanted: str | None, kernel_tree: Path | 
     if profile.kernel_source == "debian" and kernel_tree is None and not debug:
         return resolve_kernel(profile, wanted), None
     series = wanted or (DEFAULT_SERIES if DEFAULT_SERIES in profile.series else profile.series[0])
+    if not kernel_tree and not re.fullmatch(r"\d+\.\d+", series) and not re.match(r"\d+\.\d+\.", series):
+        # An alias (stable, newest, a codename): the series the archive's suite offers now.
+        series, _ = series_for(dataclasses.replace(profile, kernel_source="debian"), series)
     if kernel_tree:
         built = user_tree(profile, kernel_tree, kernel_config, debug)
     else:

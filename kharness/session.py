@@ -34,7 +34,7 @@ from kharness.hw import gpio as khgpio
 from kharness.hw.agent import parse_reply
 from kharness.hw.payload import layout, pack, parse_description, unpack
 from kharness.result.model import CheckResult, Result
-from kharness.runner import DEFAULT_BOOT_TIMEOUT, Run, RunOptions
+from kharness.runner import DEFAULT_BOOT_TIMEOUT, SESSION_CURSOR, Run, RunOptions
 from kharness.vm.channel import CommandResult
 from kharness.vm.errors import GuestError
 
@@ -292,8 +292,8 @@ class Dmesg:
         self._s = s
 
     def since(self) -> str:
-        """The kernel log since the previous call (the first call: since boot)."""
-        return self._s.run("kh-agent dmesg-since python").stdout
+        """The kernel log since the previous call (the first call: since the module was loaded)."""
+        return self._s.run(f"kh-agent dmesg-since {SESSION_CURSOR}").stdout
 
 
 @contextmanager

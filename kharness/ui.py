@@ -24,11 +24,22 @@ from rich.progress import (
 
 console = Console(stderr=True, highlight=False)
 _quiet = False
+_verbose = False
 
 
 def set_quiet(value: bool) -> None:
     global _quiet
     _quiet = value
+
+
+def set_verbose(value: bool) -> None:
+    """``--verbose``: an internal error prints its traceback (otherwise only in the result JSON)."""
+    global _verbose
+    _verbose = _verbose or value
+
+
+def verbose() -> bool:
+    return _verbose
 
 
 def _live() -> bool:

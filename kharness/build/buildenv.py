@@ -14,13 +14,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from kharness import seal, ui
+from kharness import proc, seal, ui
 from kharness.errors import InfraError
 from kharness.kernels.mirror import debian_mirror
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
 
 BASE_PACKAGES = ("make", "libc6-dev")
+# mmdebstrap downloads and installs a few hundred MB: minutes on a good link. Past this the
+# whole process group (apt, dpkg, their children) is killed.
+SYSROOT_TIMEOUT = 3600
 
 
 def _need(tool: str, package: str) -> str:
@@ -48,7 +51,7 @@ def ensure_sysroot(suite: str, packages: tuple[str, ...]) -> Path:
                    "--aptopt=Acquire::Check-Valid-Until \"false\"",
                    f"--include={','.join(pkgs)}", suite, str(root), debian_mirror()]
             with ui.step(f"creating the {suite} build environment ({', '.join(pkgs)})"):
-                p = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+                p = proc.run(cmd, timeout=SYSROOT_TIMEOUT, what=f"creating the {suite} build environment")
             if p.returncode != 0:
                 tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-5:])
                 raise InfraError(f"could not create the {suite} build environment: {tail}")
@@ -61,8 +64,8 @@ def _seal(entry: Path, suite: str) -> None:
     """Seal a build environment with what apt installed in it, for the results (the root holds
     10^4 files: the seal covers the package database and the tools a build runs)."""
     root = entry / "root"
-    q = subprocess.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W",
-                        "-f=${Package} ${Version} ${Architecture}\n"], capture_output=True, text=True)
+    q = proc.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W",
+                  "-f=${Package} ${Version} ${Architecture}\n"], timeout=120, what="dpkg-query")
     installed = sorted(line for line in q.stdout.splitlines() if line.strip())
     key_files = ["recipe.txt", "root/var/lib/dpkg/status", "root/usr/bin/make"]
     key_files += sorted(str(p.relative_to(entry)) for p in (root / "usr/bin").glob("*gcc-[0-9]*")
@@ -94,4 +97,4 @@ def wrap(sysroot: Path, argv: list[str], *, cwd: Path, rw: list[Path], ro: list[
 
 def run_in(sysroot: Path, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     cmd = wrap(sysroot, argv, cwd=Path("/"), rw=[], ro=[], env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return proc.run(cmd, timeout=timeout, what=f"`{argv[0]}` in the build environment")

@@ -18,23 +18,21 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kharness import seal, ui
+from kharness import proc, seal, ui
 from kharness.build import buildenv
 from kharness.build.diagnostics import Diagnostic, parse_diagnostics
-from kharness.build.makefile import BuildPlan, render_makefile
+from kharness.build.makefile import PLAIN_PATH_RE, SHADOW_LEVELS, BuildPlan, render_makefile, shadow_chain
 from kharness.build.toolchain import Toolchain
 from kharness.elf import read_modinfo
-from kharness.errors import DamagedCacheEntry
+from kharness.errors import DamagedCacheEntry, UsageError
 from kharness.kernels.store import HeadersBundle
 from kharness.lock import file_lock
 from kharness.paths import cache_dir
 
-SHADOW_LEVELS = 2
 MAX_FILES = 5000
 # What kbuild writes into M=: never link these from the user's tree (a stale host build would
 # be written *through* the link into the user's directory).
@@ -120,11 +118,20 @@ def _mirror_dir(src: Path, dst: Path) -> None:
             shutil.rmtree(entry)  # a source directory that was removed
 
 
+def shadow_name(name: str) -> str:
+    """The shadow's name for a directory on the module's path. The shadow module directory is
+    make's M=, and kbuild pastes M= into rules and commands: a space splits it, a ``$`` or a newline
+    becomes make code. A name with anything but letters, digits and ``_.+,@-`` is replaced by a
+    harmless one (its hash keeps it apart from a sibling of that spelling)."""
+    if PLAIN_PATH_RE.fullmatch(name):
+        return name
+    stem = re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_.")[:40] or "dir"
+    return f"{stem}-{hashlib.sha256(name.encode(errors='surrogateescape')).hexdigest()[:8]}"
+
+
 def make_shadow(src: Path, root: Path, levels: int = SHADOW_LEVELS) -> Path:
     """Build the shadow of ``src`` under ``root`` and return the shadow module directory."""
-    chain = [src]
-    while len(chain) <= levels and chain[-1].parent != chain[-1] and chain[-1].parent != Path("/"):
-        chain.append(chain[-1].parent)
+    chain = shadow_chain(src, levels)
     here = root
     # Levels above the module: link every sibling, descend into the one on our path.
     for i in range(len(chain) - 1, 0, -1):
@@ -135,7 +142,7 @@ def make_shadow(src: Path, root: Path, levels: int = SHADOW_LEVELS) -> Path:
             if entry.name == child.name or link.exists() or link.is_symlink():
                 continue
             os.symlink(entry, link)
-        here = here / child.name
+        here = here / shadow_name(child.name)
         if here.is_symlink():
             here.unlink()
     _mirror_dir(src, here)
@@ -209,7 +216,15 @@ def run_kbuild(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, *, extra_
                jobs: int | None = None, timeout: float = 900) -> BuildOutcome:
     extra_vars = extra_vars or []
     key = build_key(plan, headers, tc, extra_vars)
-    bdir = cache_dir() / "builds" / f"{plan.directory.name}-{headers.release}-{key}"
+    bdir = cache_dir() / "builds" / f"{shadow_name(plan.directory.name)}-{headers.release}-{key}"
+    # make's M= and -C: the module's own path never gets there (the shadow's names are safe),
+    # but the cache's does.
+    plain = "only letters, digits and ._+,@~/-"
+    for what, path, fix in (("the kharness cache", bdir, f"set KHARNESS_CACHE to a directory whose path has {plain}"),
+                            ("the kernel build tree", headers.build_dir, f"keep kernel trees at paths with {plain}")):
+        if not PLAIN_PATH_RE.fullmatch(str(path)):
+            raise UsageError(f"{what} is at {str(path)!r}, a path kbuild cannot build in (it holds spaces or "
+                             f"characters make or the shell would interpret)", hint=fix)
     with file_lock(bdir.with_name(bdir.name + ".lock")):
         return _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir)
 
@@ -267,12 +282,10 @@ def _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir: Path) -> B
     start = time.monotonic()
     with ui.step(f"building {plan.directory.name} for {headers.release}"):
         try:
-            p = subprocess.run(run_cmd, cwd=shadow, env=env, capture_output=True, text=True,
-                               errors="replace", timeout=timeout)
+            p = proc.run(run_cmd, cwd=shadow, env=env, timeout=timeout, what="the module build")
             log, rc = p.stdout + p.stderr, p.returncode
-        except subprocess.TimeoutExpired as e:
-            log = (e.stdout or "") + (e.stderr or "") if isinstance(e.stdout, str) else ""
-            log += f"\n[kharness: build timed out after {timeout:g}s]"
+        except proc.ProcessTimeout as e:
+            log = e.stdout + e.stderr + f"\n[kharness: build timed out after {timeout:g}s; make and its compilers were stopped]"
             rc = -1
         except FileNotFoundError:
             log, rc = "make is not installed", 127

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,15 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _ROOT_RE = re.compile(r"^\s*(module_init|module_\w*driver\w*|module_misc_device)\s*\(", re.M)
 _OBJ_M_RE = re.compile(r"^\s*obj-(m|\$\(CONFIG_\w+\))\s*[:+]?=", re.M)
 MAKEFILE_NAMES = ("GNUmakefile", "makefile", "Makefile")
+# How far above the module directory the build's shadow tree reaches (see kbuild.make_shadow).
+SHADOW_LEVELS = 2
+# A path that goes into the generated Makefile (or into make's command line) as it is: nothing
+# in it means anything to make (no $ # \ newline; no : % = of rules, which kbuild's dependency
+# lists turn every header path into) nor to the shell that runs kbuild's commands.
+PLAIN_PATH_RE = re.compile(r"[A-Za-z0-9_.+,@~/-]+")
+# Characters that no quoting makes safe in a Makefile variable: make expands $, # starts a
+# comment, a backslash escapes, a newline ends the line.
+_MAKE_SYNTAX_RE = re.compile(r"[$#\\\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -64,15 +75,54 @@ def own_rules(directory: Path) -> Path | None:
     return None
 
 
+def shadow_chain(src: Path, levels: int = SHADOW_LEVELS) -> list[Path]:
+    """``src`` and the directories above it that its build's shadow tree mirrors (never ``/``)."""
+    chain = [src]
+    while len(chain) <= levels and chain[-1].parent != chain[-1] and chain[-1].parent != Path("/"):
+        chain.append(chain[-1].parent)
+    return chain
+
+
+def _ccflag(flag: str) -> str:
+    """One ``ccflags`` entry as one compiler argument in ``ccflags-y``: quoted for the shell that
+    runs kbuild's commands when it needs to be; refused when it holds make syntax."""
+    bad = _MAKE_SYNTAX_RE.search(flag)
+    if bad:
+        raise UsageError(f"ccflags entry {flag!r} holds {bad.group()!r}, which cannot go into a Makefile",
+                         hint="give flags without $, #, backslashes or control characters "
+                              "(each entry is one compiler argument)")
+    if not flag:
+        raise UsageError("ccflags has an empty entry", hint="remove it")
+    return flag if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", flag) else shlex.quote(flag)
+
+
+def _include_flag(directory: Path, inc: str) -> str:
+    """``-I`` for an include directory. Relative to ``$(src)`` where the shadow tree reaches (the
+    Makefile then also works in the user's own tree), else absolute."""
+    p = (directory / inc).resolve()
+    if not p.is_dir():
+        raise UsageError(f"include directory {inc!r} does not exist (relative to {directory})")
+    rel = os.path.relpath(p, directory)
+    ups = len([part for part in Path(rel).parts if part == ".."])
+    if ups <= len(shadow_chain(directory)) - 1:
+        path = "$(src)" if rel == "." else f"$(src)/{rel}"
+        shown = rel
+    else:
+        path = shown = str(p)
+    if not PLAIN_PATH_RE.fullmatch(shown):
+        raise UsageError(f"include directory {inc!r} ({shown}) has characters kbuild cannot take in an "
+                         f"include path (spaces, quotes, $, #, :, %, = ...)",
+                         hint="rename it to letters, digits and ._+,@- only")
+    return f"-I{path}"
+
+
 def plan_build(directory: Path, *, name: str | None = None, sources: list[str] | None = None,
                ccflags: list[str] | None = None, include_dirs: list[str] | None = None) -> BuildPlan:
     directory = directory.resolve()
-    flags = list(ccflags or [])
+    # What goes into ccflags-y: make syntax never; every entry one argument.
+    flags = [_ccflag(f) for f in ccflags or []]
     for inc in include_dirs or []:
-        p = (directory / inc).resolve()
-        if not p.is_dir():
-            raise UsageError(f"include directory {inc!r} does not exist (relative to {directory})")
-        flags.append(f"-I{p}")
+        flags.append(_include_flag(directory, inc))
     # Own rules win unless the sources are listed explicitly; a [module] name alone only names
     # a generated module.
     rules = None if sources else own_rules(directory)
@@ -116,9 +166,19 @@ def plan_build(directory: Path, *, name: str | None = None, sources: list[str] |
     return BuildPlan(directory, None, mods, tuple(flags))
 
 
+def comment_text(text: str) -> str:
+    """``text`` made fit for a Makefile comment: a newline would end the comment (and start make
+    code), a final backslash would continue it."""
+    return "".join(ch if ch.isprintable() and ch != "\\" else "?" for ch in text)
+
+
 def render_makefile(plan: BuildPlan) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(data_dir("module_templates") / "kbuild")),
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
                              autoescape=False)
+    # Only names and flags plan_build checked go into make code; the directory name is named
+    # in comments only.
+    dirname = comment_text(plan.directory.name)
     return env.get_template("Makefile.j2").render(
-        version=__version__, dirname=plan.directory.name, modules=plan.modules, ccflags=plan.ccflags)
+        version=__version__, dirname=dirname, dirname_arg=shlex.quote(dirname), modules=plan.modules,
+        ccflags=plan.ccflags)

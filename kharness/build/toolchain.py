@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from kharness import proc
 from kharness.build import buildenv
 from kharness.errors import InfraError
 from kharness.kernels.resolve import KernelSpec, _dep_names
@@ -46,8 +46,8 @@ class Toolchain:
 @lru_cache(maxsize=None)
 def _version(cc: str) -> str:
     try:
-        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
-    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return proc.run([cc, "--version"], timeout=30).stdout.splitlines()[0]
+    except (OSError, IndexError, proc.ProcessTimeout):
         return cc
 
 

@@ -11,10 +11,9 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
-from kharness import seal
+from kharness import proc, seal
 from kharness.errors import InfraError
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
@@ -22,6 +21,7 @@ from kharness.targets import TargetProfile
 
 SOURCE = Path(__file__).resolve().parent / "agent" / "kh-agent.c"
 CFLAGS = ("-std=c99", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-s")
+COMPILE_TIMEOUT = 300   # well under a second normally; a wedged compiler must not hold the lock
 
 _INT_KEYS = {"ret", "step", "pid", "value", "lines"}
 _HEX_KEYS = {"out", "data"}
@@ -40,7 +40,7 @@ def build_agent(profile: TargetProfile) -> Path:
         raise InfraError(f"{cc_name} is not installed (needed for the kh-agent guest agent)",
                          hint="run `make install`")
     env = dict(os.environ, LC_ALL="C")
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, env=env).stdout
+    version = proc.run([cc, "--version"], timeout=60, env=env, what=f"{cc_name} --version").stdout
     source = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([source, version.partition("\n")[0].encode(),
                                      " ".join(CFLAGS).encode()])).hexdigest()[:12]
@@ -49,8 +49,8 @@ def build_agent(profile: TargetProfile) -> Path:
     with file_lock(final.with_name(final.name + ".lock")):
         if not seal.usable(final, "kh-agent"):
             with staging_dir(final) as tmp:
-                p = subprocess.run([cc, *CFLAGS, "-o", str(tmp / "kh-agent"), str(SOURCE)],
-                                   capture_output=True, text=True, env=env)
+                p = proc.run([cc, *CFLAGS, "-o", str(tmp / "kh-agent"), str(SOURCE)], timeout=COMPILE_TIMEOUT,
+                             env=env, what=f"compiling kh-agent for {profile.name}")
                 if p.returncode != 0:
                     out = p.stdout + p.stderr
                     if re.search(r"cannot find -lc\b|\.h: No such file|cannot find crt1\.o", out):

@@ -9,10 +9,9 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 
-from kharness import seal, ui
+from kharness import proc, seal, ui
 from kharness.errors import InfraError
 from kharness.kernels.download import fetch_verified
 from kharness.kernels.index import load_sources
@@ -22,6 +21,9 @@ from kharness.paths import cache_dir
 from kharness.targets import TargetProfile
 
 SUITE = "bookworm"
+# About a minute on an idle host; generous for a loaded one (the whole group is killed past it).
+BUILD_TIMEOUT = 1800
+CONFIG_TIMEOUT = 300
 
 
 def build_busybox(profile: TargetProfile) -> tuple[bytes, dict]:
@@ -53,7 +55,7 @@ def build_busybox(profile: TargetProfile) -> tuple[bytes, dict]:
                 make = ["make", "-C", str(top), f"CROSS_COMPILE={profile.cross_compile}"]
                 log = []
                 for args in (["defconfig"],):
-                    p = subprocess.run(make + args, capture_output=True, text=True, env=env)
+                    p = proc.run(make + args, timeout=CONFIG_TIMEOUT, env=env, what="busybox `make defconfig`")
                     log.append(p.stdout + p.stderr)
                 cfg = top / ".config"
                 text = cfg.read_text()
@@ -66,8 +68,10 @@ def build_busybox(profile: TargetProfile) -> tuple[bytes, dict]:
                 for opt in ("CONFIG_TC", "CONFIG_FEATURE_TC_INGRESS", "CONFIG_NSENTER", "CONFIG_FEATURE_MOUNT_NFS"):
                     text = re.sub(rf"^{opt}=y$", f"# {opt} is not set", text, flags=re.M)
                 cfg.write_text(text)
-                p = subprocess.run(make + ["oldconfig"], capture_output=True, text=True, env=env, input="\n" * 200)
-                p = subprocess.run(make + [f"-j{os.cpu_count() or 2}", "busybox"], capture_output=True, text=True, env=env)
+                p = proc.run(make + ["oldconfig"], timeout=CONFIG_TIMEOUT, env=env, input="\n" * 200,
+                             what="busybox `make oldconfig`")
+                p = proc.run(make + [f"-j{os.cpu_count() or 2}", "busybox"], timeout=BUILD_TIMEOUT, env=env,
+                             what=f"the busybox build for {profile.name}")
                 log.append(p.stdout + p.stderr)
                 (tmp / "build.log").write_text("\n".join(log))
                 if p.returncode != 0 or not (top / "busybox").is_file():

@@ -11,9 +11,9 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
+from kharness import proc
 from kharness.errors import InfraError, UsageError
 from kharness.lock import file_lock
 from kharness.paths import cache_dir
@@ -38,7 +38,7 @@ def prepare_dtb(dtb_dir: Path | None, name: str, fixups: tuple, release: str) ->
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         for node, prop, value in fixups:
-            p = subprocess.run([fdtput, "-t", "s", str(tmp), node, prop, value], capture_output=True, text=True)
+            p = proc.run([fdtput, "-t", "s", str(tmp), node, prop, value], timeout=60, what="fdtput")
             if p.returncode != 0:
                 tmp.unlink(missing_ok=True)
                 raise InfraError(f"cannot set {node} {prop}={value} in {name}: {p.stderr.strip()}")

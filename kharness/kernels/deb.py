@@ -4,6 +4,13 @@ python-debian opens the archive; every member is then checked before anything to
 no absolute paths, no ``..``, no device files, no link that points out of the unpack root, no
 write through a symlinked parent. Absolute symlinks (``build -> /usr/src/...``) are rewritten to
 point inside the unpack root, which is where the package's files really are.
+
+Links are judged by where the OS resolves them (``realpath``), never by their text: a link
+through another link (``a/s -> ..`` then ``a/t -> s/..``) reads as inside and resolves outside.
+A link is checked once made, and every link under the root once more after the unpack, since a
+later member can turn a directory an earlier link runs through into a link. Files are created
+with ``O_EXCL | O_NOFOLLOW``. (tarfile's ``filter="data"`` does not fit: it refuses the absolute
+links that kernel packages ship and kharness re-roots, and this module writes members itself.)
 """
 
 from __future__ import annotations
@@ -38,6 +45,18 @@ def _clean_name(name: str, deb: Path) -> str:
 def _inside(root: Path, path: str) -> bool:
     real = os.path.realpath(path)
     return real == str(root) or real.startswith(str(root) + os.sep)
+
+
+def escaping_links(root: Path) -> list[str]:
+    """The symlinks under ``root`` (relative paths) that resolve outside it."""
+    root = Path(os.path.realpath(root))
+    bad = []
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            if os.path.islink(p) and not _inside(root, p):
+                bad.append(os.path.relpath(p, root))
+    return sorted(bad)
 
 
 def extract_deb(deb: Path, dest: Path, select: Callable[[str], bool] | None = None) -> list[str]:
@@ -80,6 +99,11 @@ def extract_deb(deb: Path, dest: Path, select: Callable[[str], bool] | None = No
                 if not (resolved == str(root) or resolved.startswith(str(root) + "/")):
                     raise UnsafeArchive(f"{deb.name}: symlink {rel!r} -> {m.linkname!r} points out of the unpack directory")
                 os.symlink(link, target)
+                # The text stayed inside; where it resolves through earlier links may not.
+                if not _inside(root, str(target)):
+                    os.unlink(target)
+                    raise UnsafeArchive(f"{deb.name}: symlink {rel!r} -> {m.linkname!r} points out of the unpack "
+                                        "directory through another link")
             elif m.islnk():
                 src = root / _clean_name(m.linkname, deb)
                 if not _inside(root, str(src)):
@@ -88,9 +112,12 @@ def extract_deb(deb: Path, dest: Path, select: Callable[[str], bool] | None = No
             elif m.isfile():
                 f = tar.extractfile(m)
                 assert f is not None
-                with open(target, "wb") as out:
+                # O_EXCL | O_NOFOLLOW: whatever stood at target was removed above; never write
+                # through a link that appeared meanwhile.
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, m.mode & 0o755)
+                with os.fdopen(fd, "wb") as out:
                     shutil.copyfileobj(f, out, 1 << 20)
-                os.chmod(target, m.mode & 0o755)
+                    os.fchmod(out.fileno(), m.mode & 0o755)
             else:
                 continue  # devices, fifos: nothing a kernel package needs
             written.append(rel)
@@ -98,4 +125,12 @@ def extract_deb(deb: Path, dest: Path, select: Callable[[str], bool] | None = No
         raise InfraError(f"{deb.name}: corrupt archive: {e}") from e
     finally:
         tar.close()
+    # A later member can retarget a directory an earlier link runs through (``d/`` then ``l -> d/..``
+    # then ``d -> .``): judge every link again, as it resolves now.
+    bad = escaping_links(root)
+    if bad:
+        for rel in bad:
+            os.unlink(root / rel)
+        raise UnsafeArchive(f"{deb.name}: symlink {bad[0]!r} resolves out of the unpack directory "
+                            f"through another link: refusing to unpack it")
     return written

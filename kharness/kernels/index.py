@@ -2,7 +2,13 @@
 
 A full index is tens of MB; kharness keeps only kernel, kbuild and busybox paragraphs, parsed with
 python-debian, in a small JSON file per suite and architecture. The JSON is refreshed after
-``INDEX_TTL`` seconds; if the mirror cannot be reached then, the stale copy is used with a warning.
+``INDEX_TTL`` seconds. If the refresh fails for a reason that says nothing about the archive (no
+network, a captive portal's page instead of a signed file, no keyring, no gpgv), the copy verified
+earlier is used, with a one-line warning. A refusal of the archive itself is never papered over:
+an index whose bytes are not the signed ones is refused, and a signature that does not verify is
+refused and remembered (for ``INDEX_TTL``, so a suite does not download the index again per test),
+keyed by the mirror and keyring that gave it, so changing either (what the error's hint says to
+do) tries again at once.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
+
 from debian.deb822 import Packages
 from debian.debian_support import Version
 
@@ -22,7 +30,7 @@ from kharness import ui
 from kharness.errors import InfraError
 from kharness.kernels.download import fetch_bytes
 from kharness.kernels.mirror import debian_mirror
-from kharness.kernels.release import signed_release
+from kharness.kernels.release import IndexRefused, SignatureRefused, keyring, signed_release
 from kharness.lock import file_lock
 from kharness.paths import cache_dir
 
@@ -109,10 +117,38 @@ def _digest(packages) -> str:
     return hashlib.sha256(json.dumps(packages, sort_keys=True).encode()).hexdigest()
 
 
-def _is_verification_failure(e: Exception) -> bool:
-    """A signature or hash that does not verify is never papered over with a stale copy."""
-    return isinstance(e, InfraError) and ("refusing it" in str(e) or "does not verify" in str(e)
-                                          or "keyring" in str(e) or "gpgv" in str(e))
+def _attempt(mirror: str) -> dict | None:
+    """What a signature verdict depends on: the mirror and the keyring (path and content). None
+    when there is no keyring to read: that error is raised by the verification itself."""
+    try:
+        ring = keyring()
+        ring_sha = hashlib.sha256(ring.read_bytes()).hexdigest()
+    except (InfraError, OSError):
+        return None
+    return {"mirror": mirror, "keyring": str(ring), "keyring_sha256": ring_sha}
+
+
+def _remembered_refusal(refused: Path, mirror: str) -> str | None:
+    """The message of a signature refusal given recently for this very mirror and keyring."""
+    try:
+        if time.time() - refused.stat().st_mtime >= INDEX_TTL:
+            return None
+        data = json.loads(refused.read_text())
+        attempt = _attempt(mirror)
+        if attempt is None or data.get("attempt") != attempt:
+            return None      # another mirror or keyring since: try again
+        return str(data["message"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None          # none, or an older kharness's record: not a reason to refuse
+
+
+def _remember_refusal(refused: Path, mirror: str, message: str) -> None:
+    attempt = _attempt(mirror)
+    if attempt is None:
+        return
+    tmp = refused.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"attempt": attempt, "message": message}))
+    os.replace(tmp, refused)
 
 
 def _cache_path(suite: str, arch: str) -> Path:
@@ -136,25 +172,34 @@ def load_index(suite: str, arch: str, *, refresh: bool = False) -> PackageIndex:
             except (ValueError, KeyError, TypeError):
                 stale = None  # a corrupt or altered cache entry is refetched, never used
         refused = path.with_suffix(".refused")
-        if not refresh and refused.exists() and time.time() - refused.stat().st_mtime < INDEX_TTL:
-            # Refused recently: refuse again without downloading the index again.
-            raise InfraError(refused.read_text())
         mirror = debian_mirror()
+        remembered = None if refresh else _remembered_refusal(refused, mirror)
+        if remembered is not None:
+            # The same mirror and keyring refused the signature recently: the same verdict again,
+            # without downloading the index again.
+            raise InfraError(remembered)
         rel_path = f"main/binary-{arch}/Packages.xz"
         url = f"{mirror}/dists/{suite}/{rel_path}"
         try:
             with ui.step(f"reading the {suite} {arch} package index (signed)"):
                 release = signed_release(mirror, suite)
                 text = lzma.decompress(release.fetch(mirror, rel_path)).decode("utf-8", "replace")
+        except SignatureRefused as e:
+            msg = f"could not read the {suite} {arch} package index: {e}"
+            _remember_refusal(refused, mirror, msg)
+            raise InfraError(msg) from None
+        except IndexRefused as e:
+            # Not the signed bytes: never replaced by an older copy, but not remembered either
+            # (a mirror caught mid-update serves the right file a moment later).
+            raise InfraError(f"could not read the {suite} {arch} package index: {e}") from None
         except (InfraError, lzma.LZMAError) as e:
-            if stale is not None and not _is_verification_failure(e):
-                ui.info(f"[yellow]could not refresh {suite}/{arch} index ({e}); using the cached copy[/yellow]")
+            why = getattr(e, "message", None) or str(e)
+            if stale is not None:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stale.get("fetched", 0)))
+                ui.info(f"[yellow]{escape(f'could not refresh the {suite} {arch} index ({why}); using the copy verified on {when}')}[/yellow]")
                 return PackageIndex(suite, arch, [Pkg(**p) for p in stale["packages"]])
-            msg = f"could not read the {suite} {arch} package index: {getattr(e, 'message', e)}"
-            if _is_verification_failure(e):
-                refused.write_text(msg)
-                raise InfraError(msg) from None
-            raise InfraError(msg, hint=getattr(e, "hint", None) or "check the network or KHARNESS_DEBIAN_MIRROR") from None
+            raise InfraError(f"could not read the {suite} {arch} package index: {why}",
+                             hint=getattr(e, "hint", None) or "check the network or KHARNESS_DEBIAN_MIRROR") from None
         pkgs = filter_index_text(text, suite)
         refused.unlink(missing_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

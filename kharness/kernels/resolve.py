@@ -1,7 +1,10 @@
-"""Turn ``--kernel 6.1`` or ``--kernel 6.1.0-50-amd64`` into exact Debian packages.
+"""Turn ``--kernel 6.1``, ``--kernel stable`` or ``--kernel 6.1.0-50-amd64`` into exact Debian packages.
 
-A series maps to the Debian suites that ship it, first choice first. Within a suite the newest
-release for which both the image and the headers are in the index wins.
+Which series exist is read from the signed indices of the suites the mirror has (series.py), never
+fixed here. Among the suites that offer a series, one whose kernel the host's compiler can build is
+preferred, then the older suite; within a suite the newest release for which both the image and the
+headers are in the index wins. An alias (``stable``, ``testing``, ``backports``, a codename) pins
+the suite and means its newest series; ``newest`` is the highest series any suite offers.
 """
 
 from __future__ import annotations
@@ -14,17 +17,12 @@ from debian.debian_support import Version
 from kharness import ui
 from kharness.errors import InfraError, UsageError
 from kharness.kernels.index import PackageIndex, Pkg, load_index
+from kharness.kernels.series import LAST_KNOWN, Suite, alias_names, archive_suites
 from kharness.targets import TargetProfile
 
-# Series -> suites, first choice first. 6.12 prefers bookworm-backports: it is built with gcc-12,
-# which the bookworm host has; trixie's 6.12 is built with gcc-14.
-SERIES_SUITES: dict[str, tuple[str, ...]] = {
-    "5.10": ("bullseye",),
-    "6.1": ("bookworm",),
-    "6.12": ("bookworm-backports", "trixie"),
-    "7.2": ("sid",),
-}
-DEFAULT_SERIES = "6.1"
+# Where the named series were last seen (a hint, see series.py); kept under its old name for callers.
+SERIES_SUITES = LAST_KNOWN
+DEFAULT_SERIES = "6.1"     # while the archive offers it; after that, the stable suite's series
 HOST_ARCH = "amd64"  # linux-kbuild-* holds host executables: always take the host's build
 
 _SERIES_RE = re.compile(r"^\d+\.\d+$")
@@ -67,17 +65,25 @@ def _dep_names(depends: str) -> list[str]:
     return out
 
 
-def _releases(index: PackageIndex, flavour: str, series: str) -> list[str]:
-    """Releases with both image and headers in this index, newest first."""
+def _series_key(series: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in series.split("."))
+
+
+def _offered(index: PackageIndex, flavour: str) -> dict[str, list[str]]:
+    """``series -> releases`` with both image and headers in this index, newest first."""
     # 6.1.0-50-amd64, 6.12.95+deb12-amd64, 7.2.13+deb14-amd64; never 6.1.0-50-rt-amd64.
-    pat = re.compile(rf"^linux-image-({re.escape(series)}\.\d+(?:-\d+)?(?:\+deb\d+)?-{re.escape(flavour)})$")
-    found = []
+    pat = re.compile(rf"^linux-image-((\d+\.\d+)\.\d+(?:-\d+)?(?:\+deb\d+)?-{re.escape(flavour)})$")
+    found: dict[str, list[tuple[Version, str]]] = {}
     for name in index.names():
         m = pat.match(name)
         if m and index.get(f"linux-headers-{m.group(1)}"):
-            found.append((Version(index.get(name).version), m.group(1)))
-    found.sort(reverse=True)
-    return [rel for _, rel in found]
+            found.setdefault(m.group(2), []).append((Version(index.get(name).version), m.group(1)))
+    return {series: [rel for _, rel in sorted(pairs, reverse=True)] for series, pairs in found.items()}
+
+
+def _releases(index: PackageIndex, flavour: str, series: str) -> list[str]:
+    """Releases of ``series`` with both image and headers in this index, newest first."""
+    return _offered(index, flavour).get(series, [])
 
 
 def _spec(profile: TargetProfile, index: PackageIndex, release: str) -> KernelSpec:
@@ -111,48 +117,173 @@ def _spec(profile: TargetProfile, index: PackageIndex, release: str) -> KernelSp
                       header_pkgs=tuple(header_pkgs), gcc=gcc)
 
 
-def available(profile: TargetProfile, series: str) -> list[tuple[str, str]]:
-    """``(suite, release)`` pairs for a series, preferred first."""
-    out: list[tuple[str, str]] = []
-    refused: list[InfraError] = []
-    for suite in SERIES_SUITES.get(series, ()):
+def _gcc_of(headers: Pkg) -> str | None:
+    for dep in _dep_names(headers.depends):
+        m = re.match(r"^(?:linux-compiler-)?(gcc-\d+)", dep)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _host_gcc_major(prefix: str) -> int | None:
+    from kharness.build.toolchain import _major   # (toolchain imports this module)
+    import shutil
+    return _major(f"{prefix}gcc") if shutil.which(f"{prefix}gcc") else None
+
+
+def host_builds(profile: TargetProfile, gcc: str | None) -> bool:
+    """Whether the host's compiler builds modules for a kernel built with ``gcc`` (the rule of
+    build/toolchain.py): 5.10's gcc-10 on a gcc-12 host, yes; trixie's gcc-14 there, no (that
+    needs a build environment of the kernel's suite: slower the first time)."""
+    if gcc is None:
+        return True
+    import shutil
+    have = _host_gcc_major(profile.cross_compile)
+    return (have is not None and have >= int(gcc.split("-")[1])) or bool(shutil.which(profile.cross_compile + gcc))
+
+
+def _suites() -> list[Suite]:
+    return archive_suites()
+
+
+def _scan(profile: TargetProfile, suites: list[Suite], refused: list[InfraError]) -> dict[str, dict[str, list[str]]]:
+    """``suite name -> series -> releases`` for the suites whose index verifies."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for suite in suites:
+        if not suite.has_arch(profile.debian_arch):
+            continue   # (its Release lists no index for this architecture: nothing to refuse)
         try:
-            index = load_index(suite, profile.debian_arch)
+            index = load_index(suite.name, profile.debian_arch)
         except InfraError as e:
             # A suite whose index does not verify is never used. Another suite that ships the
             # series and does verify may be (said out loud); with none, the refusal stands.
             refused.append(e)
-            ui.info(f"[yellow]not using {suite}/{profile.debian_arch}: {e}[/yellow]")
+            ui.info(f"[yellow]not using {suite.name}/{profile.debian_arch}: {e}[/yellow]")
             continue
-        out += [(suite, rel) for rel in _releases(index, profile.kernel_flavour, series)]
-    if not out and refused:
+        out[suite.name] = _offered(index, profile.kernel_flavour)
+    return out
+
+
+def offered(profile: TargetProfile) -> dict[str, dict[str, list[str]]]:
+    """What every suite of the mirror offers this target: ``suite -> series -> releases``."""
+    refused: list[InfraError] = []
+    out = _scan(profile, _suites(), refused)
+    if not any(out.values()) and refused:
         raise refused[0]
     return out
 
 
-def resolve_kernel(profile: TargetProfile, wanted: str | None) -> KernelSpec:
-    """The exact kernel for ``wanted`` (a series, an exact release, or None for the default)."""
-    wanted = (wanted or DEFAULT_SERIES).strip()
-    known = ", ".join(s for s in SERIES_SUITES if s in profile.series)
+def archive_series(profile: TargetProfile) -> list[str]:
+    """The series the archive offers this target, lowest first."""
+    return sorted({s for by in offered(profile).values() for s in by}, key=_series_key)
+
+
+def available(profile: TargetProfile, series: str) -> list[tuple[str, str]]:
+    """``(suite, release)`` pairs for a series, preferred first.
+
+    The suites where the series was last seen are read first; only when they no longer offer it
+    is every suite the mirror has read (once per index lifetime)."""
+    suites = _suites()
+    hint = [s for name in LAST_KNOWN.get(series, ()) for s in suites if s.name == name]
+    refused: list[InfraError] = []
+    by_suite = {name: by for name, by in _scan(profile, hint, refused).items() if by.get(series)}
+    if not by_suite:
+        rest = [s for s in suites if s not in hint]
+        by_suite = {name: by for name, by in _scan(profile, rest, refused).items() if by.get(series)}
+    if not by_suite and refused:
+        raise refused[0]
+    order = {s.name: i for i, s in enumerate(hint + [s for s in suites if s not in hint])}
+
+    def builds_here(suite: str) -> bool:
+        headers = load_index(suite, profile.debian_arch).get(f"linux-headers-{by_suite[suite][series][0]}")
+        return host_builds(profile, _gcc_of(headers) if headers else None)
+
+    ranked = sorted(by_suite, key=lambda name: (not builds_here(name), order[name]))
+    return [(name, rel) for name in ranked for rel in by_suite[name][series]]
+
+
+def _not_offered(profile: TargetProfile, series: str) -> UsageError:
+    have = ", ".join(archive_series(profile)) or "nothing"
+    gone = " any more" if series in profile.series else ""   # a series this board was tested with
+    # (What the archive offers *this target*: a flavour may lack a series others have.)
+    return UsageError(f"series {series} is not in the archive{gone}; it offers: {have}", hint="kharness kernels")
+
+
+def series_for(profile: TargetProfile, wanted: str | None) -> tuple[str, str | None]:
+    """``(series, suite or None)`` for a series or an alias; the suite is pinned by an alias."""
+    wanted = (wanted or "").strip()
+    if not wanted:
+        if available(profile, DEFAULT_SERIES):
+            return DEFAULT_SERIES, None
+        wanted = "stable"
+        ui.info(f"[yellow]the archive no longer offers {DEFAULT_SERIES}: using the stable suite's kernel[/yellow]")
     if _SERIES_RE.match(wanted):
-        if wanted not in profile.series or wanted not in SERIES_SUITES:
-            raise UsageError(f"kernel series {wanted} is not available for target {profile.name}",
-                             hint=f"available series: {known}")
-        for suite, release in available(profile, wanted)[:1]:
-            return _spec(profile, load_index(suite, profile.debian_arch), release)
-        raise UsageError(f"no {wanted} kernel for {profile.debian_arch} found in Debian's indices")
-    series = series_of(wanted)
-    if series not in SERIES_SUITES or series not in profile.series:
+        return wanted, None
+    if wanted == "newest":
+        have = archive_series(profile)
+        if not have:
+            raise _not_offered(profile, wanted)
+        return have[-1], None
+    names = alias_names(_suites())
+    if wanted not in names:
         raise UsageError(f"unknown kernel {wanted!r} for target {profile.name}",
-                         hint=f"give a series ({known}) or an exact release such as "
-                              f"6.1.0-NN-{profile.kernel_flavour}")
+                         hint="give a series such as 6.1, an alias (stable, oldstable, testing, unstable, "
+                              "backports, newest, a codename) or an exact release (see kharness kernels)")
+    suite = names[wanted]
+    refused: list[InfraError] = []
+    by = _scan(profile, [s for s in _suites() if s.name == suite], refused).get(suite, {})
+    if not by:
+        if refused:
+            raise refused[0]
+        raise UsageError(f"{wanted} ({suite}) has no {profile.kernel_flavour} kernel for {profile.name}",
+                         hint="kharness kernels lists what each suite offers")
+    return max(by, key=_series_key), suite
+
+
+def _tested_note(profile: TargetProfile, series: str) -> None:
+    if series not in profile.series:
+        ui.info(f"[yellow]{series} is not among the series kharness is tested with on {profile.name} "
+                f"({', '.join(profile.series)})[/yellow]")
+
+
+def resolve_kernel(profile: TargetProfile, wanted: str | None) -> KernelSpec:
+    """The exact kernel for ``wanted``: a series, an alias, an exact release, or None for the default."""
+    wanted = (wanted or "").strip()
+    if not wanted or _SERIES_RE.match(wanted) or not re.match(r"^\d+\.\d+\.", wanted):
+        series, suite = series_for(profile, wanted)
+        pairs = available(profile, series) if suite is None else \
+            [(suite, rel) for rel in _releases(load_index(suite, profile.debian_arch), profile.kernel_flavour, series)]
+        for suite, release in pairs[:1]:
+            _tested_note(profile, series)
+            return _spec(profile, load_index(suite, profile.debian_arch), release)
+        raise _not_offered(profile, series)
+    series = series_of(wanted)
     if not wanted.endswith("-" + profile.kernel_flavour):
         raise UsageError(f"kernel {wanted!r} is not a {profile.kernel_flavour} kernel (target {profile.name})",
                          hint=f"releases for this target end in -{profile.kernel_flavour}")
     pairs = available(profile, series)
     for suite, release in pairs:
         if release == wanted:
+            _tested_note(profile, series)
             return _spec(profile, load_index(suite, profile.debian_arch), release)
     have = ", ".join(r for _, r in pairs) or "none"
     raise UsageError(f"kernel {wanted} is not in Debian's archive for {profile.name}",
                      hint=f"available {series} releases: {have}")
+
+
+def source_suites(series: str) -> list[str]:
+    """The suite whose amd64 index has ``linux-source-<series>`` (for kernels kharness builds), as a
+    list of at most one: where it was last seen if it is still there, else the first that has it."""
+    suites = _suites()
+    names = [s.name for s in suites]
+    ordered = [n for n in LAST_KNOWN.get(series, ()) if n in names] + \
+        [n for n in names if n not in LAST_KNOWN.get(series, ())]
+    out = []
+    for name in ordered:
+        try:
+            if load_index(name, HOST_ARCH).get(f"linux-source-{series}"):
+                out.append(name)
+                break
+        except InfraError:
+            continue
+    return out

@@ -15,23 +15,23 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kharness import seal, ui
+from kharness import proc, seal, ui
 from kharness.errors import InfraError, UsageError
 from kharness.kernels.deb import extract_deb
 from kharness.kernels.debug import DEBUG_LOCALVERSION, debug_fragments
 from kharness.kernels.index import load_index
-from kharness.kernels.resolve import SERIES_SUITES, KernelSpec
+from kharness.kernels.resolve import KernelSpec, source_suites
 from kharness.kernels.store import HeadersBundle, KernelBundle, fetch_pkg
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir, data_dir
 from kharness.targets import TargetProfile
 
-BUILD_TIMEOUT = 3600
+BUILD_TIMEOUT = 3600    # `make vmlinux modules`; past it make and every compiler it started are killed
+CONFIG_TIMEOUT = 600    # each configuration step, and unpacking the source
 LOCALVERSION = "-kharness"
 
 # What QEMU's -kernel boots, per ARCH, in a kernel kharness built: x86 and powerpc boot the ELF
@@ -87,8 +87,12 @@ def _make(src: Path, out: Path, profile: TargetProfile, *args: str, log: Path, t
     with open(log, "a") as f:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                           timeout=timeout, errors="replace")
+        try:
+            p = proc.run(cmd, timeout=timeout, env=env, merge_stderr=True,
+                         what=f"kernel build step `make {' '.join(args)}` (log: {log})")
+        except proc.ProcessTimeout as e:
+            f.write(e.stdout + "\n[kharness: stopped: " + e.message + "]\n")
+            raise
         f.write(p.stdout)
     if p.returncode != 0:
         tail = "\n".join(p.stdout.strip().splitlines()[-12:])
@@ -131,15 +135,14 @@ def build_tree(profile: TargetProfile, src: Path, key: str, fragments: list[Path
                 jobs = f"-j{os.cpu_count() or 2}"
                 lv = {"localversion": localversion}
                 with ui.step(f"configuring the {profile.name} {what}"):
-                    _make(src, out, profile, "tinyconfig", log=log, **lv)
+                    _make(src, out, profile, "tinyconfig", log=log, timeout=CONFIG_TIMEOUT, **lv)
                     merge = src / "scripts/kconfig/merge_config.sh"
-                    p = subprocess.run([str(merge), "-m", "-O", str(out), str(out / ".config"),
-                                        *map(str, fragments)], capture_output=True, text=True,
-                                       env=dict(os.environ, ARCH=profile.kernel_arch,
-                                                CROSS_COMPILE=profile.cross_compile))
+                    p = proc.run([str(merge), "-m", "-O", str(out), str(out / ".config"), *map(str, fragments)],
+                                 timeout=CONFIG_TIMEOUT, what="merge_config.sh",
+                                 env=dict(os.environ, ARCH=profile.kernel_arch, CROSS_COMPILE=profile.cross_compile))
                     if p.returncode != 0:
                         raise InfraError(f"merge_config.sh failed: {p.stderr.strip()[-400:]}")
-                    _make(src, out, profile, "olddefconfig", log=log, **lv)
+                    _make(src, out, profile, "olddefconfig", log=log, timeout=CONFIG_TIMEOUT, **lv)
                     _check_fragment(out / ".config", fragments)
                 boot = boot or boot_image(profile)
                 targets = ["vmlinux", "modules"]
@@ -149,7 +152,8 @@ def build_tree(profile: TargetProfile, src: Path, key: str, fragments: list[Path
                 with ui.step(f"building the {profile.name} {what} (minutes; cached afterwards)"):
                     _make(src, out, profile, jobs, *targets, log=log, **lv)
                 seconds = time.monotonic() - t0
-                release = _make(src, out, profile, "-s", "kernelrelease", log=log, **lv).strip().splitlines()[-1]
+                release = _make(src, out, profile, "-s", "kernelrelease", log=log, timeout=CONFIG_TIMEOUT,
+                                **lv).strip().splitlines()[-1]
                 # The build tree must not point at the staging directory once it is renamed.
                 (tmp / "build.json").write_text(json.dumps({"release": release, "source": str(src),
                                                             "origin": origin, "build_seconds": round(seconds, 1),
@@ -210,12 +214,12 @@ def debian_source(profile: TargetProfile, series: str, debug: tuple[str, ...] = 
 
 def source_package(series: str):
     """The ``linux-source-<series>`` package record (from the first suite that ships it)."""
-    for suite in SERIES_SUITES.get(series, ()):
+    for suite in source_suites(series):
         pkg = load_index(suite, "amd64").get(f"linux-source-{series}")
         if pkg:
             return pkg
     raise UsageError(f"linux-source-{series} is not in Debian's archive",
-                     hint=f"series: {', '.join(SERIES_SUITES)}")
+                     hint="kharness kernels lists the series it offers")
 
 
 def source_tree(series: str) -> Path:
@@ -231,7 +235,8 @@ def user_tree(profile: TargetProfile, tree: Path, extra: tuple[Path, ...] = (),
     fragments = _fragment_paths(profile, extra) + debug_fragments(profile, debug)
     head = ""
     if (tree / ".git").exists():
-        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        head = proc.run(["git", "-C", str(tree), "rev-parse", "HEAD"], timeout=60,
+                        what=f"git rev-parse HEAD in {tree}").stdout.strip()
     key = hashlib.sha256(json.dumps([str(tree), head, [f.read_text() for f in fragments],
                                      profile.cross_compile]).encode()).hexdigest()[:12]
     origin = {"tree": str(tree), "git_head": head}
@@ -254,8 +259,8 @@ def _unpack_source(pkg) -> Path:
                     raise InfraError(f"{pkg.name} holds no source tarball")
                 # GNU tar is several times faster than tarfile for a 1 GB tree; the tarball comes from
                 # a verified package, and --no-same-owner/-permissions keep it tame.
-                p = subprocess.run(["tar", "-xf", str(tarball), "-C", str(tmp), "--no-same-owner",
-                                    "--no-same-permissions"], capture_output=True, text=True)
+                p = proc.run(["tar", "-xf", str(tarball), "-C", str(tmp), "--no-same-owner",
+                              "--no-same-permissions"], timeout=CONFIG_TIMEOUT, what=f"unpacking {tarball.name}")
                 if p.returncode != 0:
                     raise InfraError(f"cannot unpack {tarball.name}: {p.stderr.strip()[-300:]}")
                 tarball.unlink()

@@ -18,7 +18,9 @@ import fnmatch
 import hashlib
 import json
 import lzma
+import os
 import re
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +102,20 @@ def extract_vmlinux(bzimage: bytes) -> bytes:
     raise InfraError("no compressed ELF vmlinux found in the bzImage")
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    """``path`` holding ``data``, written beside it and renamed over it: a link standing at ``path``
+    (from a package) is replaced, never followed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _decompress_module(path: Path) -> Path:
     """``foo.ko.xz``/``.ko.zst``/``.ko.gz`` -> ``foo.ko`` (busybox insmod cannot read zstd)."""
     name = path.name
@@ -113,7 +129,7 @@ def _decompress_module(path: Path) -> Path:
     else:
         return path
     out = path.with_name(name.rsplit(".", 1)[0])
-    out.write_bytes(data)
+    _write_file(out, data)
     path.unlink()
     return out
 
@@ -163,7 +179,7 @@ def _assemble_kernel(spec: KernelSpec, debs: list[Path], root: Path, boot: str,
         raise InfraError(f"no kernel image found in the packages of {spec.release}")
     if boot == "pvh-vmlinux":
         vmlinux = root / "vmlinux"
-        vmlinux.write_bytes(extract_vmlinux(kernel.read_bytes()))
+        _write_file(vmlinux, extract_vmlinux(kernel.read_bytes()))
         kernel = vmlinux
     mods_rel = next((d for d in (f"usr/lib/modules/{spec.release}", f"lib/modules/{spec.release}")
                      if (root / d).is_dir()), f"lib/modules/{spec.release}")
@@ -252,4 +268,4 @@ def _redirect_usr_src(tmp: Path, final: Path, release: str) -> None:
             text = f.read_text(errors="replace")
             new = re.sub(r"(?<![\w/])/usr/src/", f"{final}/usr/src/", text)
             if new != text:
-                f.write_text(new)
+                _write_file(f, new.encode())

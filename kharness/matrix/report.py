@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,6 +15,24 @@ from rich.table import Table
 from kharness.matrix.execute import CellResult
 
 SCHEMA = "kharness/matrix/v1"
+REPORT_FILES = ("summary.json", "junit.xml", "index.html")
+# A console's colour and cursor sequences (ECMA-48): CSI (ESC [ ... final), OSC (ESC ] ... BEL or
+# ESC \), character-set selections (ESC ( B, as tput sgr0 prints) and the two-character escapes.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]+[0-~]|[0-Z\\-~])")
+# What XML 1.0 forbids (C0 controls but tab, newline and CR; lone surrogates; U+FFFE/U+FFFF), plus DEL
+# and the C1 controls, which HTML forbids as raw characters.
+_UNFIT = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def clean(text: object) -> str:
+    """Text fit for XML 1.0 and HTML: colour sequences dropped, any other control character shown
+    as ``\\xNN`` (kept visible: a NUL in a summary is a clue, not noise)."""
+    def show(m: re.Match) -> str:
+        c = ord(m.group())
+        return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    return _UNFIT.sub(show, _ANSI.sub("", str(text)))
+
+
 _COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#6a1b9a", "skipped": "#9e9e9e"}
 _STYLE = {"pass": "green", "fail": "red", "error": "magenta", "skipped": "dim"}
 
@@ -83,19 +102,22 @@ def junit(results: list[CellResult], path: Path) -> None:
     suite = ET.Element("testsuite", name="kharness.matrix", tests=str(len(results)), failures=str(counts["fail"]),
                        errors=str(counts["error"]), skipped=str(counts["skipped"]),
                        time=f"{sum(r.duration for r in results):.2f}")
+    # Every string through clean(): ElementTree writes control characters as they are, and one
+    # ESC from a console line makes the whole file unreadable to a CI's JUnit parser.
     for r in results:
-        tc = ET.SubElement(suite, "testcase", classname=f"matrix.{r.cell.target}", name=r.cell.id,
+        tc = ET.SubElement(suite, "testcase", classname=clean(f"matrix.{r.cell.target}"), name=clean(r.cell.id),
                            time=f"{r.duration:.2f}")
         props = ET.SubElement(tc, "properties")
         for k, v in (("target", r.cell.target), ("kernel", r.cell.kernel), ("release", r.release),
                      ("accelerator", r.accelerator)):
-            ET.SubElement(props, "property", name=k, value=v)
+            ET.SubElement(props, "property", name=k, value=clean(v))
+        text = clean(r.summary)
         if r.status == "fail":
-            ET.SubElement(tc, "failure", message=r.summary[:500]).text = r.summary
+            ET.SubElement(tc, "failure", message=text[:500]).text = text
         elif r.status == "error":
-            ET.SubElement(tc, "error", message=r.summary[:500]).text = r.summary
+            ET.SubElement(tc, "error", message=text[:500]).text = text
         elif r.status == "skipped":
-            ET.SubElement(tc, "skipped", message=r.summary)
+            ET.SubElement(tc, "skipped", message=text)
     root = ET.Element("testsuites")
     root.append(suite)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
@@ -105,7 +127,8 @@ def html_report(module_dir: str, results: list[CellResult], changes: dict[str, s
     """One self-contained page: a colour-coded grid, each cell linking to its result and logs."""
     targets, kernels = _axes(results)
     by = {(r.cell.target, r.cell.kernel): r for r in results}
-    e = html.escape
+    def e(text: object) -> str:
+        return html.escape(clean(text))
     rows = []
     for tg in targets:
         tds = []
@@ -116,13 +139,13 @@ def html_report(module_dir: str, results: list[CellResult], changes: dict[str, s
                 continue
             links = " ".join(f'<a href="{e(p)}">{e(n)}</a>' for n, p in r.files.items())
             new = '<div class="new">newly broken</div>' if changes.get(r.cell.id) == "newly broken" else ""
-            tds.append(f'<td class="cell" style="background:{_COLOURS[r.status]}" title="{e(r.summary)}">'
-                       f'<div class="st">{r.status.upper()}</div><div>{r.duration:.1f}s &middot; '
+            tds.append(f'<td class="cell" style="background:{_COLOURS.get(r.status, _COLOURS["error"])}" title="{e(r.summary)}">'
+                       f'<div class="st">{e(r.status.upper())}</div><div>{r.duration:.1f}s &middot; '
                        f'{e(r.release or r.cell.kernel)}</div>{new}<div class="links">{links}</div></td>')
         rows.append(f"<tr><th>{e(tg)}</th>{''.join(tds)}</tr>")
     head = "".join(f"<th>{e(k)}</th>" for k in kernels)
     counts = ", ".join(f"{sum(1 for r in results if r.status == s)} {s}" for s in ("pass", "fail", "error", "skipped"))
-    details = "".join(f"<tr><td>{e(r.cell.id)}</td><td>{r.status}</td><td>{e(changes.get(r.cell.id, ''))}</td>"
+    details = "".join(f"<tr><td>{e(r.cell.id)}</td><td>{e(r.status)}</td><td>{e(changes.get(r.cell.id, ''))}</td>"
                       f"<td>{e(r.summary)}</td></tr>" for r in results)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>kharness matrix: {e(module_dir)}</title>

@@ -73,6 +73,7 @@ class Result:
     build: dict = field(default_factory=dict)
     image: dict = field(default_factory=dict)
     error: dict | None = None
+    traceback: str = ""          # an internal error (an unexpected exception): its Python traceback
     reproducer: dict = field(default_factory=dict)
     artifacts: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
@@ -98,4 +99,5 @@ class Result:
             c["stdout"] = cap(c["stdout"])
             c["stderr"] = cap(c["stderr"])
         d["dmesg"] = {k: cap(v) for k, v in d["dmesg"].items()}
+        d["traceback"] = cap(d["traceback"])
         return d

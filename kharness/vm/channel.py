@@ -12,6 +12,7 @@ import base64
 import binascii
 import os
 import re
+import select
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -24,6 +25,7 @@ from kharness.vm.errors import CommandTimeout
 READY_RE = re.compile(rb"\x1eKH-READY ([^\n]*)\n")
 BYE = b"\x1eKH-BYE"
 POLL = 0.1  # how often a wait looks at QEMU's and the kernel's health
+SEND_TIMEOUT = 10.0  # for a write with no deadline of its own (``bye``)
 
 
 @dataclass(frozen=True)
@@ -41,19 +43,40 @@ class CommandResult:
         return len(self.stdout.encode()) < self.stdout_size or len(self.stderr.encode()) < self.stderr_size
 
 
+class _SendStalled(Exception):
+    """The peer did not take the whole request before the deadline."""
+
+
 class _FifoSpawn(fdspawn):
-    """fdspawn reading one FIFO and writing another (QEMU's ``pipe`` chardev uses two)."""
+    """fdspawn reading one FIFO and writing another (QEMU's ``pipe`` chardev uses two).
+
+    The write end is non-blocking: the host holds each FIFO read-write (see machine._fifo_pair),
+    so a guest that stops reading never causes EPIPE, and a blocking write of a request larger
+    than the pipe (module delivery sends ~87 KiB lines) would wait forever."""
 
     def __init__(self, read_fd: int, write_fd: int, **kw):
         super().__init__(read_fd, **kw)
         self.write_fd = write_fd
+        os.set_blocking(write_fd, False)
 
-    def send(self, s):  # noqa: D401 - pexpect API
+    def send(self, s, deadline: float | None = None, check: Callable[[], None] = lambda: None):  # noqa: D401 - pexpect API
+        """Write all of ``s`` by ``deadline`` (time.monotonic), calling ``check`` while the pipe
+        is full; raise :class:`_SendStalled` past the deadline (default: SEND_TIMEOUT from now)."""
         data = s.encode() if isinstance(s, str) else s
+        if deadline is None:
+            deadline = time.monotonic() + SEND_TIMEOUT
         view = memoryview(data)
         while view:
-            n = os.write(self.write_fd, view)
-            view = view[n:]
+            try:
+                view = view[os.write(self.write_fd, view):]
+                continue
+            except BlockingIOError:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _SendStalled(f"{len(view)} of {len(data)} bytes unsent")
+            select.select([], [self.write_fd], [], min(POLL, left))
+            check()
         return len(data)
 
 
@@ -85,9 +108,9 @@ class CommandChannel:
             self._log.close()
             self._log = None
 
-    def _wait(self, pattern: re.Pattern, timeout: float, check: Callable[[], None], what: str):
-        """Expect ``pattern``, calling ``check`` (which raises if the guest died) between polls."""
-        deadline = time.monotonic() + timeout
+    def _wait(self, pattern: re.Pattern, deadline: float, check: Callable[[], None], what: str, timeout: float):
+        """Expect ``pattern`` by ``deadline``, calling ``check`` (which raises if the guest died)
+        between polls."""
         while True:
             try:
                 self.child.expect(pattern, timeout=POLL)
@@ -98,7 +121,7 @@ class CommandChannel:
                     raise CommandTimeout(f"{what} did not finish within {timeout:g}s") from None
 
     def wait_ready(self, timeout: float, check: Callable[[], None]) -> str:
-        m = self._wait(READY_RE, timeout, check, "boot")
+        m = self._wait(READY_RE, time.monotonic() + timeout, check, "boot", timeout)
         return m.group(1).decode(errors="replace").strip()
 
     def run(self, command: str, timeout: float, check: Callable[[], None]) -> CommandResult:
@@ -106,13 +129,23 @@ class CommandChannel:
         self._next += 1
         payload = base64.b64encode(command.encode()).decode()
         start = time.monotonic()
-        self.child.send(f"run {cid} {payload}\n")
-        end_re = re.compile(rb"\x1eKHE %d (-?\d+)\r?\n" % cid)
+        deadline = start + timeout   # one deadline for sending the request and for the answer
         shown = command if len(command) <= 80 else command[:77] + "..."
-        m = self._wait(end_re, timeout, check, f"command {shown!r}")
+        try:
+            self.child.send(f"run {cid} {payload}\n", deadline, check)
+        except _SendStalled as e:
+            raise CommandTimeout(f"command {shown!r} did not finish within {timeout:g}s "
+                                 f"(the guest stopped reading its input: {e})") from None
+        end_re = re.compile(rb"\x1eKHE %d (-?\d+)\r?\n" % cid)
+        m = self._wait(end_re, deadline, check, f"command {shown!r}", timeout)
         rc = int(m.group(1))
         out, out_size, err, err_size = parse_framed(self.child.before, cid)
         return CommandResult(command, rc, out, err, time.monotonic() - start, out_size, err_size)
 
-    def bye(self) -> None:
-        self.child.send("bye\n")
+    def bye(self, timeout: float = 2.0) -> bool:
+        """Ask the guest to power off; False if it does not even take the request."""
+        try:
+            self.child.send("bye\n", time.monotonic() + timeout)
+            return True
+        except _SendStalled:
+            return False

@@ -23,6 +23,9 @@ class ConsoleLog:
     def __init__(self, read_fd: int, write_fd: int, path: Path):
         self._rfd = read_fd
         self._wfd = write_fd
+        # Lines sent to the console (sysrq, initstate queries) are best effort: a wedged guest
+        # that stops reading must not block the harness on a full pipe.
+        os.set_blocking(write_fd, False)
         self.path = path
         self._file = open(path, "wb")
         self._written = 0
@@ -66,11 +69,13 @@ class ConsoleLog:
         with self._lock:
             return bytes(self._tail[-last:]).decode("utf-8", "replace")
 
-    def send(self, line: str) -> None:
+    def send(self, line: str) -> bool:
+        """Send a short line (under PIPE_BUF, so it goes whole or not at all); False if the
+        guest's console input is full."""
         try:
-            os.write(self._wfd, line.encode())
-        except OSError:
-            pass
+            return os.write(self._wfd, line.encode()) > 0
+        except OSError:   # BlockingIOError: the pipe is full
+            return False
 
     def close(self) -> None:
         self._stop.set()

@@ -155,8 +155,8 @@ class Guest:
         if self.proc is None or self.proc.poll() is not None or self.channel is None:
             return
         try:
-            self.channel.bye()
-            self.proc.wait(timeout=timeout)
+            if self.channel.bye():   # a guest that does not take the request will not power off
+                self.proc.wait(timeout=timeout)
         except (OSError, subprocess.TimeoutExpired):
             pass
 

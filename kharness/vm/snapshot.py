@@ -20,18 +20,18 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kharness import ui
+from kharness import proc, ui
 from kharness.errors import InfraError
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
 from kharness.targets import TargetProfile
 from kharness.vm.errors import GuestError
+from kharness.vm import qmp
 from kharness.vm.machine import Guest
 from kharness.vm.qemu import BootSpec, qemu_binary
 
@@ -39,8 +39,13 @@ TAG = "kh-ready"
 FORMAT = 2   # 2: a `prepare` command may run before the save, its output kept in meta.json
 # A restored guest's first command proves that its timers run (the runner's setup command starts
 # with a 1 ms sleep); a guest whose timers stalled cannot answer it in this time, and the runner
-# boots one instead.
+# boots one instead. This is the limit at the default --boot-timeout on an idle host: the runner
+# scales it up with a longer --boot-timeout and with the host's load (runner.restore_limit).
 PROBE_TIMEOUT = 10.0
+# savevm writes the guest's RAM to the qcow2: seconds, longer on a loaded host; the allowance
+# grows with --boot-timeout (see ensure).
+QMP_TIMEOUT = 120.0
+HOST_TOOL_TIMEOUT = 60.0   # qemu-img create, qemu --version
 
 
 @dataclass(frozen=True)
@@ -66,24 +71,25 @@ def _identity(path: Path | None) -> str:
 
 
 def snapshot_key(profile: TargetProfile, boot: BootSpec, accel: str, prepare: str = "") -> str:
-    version = subprocess.run([qemu_binary(profile), "--version"], capture_output=True, text=True).stdout
+    version = proc.run([qemu_binary(profile), "--version"], timeout=HOST_TOOL_TIMEOUT,
+                       what=f"{profile.qemu} --version").stdout
     fields = {k: v for k, v in dataclasses.asdict(profile).items() if k != "source"}
     parts = [FORMAT, version.splitlines()[0] if version else "", repr(sorted(fields.items())), accel,
              _identity(boot.kernel), _identity(boot.initrd), _identity(boot.dtb), boot.append, prepare]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def _qmp(sock: Path, command: str, timeout: float = 60.0) -> str:
-    from qemu.qmp.legacy import QEMUMonitorProtocol
+def _qmp(sock: Path, command: str, timeout: float) -> str:
+    """A human-monitor command (``savevm``) over QMP, answered within ``timeout`` seconds or
+    InfraError: the snapshot lock is held meanwhile, and every other worker waits for it."""
+    return qmp.hmp(sock, command, timeout)
 
-    qmp = QEMUMonitorProtocol(str(sock))
-    qmp.connect()
-    try:
-        reply = qmp.cmd_raw("human-monitor-command", {"command-line": command})
-        # savevm answers on the HMP text channel: an error is text, not a QMP error.
-        return (reply or {}).get("return", "")
-    finally:
-        qmp.close()
+
+def _create_image(qcow: Path) -> None:
+    p = proc.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow), "1G"], timeout=HOST_TOOL_TIMEOUT,
+                 what="qemu-img create")
+    if p.returncode != 0:
+        raise InfraError(f"qemu-img create failed: {p.stderr.strip()}", hint="run `make install`")
 
 
 def load(profile: TargetProfile, boot: BootSpec, accel: str, prepare: str = "") -> Snapshot | None:
@@ -110,10 +116,7 @@ def ensure(profile: TargetProfile, boot: BootSpec, accel: str, boot_timeout: flo
             return snap
         with staging_dir(final) as tmp, ui.step(f"saving a ready snapshot of {profile.name}"):
             qcow = tmp / "vmstate.qcow2"
-            p = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow), "1G"],
-                               capture_output=True, text=True)
-            if p.returncode != 0:
-                raise InfraError(f"qemu-img create failed: {p.stderr.strip()}", hint="run `make install`")
+            _create_image(qcow)
             # Named like a run's directory (kharness-run-<pid>-...), so that the next run removes
             # it if this process is killed meanwhile.
             run_dir = Path(tempfile.mkdtemp(prefix=f"kharness-run-{os.getpid()}-snap-"))
@@ -126,7 +129,8 @@ def ensure(profile: TargetProfile, boot: BootSpec, accel: str, boot_timeout: flo
                 release = guest.wait_ready(boot_timeout)
                 prepared = guest.run(prepare, boot_timeout).stdout if prepare else ""
                 t = time.monotonic()
-                out = _qmp(sock, f"savevm {TAG}")
+                # On a timeout QEMU is killed below (guest.close) and the lock released.
+                out = _qmp(sock, f"savevm {TAG}", max(QMP_TIMEOUT, boot_timeout))
                 if out.strip():
                     raise InfraError(f"savevm failed on {profile.name}: {out.strip()}")
                 saved = time.monotonic() - t

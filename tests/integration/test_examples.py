@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, require_series
 
 pytestmark = pytest.mark.vm
 
@@ -23,6 +23,7 @@ def _cells():
 @pytest.mark.parametrize("target,series", _cells())
 @pytest.mark.parametrize("example", ["sysfs", "procfs-deque", "chardev-ioctl", "gpio-button-led"])
 def test_exercise_examples(kharness, example, target, series):
+    require_series(target, series)
     o = kharness("run", str(EXAMPLES / example), "--target", target, "--kernel", series,
                  "--boot-timeout", "600", "--timeout", "120")
     assert o.rc == 0, (o.stdout, o.stderr)

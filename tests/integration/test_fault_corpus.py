@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +30,6 @@ def _no_qemu_for(run_dir_fragment: str) -> bool:
     ("init_softlockup", "load", {"soft_lockup", "hang"}, "stuck in init_softlockup_init"),
     ("exit_hang", "unload", {"hang"}, "stuck in exit_hang_exit"),
     ("double_proc_remove", "unload", {"warning"}, "remove_proc_entry"),
-    ("kill_processes", "load", set(), "insmod kill_processes failed (exit 137)"),
     ("channel_kill", "load", {"channel_lost"}, "the command channel went silent during insmod channel_kill"),
     ("console_kill", "load", {"warning"}, "kernel reported warning"),
 ])
@@ -41,6 +41,21 @@ def test_faults_are_classified(kharness, module, phase, kinds, needle):
     assert kinds <= {f["kind"] for f in r["findings"] if f.get("blocking")}
     # The kernel's own report (or, for a silenced channel, the console) is attached to each.
     assert all(f.get("report") for f in r["findings"] if f.get("blocking") and f["kind"] in kinds)
+
+
+def test_a_module_that_kills_every_process_fails_insmod_without_a_kernel_report(kharness):
+    """kill_processes SIGKILLs every user process but PID 1 (insmod among them): the kernel itself
+    is fine and PID 1 still serves the command channel, so the verdict is insmod's death, and
+    nothing is made up: no kernel report, no lost channel, and the module's own log is there."""
+    o = kharness("run", str(FIXTURES / "kill_processes"), "--timeout", "40")
+    assert o.rc == 1, (o.stdout, o.stderr)
+    r = o.result
+    assert r["status"] == "fail" and r["summary"].startswith("load: insmod kill_processes failed (exit 137)"), \
+        r["summary"]
+    assert [f for f in r["findings"] if f.get("blocking")] == [], r["findings"]
+    assert re.search(r"\] kill_processes: killed [1-9][0-9]* processes$", r["dmesg"]["load"], re.M), r["dmesg"]["load"]
+    assert [(p["name"], p["status"]) for p in r["phases"]][3:] == [("load", "fail"), ("check", "skipped"),
+                                                                  ("unload", "skipped")]
 
 
 def test_slow_but_correct_passes_with_an_adequate_timeout(kharness):

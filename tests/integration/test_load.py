@@ -4,19 +4,20 @@ is left behind."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from conftest import FIXTURES, ROOT, RUN_LIMIT
-from kharness.paths import cache_dir
 
 pytestmark = pytest.mark.vm
 
@@ -33,29 +34,74 @@ MIX = [
 ]
 
 
-def _one(stream: int, i: int, out: Path) -> dict:
-    module, status, phase = MIX[(i + stream * 3) % len(MIX)]
-    tag = f"s{stream}-i{i}"
-    res = out / f"{tag}.json"
-    argv = [sys.executable, "-m", "kharness", "run", str(FIXTURES / module), "--json", str(res), "-q",
-            "--timeout", "120", "--boot-timeout", "600"]
-    if module == "whoami":
-        argv += ["--param", f"tag={tag}"]
-    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=dict(os.environ, KHARNESS_PROGRESS="0"))
-    _, err = p.communicate(timeout=RUN_LIMIT)
-    r = json.loads(res.read_text())
-    return {"tag": tag, "module": module, "want": status, "phase": phase, "rc": p.returncode, "result": r,
-            "pid": p.pid, "stderr": err[-2000:]}
+class _Streams:
+    """The runs of both streams, stoppable: when the test ends early (a failed run, its time limit),
+    no new run starts and the live ones are killed, so the pool's threads end with the test."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.live: set[subprocess.Popen] = set()
+
+    def one(self, stream: int, i: int) -> dict:
+        module, status, phase = MIX[(i + stream * 3) % len(MIX)]
+        tag = f"s{stream}-i{i}"
+        res = self.out / f"{tag}.json"
+        argv = [sys.executable, "-m", "kharness", "run", str(FIXTURES / module), "--json", str(res), "-q",
+                "--timeout", "120", "--boot-timeout", "600"]
+        if module == "whoami":
+            argv += ["--param", f"tag={tag}"]
+        with self.lock:
+            if self.stopped:
+                raise RuntimeError("stopped")
+            p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, KHARNESS_PROGRESS="0"))
+            self.live.add(p)
+        try:
+            _, err = p.communicate(timeout=RUN_LIMIT)
+        finally:
+            p.kill()          # a no-op once it has exited
+            with self.lock:
+                self.live.discard(p)
+        r = json.loads(res.read_text())
+        return {"tag": tag, "module": module, "want": status, "phase": phase, "rc": p.returncode, "result": r,
+                "pid": p.pid, "stderr": err[-2000:]}
+
+    def stream(self, stream: int) -> list[dict]:
+        return [self.one(stream, i) for i in range(ITERATIONS)]
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            for p in self.live:
+                p.kill()
 
 
-def _stream(stream: int, out: Path) -> list[dict]:
-    return [_one(stream, i, out) for i in range(ITERATIONS)]
+def flocks_left_by(pids: set[int]) -> list[str]:
+    """The flock(2) locks still held that one of ``pids`` took, after all of them have exited.
+
+    /proc/locks names the process that took each lock; the kernel drops a process's locks when it
+    exits, so one that outlives it is held through an open file a descendant inherited (a QEMU or
+    compiler holding a cache entry's lock, which every other run would then wait on). A pid that
+    exists again was reused by an unrelated process: skipped."""
+    left = []
+    for line in Path("/proc/locks").read_text().splitlines():
+        f = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; a waiter's line reads "1: -> FLOCK ..."
+        if len(f) > 4 and f[1] == "FLOCK" and f[4].isdigit() and int(f[4]) in pids \
+                and not Path(f"/proc/{f[4]}").exists():
+            left.append(line)
+    return left
 
 
 def test_two_parallel_streams_of_mixed_runs_stay_apart(tmp_path):
+    streams = _Streams(tmp_path)
     with ThreadPoolExecutor(2) as pool:
-        runs = [r for f in [pool.submit(_stream, s, tmp_path) for s in (0, 1)] for r in f.result()]
+        try:
+            runs = [r for f in [pool.submit(streams.stream, s) for s in (0, 1)] for r in f.result()]
+        finally:
+            streams.stop()
     assert len(runs) == 2 * ITERATIONS
     for run in runs:
         r = run["result"]
@@ -80,17 +126,24 @@ def test_two_parallel_streams_of_mixed_runs_stay_apart(tmp_path):
     run_dirs = [d for d in Path(tempfile.gettempdir()).glob("kharness-run-*")
                 if any(d.name.startswith(f"kharness-run-{p}-") for p in pids)]
     assert run_dirs == []
-    held = []
-    for lock in cache_dir().rglob("*.lock"):
-        try:
-            f = open(lock, "r")       # (tests running beside this one may remove theirs meanwhile)
-        except OSError:
-            continue
-        with f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(f, fcntl.LOCK_UN)
-            except BlockingIOError:
-                held.append(lock)
-    # Other tests of this session may hold a lock right now; none of these runs can.
-    assert all(not any(run["module"] in str(h) for run in runs) for h in held), held
+    assert flocks_left_by(pids) == []
+
+
+def test_the_lock_check_sees_a_lock_that_outlives_its_process(tmp_path):
+    """flocks_left_by can fail: a process that takes a lock, hands the open file to a child and
+    exits is reported, and no longer once that child is gone."""
+    script = ("import fcntl, os, subprocess, sys\n"
+              "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+              "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+              "print(subprocess.Popen(['sleep', '300'], pass_fds=[fd], stdout=subprocess.DEVNULL).pid)\n")
+    p = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "x.lock")], stdout=subprocess.PIPE, text=True)
+    child = int(p.communicate(timeout=60)[0])
+    try:
+        assert p.returncode == 0
+        assert len(flocks_left_by({p.pid})) == 1
+    finally:
+        os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while flocks_left_by({p.pid}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert flocks_left_by({p.pid}) == []

@@ -1,5 +1,10 @@
 """Ready snapshots for real: restored guests are fresh, on time, unique, and a damaged snapshot
-is rebuilt, never used."""
+is rebuilt, never used.
+
+The tests that save, damage or discard a snapshot do it in a cache of their own (sharing only the
+downloaded, hash-checked .debs and indices with the normal cache): the shared snapshot is what
+other xdist workers restore from at the same moment.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,37 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, FIXTURES
+from conftest import EXAMPLES, FIXTURES, KHARNESS, ROOT, RUN_LIMIT, Outcome
 
 pytestmark = pytest.mark.vm
+# The first ppc64 run builds its kernel (bounded by RUN_LIMIT) or waits for another worker doing it.
+builds_a_kernel = pytest.mark.timeout(RUN_LIMIT + 600)
+# Between saving a snapshot and restoring it: far longer than a restored run takes from its restore
+# to its check (a second or two; 20 s would be extraordinary), so that a clock carried over from the
+# save could not read the host's time at the check.
+WAIT = 30
+
+
+@pytest.fixture
+def private(tmp_path):
+    """``kharness`` with a cache of its own (as tests/integration/test_cache_integrity.py does)."""
+    shared = Path(os.environ.get("KHARNESS_CACHE") or Path.home() / ".cache" / "kharness")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for kind in ("debs", "index"):
+        (shared / kind).mkdir(parents=True, exist_ok=True)
+        (cache / kind).symlink_to(shared / kind)
+    env = dict(os.environ, KHARNESS_PROGRESS="0", KHARNESS_CACHE=str(cache))
+
+    def call(*args: str, json_out: bool = True) -> Outcome:
+        out = tmp_path / "result.json"
+        out.unlink(missing_ok=True)
+        argv = [*KHARNESS, *args] + (["--json", str(out)] if json_out else [])
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_LIMIT, cwd=ROOT, env=env)
+        return Outcome(p.returncode, p.stdout, p.stderr, json.loads(out.read_text()) if out.exists() else None)
+
+    call.env = env
+    return call
 
 
 def _state(o) -> tuple[int, str]:
@@ -23,27 +56,45 @@ def _state(o) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("target", ["x86_64", "arm64", "ppc64le"])
-def test_two_restored_runs_cannot_see_each_other(kharness, target):
+def test_two_restored_runs_cannot_see_each_other(private, target):
+    """Save, wait, restore twice: each restored guest reads the host's clock (not the save's,
+    which is WAIT seconds behind) and fresh randomness."""
+    kh = private
+    o = kh("image", "build", "--target", target, "--kernel", "6.1", "--snapshot", "--boot-timeout", "600",
+           json_out=False)
+    assert o.rc == 0, (o.stdout, o.stderr)
+    saved = next(ln.split()[1] for ln in o.stdout.splitlines() if ln.startswith("snapshot"))
+    saved_by = time.time()                    # the saved guest's clock read at most this
+    time.sleep(WAIT)
     runs = []
     for _ in range(2):
-        o = kharness("run", str(FIXTURES / "snapstate"), "--target", target, "--kernel", "6.1",
-                     "--boot-timeout", "600", "--timeout", "120")
+        start = time.time()
+        o = kh("run", str(FIXTURES / "snapstate"), "--target", target, "--kernel", "6.1",
+               "--boot-timeout", "600", "--timeout", "120")
+        end = time.time()
         assert o.rc == 0, (o.stdout, o.stderr, o.result and o.result["summary"])
         assert o.result["boot_mode"] == "snapshot", o.result["boot_mode_note"]
-        runs.append(o)
-    (t1, u1), (t2, u2) = _state(runs[0]), _state(runs[1])
-    now = time.time()
-    assert abs(t1 - now) < 600 and abs(t2 - now) < 600      # the guest clock is the host's, not the save's
+        assert o.result["image"]["snapshot"] == saved          # restored from that save
+        runs.append((o, start, end))
+    for o, start, end in runs:
+        t, _ = _state(o)
+        # The guest read its clock during the run: the host's time then (date +%s truncates, and
+        # the restore sets whole seconds: 2 s of slack), ...
+        assert start - 2 <= t <= end + 2, (t, start, end)
+        # ... past the save by the wait: a clock carried over from the save would read less.
+        assert t >= saved_by + WAIT - 2, (t, saved_by)
+    (_, u1), (_, u2) = _state(runs[0][0]), _state(runs[1][0])
     assert u1 != u2                                          # fresh randomness per run
-    assert runs[0].result["image"]["snapshot"] == runs[1].result["image"]["snapshot"]
 
 
-def test_cold_and_a_damaged_snapshot(kharness):
+def test_cold_and_a_damaged_snapshot(private):
+    kharness = private
     o = kharness("run", str(EXAMPLES / "hello"), "--cold")
     assert o.rc == 0 and o.result["boot_mode"] == "cold" and o.result["boot_mode_note"] == "--cold"
     o = kharness("run", str(EXAMPLES / "hello"))
     assert o.rc == 0 and o.result["boot_mode"] == "snapshot"
     snap = Path(o.result["image"]["snapshot"])
+    assert snap.is_relative_to(kharness.env["KHARNESS_CACHE"])   # never the snapshot others restore
     with open(snap, "r+b") as f:       # truncate it: a partial or damaged entry
         f.truncate(snap.stat().st_size // 2)
     o = kharness("run", str(EXAMPLES / "hello"))
@@ -52,7 +103,7 @@ def test_cold_and_a_damaged_snapshot(kharness):
     assert snap.stat().st_size == meta["size"]          # saved again, not used damaged
 
 
-@pytest.mark.parametrize("target", ["ppc64", "ppc64le"])
+@pytest.mark.parametrize("target", [pytest.param("ppc64", marks=builds_a_kernel), "ppc64le"])
 def test_pseries_restores_with_running_timers(kharness, target):
     """QEMU 7.2 does not restart a restored pseries guest's decrementer; kh-agent makes the kernel
     write it, so the restored guest's timers run: its first command sleeps (the timer probe) and
@@ -64,7 +115,7 @@ def test_pseries_restores_with_running_timers(kharness, target):
     assert o.result["phases"][5]["status"] == "pass"
 
 
-def test_a_restored_guest_whose_timers_stalled_is_replaced_by_a_boot(kharness):
+def test_a_restored_guest_whose_timers_stalled_is_replaced_by_a_boot(private):
     """The first command of a restored guest proves that its timers run (a 1 ms sleep); when it
     cannot answer in time, the run boots a guest instead (never blaming the module) and drops the
     bad snapshot. A stalled guest is stood in for by a probe that cannot finish within its limit
@@ -74,12 +125,15 @@ def test_a_restored_guest_whose_timers_stalled_is_replaced_by_a_boot(kharness):
               "from kharness.vm import snapshot\n"
               "snapshot.PROBE_TIMEOUT = 3\n"
               "from kharness import runner\n"
+              "runner.host_load = lambda: (0.0, 1)\n"   # else a busy host stretches the 3 s limit
               "runner.RESTORED_CMD = 'sleep 30; ' + runner.RESTORED_CMD\n"
               "r = runner.run(runner.RunOptions(module_dir=Path(sys.argv[1])))\n"
               "print(r.status, r.boot_mode, r.boot_mode_note, sep='|')\n")
-    kharness("run", str(EXAMPLES / "hello"))                   # the snapshot exists
+    kharness = private                                          # the fallback discards the snapshot
+    o = kharness("run", str(EXAMPLES / "hello"))                # the snapshot exists
+    assert o.rc == 0 and o.result["boot_mode"] == "snapshot", (o.stdout, o.stderr)
     p = subprocess.run([sys.executable, "-c", script, str(EXAMPLES / "hello")], capture_output=True, text=True,
-                       env=dict(os.environ, KHARNESS_PROGRESS="0"), timeout=2700)
+                       env=kharness.env, timeout=RUN_LIMIT)
     status, mode, note = (p.stdout.strip().split("|") + ["", "", ""])[:3]
     assert (status, mode) == ("pass", "cold"), p.stdout + p.stderr
     assert "did not finish within 3s" in note and "booted instead" in note, note

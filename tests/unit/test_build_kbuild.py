@@ -147,3 +147,53 @@ def test_shadow_prunes_deleted_subdirectory(tree):
     (mod / "sub").rmdir()
     make_shadow(mod, root)
     assert sorted(os.listdir(shadow)) == ["Makefile", "x.c"]
+
+
+# --- a module directory's path never reaches make as it is (issue 13, item 12) ----------------
+
+def test_shadow_of_a_directory_with_spaces_and_make_syntax_has_a_plain_path(tmp_path):
+    from kharness.build.makefile import PLAIN_PATH_RE
+
+    top = tmp_path / "src" / "my projects"
+    mod = top / "hello\n$(shell touch PWNED)"
+    mod.mkdir(parents=True)
+    (mod / "hello.c").write_text("int x;\n")
+    (top / "include").mkdir()
+    (top / "include" / "h.h").write_text("#define H 1\n")
+    root = tmp_path / "shadow"
+    shadow = make_shadow(mod, root)
+    assert PLAIN_PATH_RE.fullmatch(str(shadow)), shadow
+    assert os.readlink(shadow / "hello.c") == str(mod / "hello.c")
+    # one level up still reaches the user's files, by their own names
+    assert (shadow / ".." / "include" / "h.h").read_text() == "#define H 1\n"
+    assert make_shadow(mod, root) == shadow          # the same place every time
+    # two directories whose names differ only in what was replaced do not share a shadow
+    other = top / "hello $(shell touch PWNED)"
+    other.mkdir()
+    assert make_shadow(other, root) != shadow
+
+
+def test_shadow_names_keep_plain_names():
+    from kharness.build.kbuild import shadow_name
+
+    assert shadow_name("hello_dir-1.2+x") == "hello_dir-1.2+x"
+    assert shadow_name("hello world").startswith("hello_world-")
+    assert shadow_name("$(x)").startswith("x-")
+
+
+def test_a_cache_path_kbuild_cannot_take_is_refused_with_the_fix(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from kharness.build.kbuild import run_kbuild
+    from kharness.build.makefile import plan_build
+    from kharness.errors import UsageError
+
+    monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path / "my cache"))
+    (tmp_path / "mod").mkdir()
+    (tmp_path / "mod" / "m.c").write_text("int m;\n")
+    headers = SimpleNamespace(release="6.1.0-1-amd64", root=tmp_path / "h", build_dir=tmp_path / "h" / "build")
+    tc = SimpleNamespace(cc="gcc", version="gcc 12", arch="x86", sysroot=None, cross_compile="")
+    with pytest.raises(UsageError) as ei:
+        run_kbuild(plan_build(tmp_path / "mod"), headers, tc)
+    assert ei.value.message.startswith("the kharness cache is at ") and "kbuild cannot build in" in ei.value.message
+    assert ei.value.hint.startswith("set KHARNESS_CACHE to a directory")

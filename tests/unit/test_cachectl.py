@@ -41,3 +41,22 @@ def test_clean_removes_abandoned_staging_and_old_entries(tmp_path, monkeypatch):
     os.utime(builds / "hello-6.1", (old, old))
     assert cachectl.clean(["builds"], older_than_days=30) == (2, 1000)   # the entry, the dead staging dir
     assert cachectl.cache_entries() == []
+
+
+def test_clean_removes_abandoned_downloads_but_not_one_in_progress(tmp_path, monkeypatch):
+    monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path))
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    (debs / "aaa.deb").write_bytes(b"d" * 7)                   # a verified download: an entry
+    (debs / "aaa.deb.lock").touch()
+    (debs / "bbb.deb.part").write_bytes(b"p" * 100)            # its downloader was killed
+    (debs / "bbb.deb.lock").touch()
+    (debs / "ccc.deb.part").write_bytes(b"q" * 50)             # being downloaded (lock held below)
+    (debs / "ddd.deb.part").write_bytes(b"r" * 5)              # no lock file at all: nobody writes it
+    with file_lock(debs / "ccc.deb.lock"):
+        assert cachectl.clean(None, older_than_days=30) == (2, 105)
+        assert (debs / "ccc.deb.part").exists() and (debs / "aaa.deb").exists()
+        assert not (debs / "bbb.deb.part").exists() and not (debs / "ddd.deb.part").exists()
+    assert cachectl.cache_entries() == [("debs", "aaa.deb", 7)]
+    assert cachectl.reap_abandoned_staging() == 1               # every run reaps it too
+    assert not (debs / "ccc.deb.part").exists()

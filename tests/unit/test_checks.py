@@ -290,3 +290,105 @@ def test_ioctl_sizes_are_judged_for_the_target():
     _validate([big], target="x86_64")                 # 14 size bits: fits
     msg = _validate_err([big], target="ppc64")        # powerpc: 13 size bits
     assert "check #1" in msg and "on ppc64" in msg and "does not fit in 13 bits" in msg
+
+
+# --- placeholders are values, never syntax (issue 13, item 10) ---------------------------------
+
+GREETING = {"param.greeting": "1.5", "module": "m"}
+
+
+def test_placeholder_in_a_regex_is_matched_literally():
+    # The false pass: unescaped, "^1.5$" matches "175".
+    c = parse_check(P, 1, {"run": "cat /sys/module/m/parameters/greeting", "expect_stdout": "^{param.greeting}$"})
+    assert judge(c, 0, "175\n", "", GREETING) == ["stdout '175' does not match '^{param.greeting}$'"]
+    assert judge(c, 0, "1.5\n", "", GREETING) == []
+    e = parse_check(P, 2, {"run": "cat x", "expect_stderr": "^{param.greeting} "})
+    assert judge(e, 0, "", "175 x", GREETING) != [] and judge(e, 0, "", "1.5 x", GREETING) == []
+
+
+def test_placeholder_with_regex_syntax_does_not_crash_the_judge():
+    v = {"param.greeting": "hi (there", "module": "m"}
+    c = parse_check(P, 1, {"run": "cat x", "expect_stdout": "^{param.greeting}$"})
+    assert judge(c, 0, "hi (there\n", "", v) == []
+    assert judge(c, 0, "hi there\n", "", v) == ["stdout 'hi there' does not match '^{param.greeting}$'"]
+
+
+def test_dmesg_expect_and_forbid_escape_placeholders():
+    v = {"param.greeting": "1.5", "module": "m"}
+    exp = parse_check(P, 1, {"kind": "dmesg", "expect": "greeting is {param.greeting}$"})
+    assert judge(exp, 0, "[ 1.0] m: greeting is 175\n", "", v) != []
+    assert judge(exp, 0, "[ 1.0] m: greeting is 1.5\n", "", v) == []
+    forbid = parse_check(P, 2, {"kind": "dmesg", "forbid": "bad {param.greeting}"})
+    assert judge(forbid, 0, "bad 175\n", "", v) == []
+    assert judge(forbid, 0, "bad 1.5\n", "", v) != []
+    crash = parse_check(P, 3, {"kind": "dmesg", "expect": "{param.greeting}"})
+    assert judge(crash, 0, "x hi (there y\n", "", {"param.greeting": "hi (there"}) == []
+
+
+def test_exact_fields_stay_exact():
+    c = parse_check(P, 1, {"kind": "sysfs", "path": "/sys/module/m/parameters/g", "expect": "{param.greeting}"})
+    assert judge(c, 0, "1.5\n", "", GREETING) == []
+    assert judge(c, 0, "175\n", "", GREETING) == ["read '175', expected '1.5'"]
+    w = parse_check(P, 2, {"kind": "sysfs", "path": "/sys/{module}/g", "write": "{param.greeting}"})
+    assert command_for(w, {"param.greeting": "a'b (c", "module": "m"}) == \
+        STEP_CURSOR + "echo -n 'a'\"'\"'b (c' > /sys/m/g"
+
+
+@pytest.mark.parametrize("field", ["expect_stdout", "expect_stderr"])
+def test_an_invalid_user_regex_is_refused_naming_file_check_and_field(field):
+    msg = err({"name": "greets", "run": "true", field: "({param.greeting}"})
+    assert msg.startswith("/m/kharness.toml: check #3 (greets): ")
+    assert f"'{field}' is not a valid regular expression" in msg and "\n" not in msg
+
+
+def test_run_takes_plain_values_as_they_are():
+    v = {"param.tag": "run-3.x_y", "module": "m"}
+    c = Check("r", "run", run="grep -v 'tag={param.tag}$' \"{param.tag}\" {param.tag}")
+    assert command_for(c, v) == STEP_CURSOR + "grep -v 'tag=run-3.x_y$' \"run-3.x_y\" run-3.x_y"
+
+
+@pytest.mark.parametrize("value", ["hi (there", "a b", "x' ; touch /P ; '", "$(reboot)", "`id`", 'q"'])
+def test_run_refuses_shell_special_values(value):
+    c = Check("r", "run", run="echo {param.greeting}")
+    with pytest.raises(UsageError) as e:
+        command_for(c, {"param.greeting": value})
+    assert "'run' uses {param.greeting}, whose value" in e.value.message and "shell" in e.value.message
+    # ... and it is known before anything is built: from the parameter values validate_for_run sees
+    msg = _validate_err([{"run": "echo {param.greeting}"}], params={"greeting"},
+                        extra={"parameter greeting": value})
+    assert msg.startswith("/m/kharness.toml: check #1 (echo {param.greeting}): 'run' uses {param.greeting}")
+    # a sysfs check can compare it exactly instead: no refusal there
+    _validate([{"kind": "sysfs", "path": "/sys/x", "expect": "{param.greeting}"}], params={"greeting"},
+              extra={"parameter greeting": value})
+    _validate([{"run": "echo {param.other}"}], params={"greeting", "other"},
+              extra={"parameter greeting": value, "parameter m.other": "5"})
+
+
+def test_load_expect_dmesg_escapes_placeholders():
+    """[load] expect_dmesg = 'greeting is {param.greeting}$' with greeting 1.5: 175 is no match,
+    and "hi (there" is no syntax error."""
+    from types import SimpleNamespace
+
+    from kharness.errors import ModuleFailure
+    from kharness.runner import Run
+
+    def run_with(value: str, log: str) -> None:
+        fake = SimpleNamespace(values={}, result=SimpleNamespace(params={"m": {"greeting": value}},
+                                                                 dmesg={"load": log}),
+                               _fail=lambda phase, msg: ModuleFailure(phase, msg))
+        Run._expect_dmesg(fake, "load", r"greeting is {param.greeting}$", [SimpleNamespace(name="m")])
+
+    run_with("1.5", "[ 2.0] m: greeting is 1.5\n")
+    with pytest.raises(ModuleFailure, match="did not match expect_dmesg"):
+        run_with("1.5", "[ 2.0] m: greeting is 175\n")
+    run_with("hi (there", "[ 2.0] m: greeting is hi (there\n")
+
+
+def test_run_values_can_be_given_directly():
+    from kharness.checks import validate_for_run
+    from kharness.targets import get_target
+
+    cs = (parse_check(P, 1, {"run": "echo {param.g}"}),)
+    validate_for_run(P, cs, get_target("x86_64"), params={"g"}, gpio_lines=None, param_values={"g": "plain-1.5"})
+    with pytest.raises(UsageError, match="has characters a shell would interpret"):
+        validate_for_run(P, cs, get_target("x86_64"), params={"g"}, gpio_lines=None, param_values={"g": "a b"})

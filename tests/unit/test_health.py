@@ -12,6 +12,7 @@ import re
 import pytest
 
 from kharness.health import (
+    BLAMED_ONLY,
     KINDS,
     REPORT_LIMIT,
     TAINT_FLAGS,
@@ -1011,7 +1012,142 @@ def test_finding_to_dict_and_frozen() -> None:
 def test_finding_rejects_unknown_kind() -> None:
     with pytest.raises(ValueError):
         Finding(kind="explosion", summary="s", report="r", line=1)
-    assert len(KINDS) == 17 and "null_deref" in KINDS and "taint" in KINDS
+    assert len(KINDS) == 19 and "null_deref" in KINDS and "taint" in KINDS
+    assert {"oom", "alloc_failure"} <= set(KINDS) and BLAMED_ONLY <= set(KINDS)
+
+
+# --------------------------------------------------------------------------------------------
+# Reports that used to be missed (issue 13, item 11); recorded logs: test_golden_console.py
+# --------------------------------------------------------------------------------------------
+
+NONSTATIC_KEY = """\
+INFO: trying to register non-static key.
+The code is fine but needs lockdep annotation, or maybe
+you didn't initialize this object before use?
+turning off the locking correctness validator.
+CPU: 0 PID: 108 Comm: insmod Tainted: G           O       6.1.176-khdebug #1
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x5b/0x77
+ register_lock_class+0x4a9/0x4b0
+ _raw_spin_lock+0x2f/0x40
+ ? uninit_lock_init+0x3d/0x1000 [uninit_lock]
+ uninit_lock_init+0x3d/0x1000 [uninit_lock]
+ do_one_initcall+0x6d/0x2f0
+ </TASK>
+uninit_lock: done"""
+
+
+def test_lockdep_non_static_key() -> None:
+    [f] = scan_kernel_log(_log(NONSTATIC_KEY))
+    assert (f.kind, f.line, f.module) == ("lockdep", 1, "uninit_lock")
+    assert "turning off the locking correctness validator." in f.report and "done" not in f.report
+
+
+@pytest.mark.parametrize("headline", [
+    "watchdog: CPU 1 self-detected hard LOCKUP @ hardlock_init+0x40/0x1000 [hardlock]",
+    "watchdog: CPU 0 detected hard LOCKUP on other CPUs 1-3",
+    "CPU 12 detected hard LOCKUP on other CPUs 4,7",
+])
+def test_powerpc_watchdog_hard_lockups(headline: str) -> None:
+    text = "\n".join([headline, "watchdog: CPU 1 Hard LOCKUP", "Modules linked in: hardlock(OE+)",
+                      "NIP [c00800000a1f0048] hardlock_init+0x48/0x1000 [hardlock]", "Call Trace:",
+                      "[c00000000a59fab0] [c000000000012854] do_one_initcall+0x64/0x2d0",
+                      "Instruction dump:"])
+    [f] = scan_kernel_log(_log(text))
+    assert (f.kind, f.summary, f.module) == ("hard_lockup", headline, "hardlock")
+    assert "Instruction dump:" not in f.report
+
+
+def test_powerpc_watchdog_needs_the_kernels_words() -> None:
+    # The stuck CPU's own line belongs to the detecting CPU's report; alone it is not a headline,
+    # and a module's message that merely mentions a lockup is nothing.
+    assert scan_kernel_log(_log("watchdog: CPU 1 Hard LOCKUP\nmymod: CPU 1 self-detected hard LOCKUP")) == []
+
+
+OOM = """\
+hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0
+CPU: 0 PID: 93 Comm: insmod Tainted: G           OE      6.1.0-50-amd64 #1  Debian 6.1.176-1
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x44/0x5c
+ dump_header+0x4c/0x22b
+ out_of_memory+0x1fd/0x4c0
+ __alloc_pages+0x305/0x330
+ hog_init+0x2a/0x1000 [hog]
+ </TASK>
+Mem-Info:
+active_anon:652 inactive_anon:45116 isolated_anon:0
+ active_file:0 inactive_file:0 isolated_file:0
+Tasks state (memory values in pages):
+[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name
+[     93]     0    93      565       19    28672        0             0 insmod
+oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=insmod,pid=93,uid=0
+Out of memory: Killed process 93 (insmod) total-vm:2260kB, anon-rss:76kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:28kB oom_score_adj:0
+hog: after the kill"""
+
+
+def test_oom_is_one_report_from_invocation_to_kill() -> None:
+    [f] = scan_kernel_log(_log(OOM))
+    assert (f.kind, f.line, f.module) == ("oom", 1, "hog")
+    assert f.report.rstrip().endswith("oom_score_adj:0") and "after the kill" not in f.report
+
+
+@pytest.mark.parametrize("line", [
+    "Out of memory: Killed process 93 (insmod) total-vm:2260kB, anon-rss:76kB",
+    "Memory cgroup out of memory: Killed process 93 (insmod) total-vm:2260kB",
+    "Out of memory (oom_kill_allocating_task): Killed process 93 (insmod) total-vm:2260kB",
+])
+def test_an_oom_kill_line_alone_is_an_oom_report(line: str) -> None:
+    assert _kinds(scan_kernel_log(_log(line))) == ["oom"]
+
+
+def test_page_allocation_failure_names_the_allocating_module() -> None:
+    text = "\n".join([
+        "insmod: page allocation failure: order:10, mode:0x40cc0(GFP_KERNEL|__GFP_COMP), "
+        "nodemask=(null),cpuset=/,mems_allowed=0",
+        "CPU: 0 PID: 105 Comm: insmod Tainted: G           OE      6.1.0-50-amd64 #1  Debian 6.1.176-1",
+        "Call Trace:", " <TASK>", " dump_stack_lvl+0x44/0x5c", " warn_alloc+0x151/0x170",
+        " ? alloc_fail_init+0x17/0x1000 [not_this_one]", " kmalloc_large+0x19/0xa0",
+        " alloc_fail_init+0x17/0x1000 [alloc_fail]", " do_one_initcall+0x59/0x220", " </TASK>",
+        "Mem-Info:", "active_anon:633 inactive_anon:124 isolated_anon:0"])
+    [f] = scan_kernel_log(_log(text))
+    assert (f.kind, f.module) == ("alloc_failure", "alloc_fail")
+    assert "Mem-Info:" not in f.report
+    assert "alloc_failure" in BLAMED_ONLY and "oom" not in BLAMED_ONLY
+
+
+@pytest.mark.parametrize("message", [
+    "list_del corruption, ffff888006a3c000->next is LIST_POISON1 (dead000000000100)",
+    "list_del corruption. prev->next should be ffff888006a3c000, but was 0000000000000000. (prev=ffff888006a3c040)",
+    "list_add corruption. next->prev should be prev (ffff888006a3c040), but was ffff888006a3c000. (next=ffff888006a3c080).",
+])
+def test_data_corruption_line_before_cut_here_heads_the_bug_report(message: str) -> None:
+    text = "\n".join(["mymod: removing", message, "------------[ cut here ]------------",
+                      "kernel BUG at lib/list_debug.c:56!", "invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
+                      "RIP: 0010:__list_del_entry_valid.cold+0x5c/0x6f", "Call Trace:", " <TASK>",
+                      " mymod_remove+0x11/0x20 [mymod]", " </TASK>", "---[ end trace 0000000000000000 ]---",
+                      "mymod: after"])
+    [f] = scan_kernel_log(_log(text))
+    assert (f.kind, f.summary, f.line, f.module) == ("bug", message, 2, "mymod")
+    assert strip_prefix(f.report.split("\n")[0]) == message
+    assert strip_prefix(f.report.split("\n")[-1]).startswith("---[ end trace")
+
+
+def test_data_corruption_reported_by_warn_keeps_its_warning_headline() -> None:
+    # Without CONFIG_BUG_ON_DATA_CORRUPTION the message is WARN()'s, inside the cut-here block.
+    text = "\n".join(["------------[ cut here ]------------",
+                      "list_del corruption, ffff888006a3c000->next is NULL",
+                      "WARNING: CPU: 0 PID: 93 at lib/list_debug.c:49 __list_del_entry_valid+0x59/0xc0",
+                      "Call Trace:", " mymod_remove+0x11/0x20 [mymod]", "---[ end trace 0000000000000000 ]---"])
+    [f] = scan_kernel_log(_log(text))
+    assert (f.kind, f.line, f.module) == ("warning", 3, "mymod")
+    assert "list_del corruption" in f.report
+
+
+def test_data_corruption_line_alone_is_still_a_report() -> None:
+    [f] = scan_kernel_log(_log("list_del corruption, ffff888006a3c000->next is NULL\nmymod: after"))
+    assert (f.kind, f.line) == ("bug", 1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -270,15 +270,59 @@ def test_deb_without_data_member(box):
     assert ei.value.message.startswith("test.deb is not a readable Debian package: ")
 
 
-def test_symlink_escape_through_earlier_symlink_is_refused(box):
-    deb, dest, outside = box
-    make_deb(deb, [("sym", "./c", "."), ("sym", "./c/x", "..")])
-    try:
-        extract_deb(deb, dest)
-    except UnsafeArchive:
-        pass
+def _escaping(dest: Path) -> list[str]:
+    """Symlinks under ``dest`` that resolve outside it (judged by the OS, not by their text)."""
+    root = os.path.realpath(dest)
+    out = []
     for p in [dest, *dest.rglob("*")]:
         if p.is_symlink():
             real = os.path.realpath(p)
-            assert real == str(dest.resolve()) or real.startswith(str(dest.resolve()) + os.sep), \
-                f"{p} -> {os.readlink(p)} resolves to {real}, outside {dest}"
+            if not (real == root or real.startswith(root + os.sep)):
+                out.append(f"{p.relative_to(dest)} -> {os.readlink(p)} resolves to {real}")
+    return out
+
+
+def test_symlink_escape_through_earlier_symlink_is_refused(box):
+    deb, dest, outside = box
+    make_deb(deb, [("sym", "./c", "."), ("sym", "./c/x", "..")])
+    with pytest.raises(UnsafeArchive):
+        extract_deb(deb, dest)
+    assert _escaping(dest) == []
+
+
+def test_chained_symlink_escape_is_refused(box):
+    deb, dest, outside = box
+    # 's' points at the root (inside); 't -> s/..' reads as 'a/b' but resolves to the root's
+    # parent. Then a write under 't' (or a later write by store.py) would land outside.
+    make_deb(deb, [("dir", "./a/b/"), ("sym", "./a/b/s", "../.."), ("sym", "./a/b/t", "s/.."),
+                   ("file", "./a/b/t/evil", b"evil")])
+    with pytest.raises(UnsafeArchive) as ei:
+        extract_deb(deb, dest)
+    assert ei.value.message == ("test.deb: symlink 'a/b/t' -> 's/..' points out of the unpack directory "
+                                "through another link")
+    assert _escaping(dest) == []
+    assert not (outside / "evil").exists() and not (outside.parent / "evil").exists()
+
+
+def test_a_link_retargeted_by_a_later_member_is_refused(box):
+    deb, dest, outside = box
+    # 'l -> d/..' is the root while 'd' is a directory; turning 'd' into a link to the root
+    # (itself inside) makes 'l' resolve outside. Only a check after the unpack sees it.
+    make_deb(deb, [("dir", "./d/"), ("sym", "./l", "d/.."), ("sym", "./d", ".")])
+    with pytest.raises(UnsafeArchive) as ei:
+        extract_deb(deb, dest)
+    assert ei.value.message == ("test.deb: symlink 'l' resolves out of the unpack directory through another "
+                                "link: refusing to unpack it")
+    assert _escaping(dest) == []
+
+
+def test_files_are_written_as_new_files_not_through_a_link(box):
+    deb, dest, outside = box
+    victim = outside / "victim"
+    victim.write_bytes(b"untouched")
+    dest.mkdir()
+    os.symlink("../victim", dest / "f")     # left by an earlier unpack into the same root
+    make_deb(deb, [("file", "./f", b"new")])
+    extract_deb(deb, dest)
+    assert not (dest / "f").is_symlink() and (dest / "f").read_bytes() == b"new"
+    assert victim.read_bytes() == b"untouched"

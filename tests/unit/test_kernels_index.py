@@ -1,4 +1,6 @@
-"""Unit tests for kharness.kernels.index: filtering a Packages file, version ordering, the cache.
+"""Unit tests for kharness.kernels.index: filtering a Packages file, version ordering, the cache,
+and what a failed refresh does (falls back to the verified copy, or refuses; remembers only a
+signature verdict, keyed by the mirror and keyring that gave it).
 
 load_index is exercised against a ``file://`` mirror in a temporary directory: no network.
 """
@@ -7,12 +9,15 @@ from __future__ import annotations
 
 import json
 import lzma
+import os
 import time
 
 import pytest
 
+from kharness import ui
 from kharness.errors import InfraError
 from kharness.kernels import index as index_mod
+from kharness.kernels.release import IndexRefused, SignatureRefused, verify_inrelease
 from kharness.kernels.index import PackageIndex, Pkg, filter_index_text, load_index
 
 SHA_A = "a" * 64
@@ -136,20 +141,33 @@ def file_mirror(tmp_path, monkeypatch):
     xz = lzma.compress(PACKAGES.encode())
     (d / "Packages.xz").write_bytes(xz)
     monkeypatch.setenv("KHARNESS_DEBIAN_MIRROR", f"file://{mirror}")
+    ring = tmp_path / "archive-keyring.gpg"
+    ring.write_bytes(b"a keyring")
+    monkeypatch.setenv("KHARNESS_KEYRING", str(ring))
     # The signature check is tested against a signed mirror in tests/integration/test_supply_chain.py;
     # here the Release is taken as verified, listing this Packages.xz (its hash is still checked).
+    # Like the real one, it needs the keyring first; ``SIGNED["error"]`` makes it fail instead.
     import hashlib
 
     from kharness.kernels import index
-    from kharness.kernels.release import SignedRelease
+    from kharness.kernels.release import SignedRelease, keyring
+
+    SIGNED.update(error=None, calls=0)
 
     def release(mirror_url, suite):
+        SIGNED["calls"] += 1
+        keyring()
+        if SIGNED["error"] is not None:
+            raise SIGNED["error"]()
         if not (mirror / "dists" / suite / "main" / "binary-amd64" / "Packages.xz").exists():
             raise InfraError(f"download failed: {mirror_url}/dists/{suite}/InRelease")
         return SignedRelease(suite, ("test",), {"main/binary-amd64/Packages.xz": (hashlib.sha256(xz).hexdigest(), len(xz))})
 
     monkeypatch.setattr(index, "signed_release", release)
     return cache, mirror
+
+
+SIGNED: dict = {}
 
 
 def test_load_index_fetches_and_caches(file_mirror):
@@ -193,3 +211,131 @@ def test_load_index_corrupt_cache_is_refetched(file_mirror):
     idx = load_index("bookworm", "amd64")
     assert idx.get("busybox-static").version == "1:1.35.0-4+b3"
     assert json.loads(path.read_text())["packages"][0]["name"] == "linux-image-6.1.0-50-amd64"
+
+
+# --- what a failed refresh does: remembered only for a real signature verdict --------------
+
+
+def _make_stale(cache):
+    path = cache / "index" / "bookworm_amd64.json"
+    data = json.loads(path.read_text())
+    data["fetched"] = time.time() - index_mod.INDEX_TTL - 10
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def said(monkeypatch):
+    lines: list[str] = []
+    monkeypatch.setattr(ui, "info", lambda msg: lines.append(msg))
+    return lines
+
+
+def _bad_signature():
+    return SignatureRefused("the bookworm InRelease signature does not verify against ring: signed by key "
+                            "62D20540D93AF411, which is revoked (REVKEYSIG): refusing it",
+                            hint="set KHARNESS_KEYRING to the keyring of the mirror's signing key")
+
+
+def test_a_missing_keyring_uses_the_verified_copy_and_is_not_remembered(file_mirror, monkeypatch, said):
+    cache, _ = file_mirror
+    load_index("bookworm", "amd64")
+    _make_stale(cache)
+    ring = os.environ["KHARNESS_KEYRING"]
+    monkeypatch.setenv("KHARNESS_KEYRING", "/nonexistent")
+    idx = load_index("bookworm", "amd64")
+    assert idx.get("linux-kbuild-6.1").sha256 == SHA_B
+    assert len(said) == 1 and "could not refresh the bookworm amd64 index (the archive keyring /nonexistent " \
+        "is missing" in said[0] and "using the copy verified on" in said[0]
+    assert not (cache / "index" / "bookworm_amd64.refused").exists()
+    monkeypatch.setenv("KHARNESS_KEYRING", ring)
+    calls = SIGNED["calls"]
+    load_index("bookworm", "amd64")
+    assert SIGNED["calls"] == calls + 1
+
+
+def test_the_missing_keyring_hint_works_on_the_next_run(file_mirror, monkeypatch):
+    ring = os.environ["KHARNESS_KEYRING"]
+    monkeypatch.setenv("KHARNESS_KEYRING", "/nonexistent")
+    with pytest.raises(InfraError) as ei:
+        load_index("bookworm", "amd64")
+    assert "the archive keyring /nonexistent is missing" in ei.value.message
+    assert "KHARNESS_KEYRING" in ei.value.hint
+    monkeypatch.setenv("KHARNESS_KEYRING", ring)          # what the hint says
+    assert load_index("bookworm", "amd64").get("busybox-static") is not None
+
+
+def test_a_captive_portal_page_uses_the_verified_copy_and_is_not_remembered(file_mirror, said):
+    cache, _ = file_mirror
+    load_index("bookworm", "amd64")
+    _make_stale(cache)
+
+    def portal():   # real gpgv on the page a captive portal serves instead of InRelease
+        try:
+            verify_inrelease("bookworm", b"<html><body>Accept the terms to go online</body></html>\n")
+        except InfraError as e:
+            return e
+        raise AssertionError("gpgv accepted an HTML page")
+
+    SIGNED["error"] = portal
+    assert load_index("bookworm", "amd64").get("busybox-static") is not None
+    assert len(said) == 1 and "not a signed file" in said[0]
+    assert not (cache / "index" / "bookworm_amd64.refused").exists()
+    with pytest.raises(InfraError, match="not a signed file"):
+        load_index("trixie", "amd64")                     # no copy to fall back on: the error
+
+
+def test_a_bad_signature_is_refused_even_with_a_copy_and_remembered(file_mirror):
+    cache, _ = file_mirror
+    load_index("bookworm", "amd64")
+    _make_stale(cache)
+    SIGNED["error"] = _bad_signature
+    with pytest.raises(InfraError) as ei:
+        load_index("bookworm", "amd64")
+    assert "which is revoked (REVKEYSIG): refusing it" in ei.value.message
+    calls = SIGNED["calls"]
+    with pytest.raises(InfraError) as again:
+        load_index("bookworm", "amd64")                   # remembered: not fetched again
+    assert SIGNED["calls"] == calls and again.value.message == ei.value.message
+    with pytest.raises(InfraError):
+        load_index("bookworm", "amd64", refresh=True)     # an explicit refresh checks again
+    assert SIGNED["calls"] == calls + 1
+
+
+def test_a_remembered_refusal_does_not_block_the_fix_its_hint_names(file_mirror, monkeypatch, tmp_path):
+    SIGNED["error"] = _bad_signature
+    with pytest.raises(InfraError, match="set KHARNESS_KEYRING"):
+        load_index("bookworm", "amd64")
+    SIGNED["error"] = None
+    other = tmp_path / "the-mirrors-keyring.gpg"
+    other.write_bytes(b"another keyring")
+    monkeypatch.setenv("KHARNESS_KEYRING", str(other))    # what the hint says
+    assert load_index("bookworm", "amd64").get("busybox-static") is not None
+    # The same holds for a keyring updated in place (a new debian-archive-keyring).
+    SIGNED["error"] = _bad_signature
+    with pytest.raises(InfraError):
+        load_index("bookworm", "amd64", refresh=True)
+    SIGNED["error"] = None
+    other.write_bytes(b"the updated keyring")
+    assert load_index("bookworm", "amd64").get("busybox-static") is not None
+
+
+def test_an_index_that_is_not_the_signed_one_is_refused_but_not_remembered(file_mirror):
+    cache, _ = file_mirror
+    load_index("bookworm", "amd64")
+    _make_stale(cache)
+    SIGNED["error"] = lambda: IndexRefused("bookworm/main/binary-amd64/Packages.xz is 5 bytes, the signed "
+                                           "Release says 6: refusing it")
+    for _ in range(2):
+        calls = SIGNED["calls"]
+        with pytest.raises(InfraError, match="refusing it"):
+            load_index("bookworm", "amd64")
+        assert SIGNED["calls"] == calls + 1
+    assert not (cache / "index" / "bookworm_amd64.refused").exists()
+
+
+def test_an_older_kharness_refusal_record_is_not_a_reason_to_refuse(file_mirror):
+    cache, _ = file_mirror
+    (cache / "index").mkdir(parents=True)
+    (cache / "index" / "bookworm_amd64.refused").write_text(
+        "could not read the bookworm amd64 package index: the archive keyring /x is missing")
+    assert load_index("bookworm", "amd64").get("busybox-static") is not None

@@ -148,3 +148,19 @@ def test_config_fragment_check_accepts_n_and_catches_lost_options(tmp_path):
     frag.write_text("CONFIG_A=y\nCONFIG_SHMEM=y\nCONFIG_AB=n\n")
     with pytest.raises(InfraError, match="lost CONFIG_SHMEM=y, CONFIG_AB=n"):
         _check_fragment(cfg, [frag])
+
+
+def test_decompress_module_replaces_a_link_instead_of_writing_through_it(tmp_path):
+    # A package's 'virtio_console.ko' link next to its '.ko.xz': writing the decompressed module
+    # must replace the link, not follow it to whatever it names.
+    root = tmp_path / "root"
+    root.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"untouched")
+    os.symlink(victim, root / "virtio_console.ko")
+    src = root / "virtio_console.ko.xz"
+    src.write_bytes(lzma.compress(MOD, check=lzma.CHECK_CRC32))
+    out = _decompress_module(src)
+    assert not out.is_symlink() and out.read_bytes() == MOD
+    assert victim.read_bytes() == b"untouched"
+    assert sorted(p.name for p in root.iterdir()) == ["virtio_console.ko"]

@@ -68,3 +68,57 @@ def test_emitters():
                                                           {"target": "x86_64", "kernel": "7.2"}]}
     g = emit.gitlab(cells, "mymod")
     assert 'KH_TARGET: x86_64, KH_KERNEL: "7.2"' in g and "parallel:" in g
+
+
+NASTY = ("\x1b[31mred\x1b[0m console \x00nul \x07bell \x1b]0;title\x07osc \x08bs \x7fdel \x85nel "
+         "\ud800lone \ufffenon tab\tnl\nend <&> stray\x1b")
+
+
+def _nasty_results():
+    bad = CellResult(Cell("x86_64", "6.1"), "fail", f"load: kernel reported oops: {NASTY}", 1.0,
+                     "6.1.0-\x1b[1m50\x1b[0m-amd64\x00", "tcg\x07", {"output\x1b": "cells/x\x00/output.log"})
+    return [bad, CellResult(Cell("x86_64", "6.12"), "error", NASTY, 2.0),
+            CellResult(Cell("arm64", "6.1"), "skipped", NASTY)]
+
+
+def _raw_controls(text: str) -> list[str]:
+    """Characters XML 1.0 forbids, or that HTML forbids raw (DEL, C1), or lone surrogates."""
+    return [c for c in text if (ord(c) < 0x20 and c not in "\t\n\r") or 0x7f <= ord(c) <= 0x9f
+            or 0xd800 <= ord(c) <= 0xdfff or c in "\ufffe\uffff"]
+
+
+def test_junit_is_well_formed_whatever_the_messages_hold(tmp_path):
+    junit(_nasty_results(), tmp_path / "j.xml")
+    raw = (tmp_path / "j.xml").read_bytes().decode("utf-8")
+    assert _raw_controls(raw) == []
+    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")     # raises if not well-formed
+    failure = suite.find("testcase/failure")
+    # Colour sequences are gone; other controls stay visible as \xNN; the text around them stays.
+    assert failure.text.startswith("load: kernel reported oops: red console \\x00nul \\x07bell osc \\x08bs")
+    assert failure.text.endswith("\\x7fdel \\x85nel \\ud800lone \\ufffenon tab\tnl\nend <&> stray\\x1b")
+    assert "\x1b" not in failure.get("message") and "[31m" not in failure.get("message")
+    props = {p.get("name"): p.get("value") for p in suite.find("testcase").iter("property")}
+    assert props["release"] == "6.1.0-50-amd64\\x00" and props["accelerator"] == "tcg\\x07"
+    assert suite.find("testcase/error") is not None and suite.find(".//skipped") is not None
+
+
+def test_html_has_no_raw_control_characters():
+    page = html_report("mod\x1b[0m\x00", _nasty_results(), {}, 3)
+    assert _raw_controls(page) == []
+    assert "red console \\x00nul" in page and "&lt;&amp;&gt;" in page and "<&>" not in page
+    assert 'href="cells/x\\x00/output.log"' in page and "mod\\x00" in page
+
+
+@pytest.mark.parametrize("text,want", [
+    ("plain", "plain"),
+    ("\x1b[1;31mbold red\x1b[0m", "bold red"),
+    ("\x1b[?25lcursor\x1b[?25h", "cursor"),
+    ("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\", "link"),
+    ("\x1bcreset", "reset"),
+    ("\x1b(Bsgr0\x1b7saved\x1b8", "sgr0saved"),
+    ("\x00\x1f\x7f", "\\x00\\x1f\\x7f"),
+    ("ünïcödé ✓ 𝄞", "ünïcödé ✓ 𝄞"),
+])
+def test_clean(text, want):
+    from kharness.matrix.report import clean
+    assert clean(text) == want

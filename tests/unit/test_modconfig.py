@@ -241,3 +241,101 @@ def test_gpio_errors(tmp_path, text, needle):
 
 def test_gpio_numbers_need_the_controller(tmp_path):
     assert "no [gpio] section" in _error(tmp_path, '[module]\nparams = { button = "{gpio.17}" }\n')
+
+
+# --- what insmod can pass to the kernel (issue 13, item 10) ------------------------------------
+
+def _kernel_parse_args(args: bytes) -> list[tuple[bytes, bytes | None]]:
+    """kernel/params.c: parse_args() and next_arg(), transcribed, with lib/ctype.c's isspace."""
+    spaces = b"\t\n\v\f\r \xa0"
+    out = []
+    args = args.lstrip(spaces)
+    while args:
+        i, equals, in_quote, quoted = 0, 0, False, False
+        buf = bytearray(args)
+        if buf[:1] == b'"':
+            buf = buf[1:]
+            in_quote = quoted = True
+        while i < len(buf):
+            if buf[i] in spaces and not in_quote:
+                break
+            if equals == 0 and buf[i] == ord("="):
+                equals = i
+            if buf[i] == ord('"'):
+                in_quote = not in_quote
+            i += 1
+        word = bytearray(buf[:i])
+        if quoted and i > 0 and word[-1:] == b'"':
+            word = word[:-1]
+        if not equals:
+            out.append((bytes(word), None))
+        else:
+            name, val = bytes(word[:equals]), bytearray(word[equals + 1:])
+            if val[:1] == b'"':
+                val = val[1:]
+                if val[-1:] == b'"' and not quoted:
+                    val = val[:-1]
+            out.append((name, bytes(val)))
+        args = bytes(buf[i + 1:]).lstrip(spaces)
+    return out
+
+
+def _through_insmod(params: dict[str, str]) -> list[tuple[bytes, bytes | None]]:
+    """What the kernel reads: shlex.join to the guest shell, busybox insmod's " ".join of its argv."""
+    import shlex
+
+    from kharness.runner import _insmod_args
+
+    argv = shlex.split(shlex.join(["insmod", "/kh/m.ko", *_insmod_args(params)]))
+    return _kernel_parse_args(" ".join(argv[2:]).encode() + b" ")
+
+
+@pytest.mark.parametrize("value", ["5", "", "hi (there", "1.5", "a b  c", "a=b", "1,2", "à la", "voilà", "x'y", "{}$`\\"])
+def test_insmod_args_reach_the_kernel_exactly(value):
+    assert _through_insmod({"mystring": value, "myint": "7"}) == [(b"mystring", value.encode()), (b"myint", b"7")]
+
+
+def test_insmod_args_quote_only_what_needs_it():
+    from kharness.runner import _insmod_args
+
+    assert _insmod_args({"a": "5", "b": "hi (there", "c": "", "d": "1.5"}) == \
+        ["a=5", 'b="hi (there"', 'c=""', "d=1.5"]
+
+
+@pytest.mark.parametrize("value,why", [
+    ('x" other=1 "', "double quote"),
+    ("a\nb", "control character '\\n'"),
+    ("a\x00b", "control character '\\x00'"),
+    ("a\udcffb", "not valid UTF-8"),
+])
+def test_a_value_the_kernel_cannot_take_is_refused(tmp_path, value, why):
+    from kharness.runner import _insmod_args
+
+    with pytest.raises(UsageError) as ei:
+        parse_cli_params([f"mystring={value}"])
+    assert ei.value.message.startswith(f"--param {'mystring=' + value!r}: the value {value!r} of parameter mystring")
+    assert why in ei.value.message
+    with pytest.raises(UsageError):
+        _insmod_args({"mystring": value})
+    if "\udcff" in value:
+        return   # TOML text is UTF-8: only the command line can carry such a value
+    toml = tmp_path / "kharness.toml"
+    toml.write_text(f"[module]\nparams = {{ mystring = {_toml_str(value)} }}\n")
+    with pytest.raises(UsageError) as ei:
+        load_config(tmp_path)
+    assert ei.value.message.startswith(f"{toml}: [module] params: the value {value!r} of parameter mystring")
+
+
+def _toml_str(v: str) -> str:
+    return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in v) + '"'
+
+
+def test_the_unquoted_value_would_have_become_another_parameter():
+    # Why a quote is refused rather than pasted: this is what the kernel made of it.
+    assert _kernel_parse_args(b'mystring="x" other=1 "" ') == [(b"mystring", b"x"), (b"other", b"1"), (b"", None)]
+
+
+@pytest.mark.parametrize("name", ["my string", "a=b", "x.y", "9x", "-x", ""])
+def test_a_toml_parameter_name_must_be_a_parameter_name(tmp_path, name):
+    msg = _error(tmp_path, f'[module]\nparams = {{ "{name}" = 1 }}\n')
+    assert msg.startswith(f"[module] params: {name!r} is not a module parameter name (")

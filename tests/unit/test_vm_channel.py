@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
+import threading
 
 import pytest
 
@@ -123,5 +125,77 @@ def test_channel_timeout_calls_check():
         assert ei.value.message == "command 'sleep 100' did not finish within 0.15s"
         assert len(calls) >= 1
     finally:
+        for fd in (g2h_r, g2h_w, h2g_r, h2g_w):
+            os.close(fd)
+
+
+def _bounded(fn, limit: float = 60.0) -> dict:
+    """Run ``fn`` in a thread so that a hang fails the test instead of wedging the suite."""
+    box: dict = {}
+
+    def body():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            box["error"] = e
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    t.join(limit)
+    assert not t.is_alive(), f"the call did not return within {limit:g}s"
+    return box
+
+
+def _fifo(path) -> int:
+    """A FIFO opened read-write, as the host holds QEMU's (see machine._fifo_pair)."""
+    os.mkfifo(path, 0o600)
+    return os.open(path, os.O_RDWR)
+
+
+def test_command_larger_than_the_pipe_times_out_when_the_guest_stops_reading(tmp_path):
+    # The guest is wedged: nothing drains cmd.in, and the host's own read-write open of the FIFO
+    # means the write never fails with EPIPE. A request bigger than the pipe must still give up
+    # at its deadline.
+    h2g = _fifo(tmp_path / "cmd.in")
+    g2h = _fifo(tmp_path / "cmd.out")
+    pipe_size = fcntl.fcntl(h2g, 1032)   # F_GETPIPE_SZ
+    command = "printf '%s' " + "A" * (2 * pipe_size + 1)
+    calls = []
+    try:
+        ch = CommandChannel(g2h, h2g)
+        box = _bounded(lambda: ch.run(command, 0.5, lambda: calls.append(1)))
+        err = box.get("error")
+        assert isinstance(err, CommandTimeout), box
+        assert err.message.startswith(f"command {command[:77] + '...'!r} did not finish within 0.5s "
+                                      "(the guest stopped reading its input: ")
+        assert calls, "the guest's health was not checked while the pipe was full"
+        assert ch.bye(timeout=0.1) is False   # the pipe is still full
+    finally:
+        os.close(h2g)
+        os.close(g2h)
+
+
+def test_command_larger_than_the_pipe_goes_through_to_a_reading_guest():
+    g2h_r, g2h_w = os.pipe()
+    h2g_r, h2g_w = os.pipe()
+    command = "printf '%s' " + "B" * (4 * fcntl.fcntl(h2g_w, 1032))
+    want = b"run 1 " + base64.b64encode(command.encode()) + b"\n"
+    got = bytearray()
+
+    def guest():   # reads the whole request, then answers it
+        while not got.endswith(b"\n"):
+            got.extend(os.read(h2g_r, 65536))
+        os.write(g2h_w, frame(1, b"ok", b"") + b"\x1eKHE 1 0\n")
+
+    t = threading.Thread(target=guest, daemon=True)
+    t.start()
+    try:
+        ch = CommandChannel(g2h_r, h2g_w)
+        box = _bounded(lambda: ch.run(command, 30, lambda: None))
+        assert "error" not in box, box
+        assert (box["value"].rc, box["value"].stdout) == (0, "ok")
+        assert bytes(got) == want
+    finally:
+        t.join(30)
         for fd in (g2h_r, g2h_w, h2g_r, h2g_w):
             os.close(fd)
