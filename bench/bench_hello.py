@@ -59,9 +59,9 @@ def bare_boot(kernel: str, runs: int):
 def virtme_ng(cache: Path, kernel_bundle, runs: int) -> list[float] | str:
     """vng boots the same Debian kernel; it needs the package's full module tree (for 9p) beside
     the image, so the cached linux-image .deb is unpacked once into bench/.vng-kernels."""
-    from kharness.kernels.deb import extract_deb
+    from kharness.debian.deb import extract_deb
     from kharness.kernels.resolve import resolve_kernel
-    from kharness.kernels.store import fetch_pkg
+    from kharness.debian.pool import fetch_pkg
     from kharness.targets import get_target
 
     venv = ROOT / "bench" / ".venv-vng"

@@ -52,7 +52,7 @@ def kharness(target: str, kernel: str | None, out: Path, module: Path = ROOT / "
 def bare(target: str, kernel: str | None, runs: int) -> list[float]:
     from kharness.image.cpio import CpioWriter
     from kharness.image.initramfs import _busybox
-    from kharness.runner import guest_image, resolve_any
+    from kharness.plan import guest_image, resolve_any
     from kharness.targets import get_target
     from kharness.vm.qemu import BootSpec, build_argv
 

@@ -3,16 +3,8 @@
 #
 # The kernel log goes to the console (first serial port); commands travel on a separate
 # channel named by `kh_cmd=<tty>` on the kernel command line, so kernel messages can never
-# corrupt a command's output. The host half of the protocol is kharness/vm/channel.py:
-#
-#   host -> guest   run <id> <base64 of a shell script>
-#                   bye                         (end of run: poweroff)
-#   guest -> host   \036KH-READY <uname -r>     once, when the channel is ready
-#                   \036KHO <id> <size>\n<base64 of stdout>
-#                   \036KHR <id> <size>\n<base64 of stderr>
-#                   \036KHE <id> <exit status>  the end of one command
-#                   \036KH-BYE                  just before poweroff
-# Outputs are base64 so that they cross the tty byte-exact; <size> is the untruncated size.
+# corrupt a command's output. docs/protocol.md specifies both: the command channel's framing
+# (run/bye, KH-READY, KHO/KHR/KHE, KH-BYE) and the console side channel (sysrq-, kh-initstate-).
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run /mnt /root /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root

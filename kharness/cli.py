@@ -13,7 +13,6 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from kharness import __version__, ui
 from kharness.errors import KharnessError, UsageError
@@ -193,9 +192,11 @@ def kernels(
     import json as _json
     import textwrap
 
-    from kharness.kernels.index import load_index
+    from rich.table import Table
+
+    from kharness.debian.index import load_index
+    from kharness.debian.suites import alias_names, archive_suites
     from kharness.kernels.resolve import available, offered, source_suites
-    from kharness.kernels.series import alias_names, archive_suites
     from kharness.targets import all_targets, get_target
 
     try:
@@ -244,6 +245,8 @@ def kernels(
 @app.command()
 def targets() -> None:
     """List the target boards and the kernel series each supports."""
+    from rich.table import Table
+
     from kharness.targets import all_targets
 
     t = Table(title="Targets (profiles in images/)")
@@ -407,7 +410,8 @@ app.add_typer(cache_app, name="cache")
 def kernel_build(
     target: str = typer.Option(..., "--target", "-t", help="Target whose profile gives ARCH, cross compiler "
                                                           "and config fragment (e.g. ppc64)."),
-    kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="Series of Debian's linux-source-* (e.g. 6.1)."),
+    kernel: Optional[str] = typer.Option(None, "--kernel", "-k", help="Series of Debian's linux-source-* (e.g. 6.1) "
+                                                                      "or an alias of one (stable)."),
     source: Optional[Path] = typer.Option(None, "--source", help="Your own kernel tree instead of Debian's source."),
     config: List[Path] = typer.Option([], "--config", help="Extra config fragment (repeatable)."),
     debug: Optional[str] = typer.Option(None, "--debug", help=DEBUG_HELP),
@@ -415,17 +419,13 @@ def kernel_build(
 ) -> None:
     """Build (or reuse) a kernel from source: tinyconfig + the target's fragment + yours (+ the
     debug checkers' fragments). `kharness run --debug ...` builds the same kernel by itself."""
-    from kharness.kernels.debug import split_kernel
-    from kharness.kernels.source import boot_image, debian_source, user_tree
-    from kharness.targets import get_target
+    from kharness.kernels.source import boot_image
+    from kharness.plan import build_source, plan_guest
 
     ui.set_verbose(verbose)
     try:
-        checkers = parse_checkers(debug)
-        kernel, suffix = split_kernel(kernel)
-        if suffix and not checkers:
-            checkers = parse_checkers("all")
-        prof = get_target(target)
+        guest = plan_guest(target, kernel, debug, source, config)
+        prof, checkers = guest.profile, guest.debug
         if source is None and prof.kernel_source != "debian-source" and not config and not checkers:
             raise UsageError(f"target {target} uses Debian's packaged kernels",
                              hint="give --debug CHECKERS for a debug kernel, or --source DIR (and --config "
@@ -434,11 +434,9 @@ def kernel_build(
             if not prof.config_fragment and not config:
                 raise UsageError(f"target {target} has no config fragment of its own",
                                  hint="give --config fragments that make the kernel boot on it")
-            b = user_tree(prof, source, tuple(config), checkers)
-        else:
-            if config:
-                raise UsageError("--config applies to --source", hint="give --source DIR too")
-            b = debian_source(prof, kernel or ("6.1" if "6.1" in prof.series else prof.series[0]), checkers)
+        elif config:
+            raise UsageError("--config applies to --source", hint="give --source DIR too")
+        _, b = build_source(prof, guest.kernel, guest.kernel_tree, guest.kernel_config, checkers)
     except KharnessError as e:
         _die(e)
     took = f" (built in {b.build_seconds:.0f}s)" if b.build_seconds else ""
@@ -457,10 +455,8 @@ def image_build(
     verbose: bool = VERBOSE,
 ) -> None:
     """Build (or reuse) the guest image for a target and kernel and print where it is."""
-    import dataclasses
-
-    from kharness.kernels.debug import DEBUG_MEMORY_MB
-    from kharness.runner import HEALTH_CMD, guest_image, kernel_choice, resolve_any
+    from kharness.agent_client import HEALTH_CMD
+    from kharness.plan import plan_guest
     from kharness.targets import get_target
     from kharness.vm import snapshot as snapshots
     from kharness.vm.accel import choose_accel
@@ -472,15 +468,13 @@ def image_build(
         prof = get_target(target)
         if snapshot and not prof.snapshot:   # before any download or build
             raise UsageError(f"{prof.name} does not support snapshots (see images/{prof.name}.toml)")
-        kernel, checkers = kernel_choice(kernel, parse_checkers(debug))
-        if checkers:   # as run does: a debug guest gets more memory (and so its own snapshot)
-            prof = dataclasses.replace(prof, memory_mb=max(prof.memory_mb, DEBUG_MEMORY_MB))
-        spec, built = resolve_any(prof, kernel, debug=checkers)
-        k, base, dtb = guest_image(prof, spec, built)
+        guest = plan_guest(prof, kernel, debug, accel=accel)   # (as run plans it: a debug guest's memory too)
+        spec, built = guest.resolve()
+        k, base, dtb = guest.image(spec, built)
         if snapshot:
             boot = BootSpec(k.kernel, base.path, dtb)
-            acc, _ = choose_accel(prof, accel, boot)
-            snap = snapshots.ensure(prof, boot, acc, boot_timeout, prepare=HEALTH_CMD)
+            acc, _ = choose_accel(guest.profile, guest.accel, boot)
+            snap = snapshots.ensure(guest.profile, boot, acc, boot_timeout, prepare=HEALTH_CMD)
     except KharnessError as e:
         _die(e)
     out.print(f"kernel    {k.kernel}")
@@ -496,6 +490,8 @@ def image_build(
 def cache_ls(verbose: bool = VERBOSE) -> None:
     """What the cache holds, per kind, with sizes."""
     ui.set_verbose(verbose)
+    from rich.table import Table
+
     from kharness.cachectl import cache_entries
 
     t = Table(title="kharness cache")

@@ -1,8 +1,10 @@
-"""Read a kernel module's ``.modinfo`` section (any arch, either endianness) with pyelftools."""
+"""Read a kernel module's ``.modinfo`` section (any arch, either endianness) with pyelftools, and
+the order its ``depends=`` asks modules to be loaded in."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable, Mapping
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -25,3 +27,31 @@ def read_modinfo(path: Path) -> dict[str, list[str]]:
                 out.setdefault(k, []).append(v)
     return out
 
+
+
+def depends(modinfo: Mapping[str, list[str]]) -> list[str]:
+    """The modules a module needs loaded first: its ``depends=`` (comma-separated, often empty)."""
+    return [d for d in ",".join(modinfo.get("depends", [""])).split(",") if d]
+
+
+def load_order(names: Iterable[str], deps: Mapping[str, Iterable[str]]) -> list[str]:
+    """``names`` in an order to insmod them: each after those of ``names`` it depends on, else in
+    the order given. Dependencies outside ``names`` (built in, or already loaded) are not theirs to
+    order; a dependency cycle (which modprobe would refuse) ends at the module seen twice."""
+    names = list(names)
+    known = set(names)
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(n: str) -> None:
+        if n in seen:
+            return
+        seen.add(n)
+        for d in deps.get(n, ()):
+            if d in known:
+                visit(d)
+        order.append(n)
+
+    for n in names:
+        visit(n)
+    return order

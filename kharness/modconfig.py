@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kharness.checks import Check, parse_check
+from kharness.checks import BaseCheck, Check, parse_check  # noqa: F401 (Check: callers build checks through it)
 from kharness.errors import UsageError
 from kharness.hw import gpio as khgpio
 
@@ -35,7 +35,7 @@ class ModuleConfig:
     load_order: tuple[str, ...] = ()
     load_expect_dmesg: str | None = None
     unload_expect_dmesg: str | None = None
-    checks: tuple[Check, ...] = ()
+    checks: tuple[BaseCheck, ...] = ()
     timeout: float | None = None
     gpio: khgpio.GpioConfig | None = None   # load the kharness virtual GPIO controller first
 
@@ -163,7 +163,7 @@ def load_config(directory: Path) -> ModuleConfig:
                            f"(set [gpio] lines to have more, up to {khgpio.MAX_LINES})")
     if gpio is None:
         texts = [v for kv in params.values() for v in kv.values()] + \
-            [str(getattr(c, f) or "") for c in checks for f in ("run", "path", "write", "device")]
+            [str(getattr(c, f, None) or "") for c in checks for f in ("run", "path", "write", "device")]
         if any("{gpio." in t for t in texts):
             raise _err(path, "{gpio.*}", "GPIO numbers are used but no [gpio] section loads the kharness "
                                          "virtual GPIO controller: add [gpio]")

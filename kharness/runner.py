@@ -19,44 +19,41 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kharness import agent_client as agent
 from kharness import checks, health, seal, ui
+# kh-agent's commands and reply parsers live in agent_client (docs/protocol.md); HEALTH_SEP and
+# SESSION_CURSOR stay importable from here for existing callers.
+from kharness.agent_client import HEALTH_CMD, HEALTH_SEP, LOAD_MARK, SESSION_CURSOR  # noqa: F401
 from kharness.build.kbuild import BuildOutcome, BuiltModule, run_kbuild
 from kharness.build.makefile import plan_build
 from kharness.build.toolchain import pick_toolchain
 from kharness.cachectl import reap_abandoned_staging
 from kharness.errors import DamagedCacheEntry, InfraError, KharnessError, ModuleFailure, UsageError
 from kharness.hw import gpio as khgpio
-from kharness.image.dtb import prepare_dtb
-from kharness.image.initramfs import ensure_base_image, write_run_initrd
+from kharness.image.initramfs import write_run_initrd
 from kharness.kernels import debug as debugk
-from kharness.kernels.debug import ALL as DEBUG_ALL
-from kharness.kernels.debug import DEBUG_MEMORY_MB, debug_fragments, split_kernel
-from kharness.kernels.resolve import DEFAULT_SERIES, KernelSpec, resolve_kernel, series_for
-from kharness.kernels.source import SourceBuild, debian_source, source_spec, user_tree
-from kharness.kernels.store import ensure_headers, ensure_kernel
+from kharness.kernels.resolve import KernelSpec
+from kharness.kernels.source import SourceBuild
+from kharness.kernels.store import ensure_headers
 from kharness.modconfig import ModuleConfig, load_config, merge_params, parse_cli_params
+from kharness.plan import insmod_order, plan_guest
+from kharness.result.cap import REPORT_CAP
+from kharness.result.finding import Finding, FindingKind
 from kharness.result.model import CheckResult, Result, cap
+from kharness.result.records import BuildRecord, ImageRecord, KernelRecord, TaintRecord
 from kharness.targets import TargetProfile, get_target
 from kharness.vm.accel import ACCELS, choose_accel
 from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, GuestError, QemuStartError
 from kharness.vm import snapshot
+from kharness.guest import ConsoleSideChannel
 from kharness.vm.machine import Guest
 from kharness.vm.qemu import BootSpec, qemu_binary, reproducer
 
 DEFAULT_TIMEOUT = 60.0        # per guest step (an insmod, a check, an rmmod)
 DEFAULT_BOOT_TIMEOUT = 300.0  # TCG on a loaded 2-core machine can be slow; a healthy boot is ~3 s
 _MODULE_FRAME_RE = re.compile(r"(\w+\+0x[0-9a-f]+/0x[0-9a-f]+) \[(\w+)\]")
-# The look after every phase, one guest process (kharness/hw/agent/kh-agent.c): taint, the kernel
-# log since the last look, the loaded modules, the character devices.
-HEALTH_CMD = "kh-agent health"
-HEALTH_SEP = "@@KH@@\n"
-RESTORED_CMD = "kh-agent restored {epoch} {seed}"   # what a restored guest runs first (see kh-agent.c)
-# "The kernel log since the previous step" - a dmesg check's window (checks.STEP_CURSOR moves the
-# agent's "step" cursor at the start of every other step), a Session's dmesg.since() - starts at
-# the load for the first one, not at boot: the look that ends the boot phase moves those cursors
-# to the end of the boot log (which that look itself scans, as the boot phase's findings).
-SESSION_CURSOR = "python"
-LOAD_MARK = " && ".join(f"kh-agent dmesg-since {name} >/dev/null" for name in ("step", SESSION_CURSOR))
+# What a restored guest runs first; tests/integration/test_snapshot.py patches it to stall a restore.
+RESTORED_CMD = agent.RESTORED_CMD
 
 
 def host_load() -> tuple[float, int]:
@@ -168,8 +165,11 @@ def _reap_stale_run_dirs() -> None:
 class Run:
     """State of one run while it executes; ``execute()`` returns the finished Result."""
 
-    def __init__(self, opts: RunOptions):
+    def __init__(self, opts: RunOptions, guest_factory=None):
         self.opts = opts
+        # Makes the guest: called as Guest(profile, boot, workdir, accel[, extra_args]); None is
+        # the QEMU guest (looked up at call time). A fake guest judges verdicts without QEMU.
+        self._guest_factory = guest_factory
         self.result = Result(module_dir=str(opts.module_dir), target=opts.target,
                              kernel_wanted=opts.kernel or "default")
         self.guest: Guest | None = None
@@ -200,49 +200,42 @@ class Run:
         p.message = p.message or message
         return ModuleFailure(phase, message, guest_usable)
 
-    def _findings(self, phase: str, text: str, baseline: bool = False) -> list[dict]:
-        found = [dict(f.to_dict(), phase=phase) for f in health.scan_kernel_log(text)]
+    def _findings(self, phase: str, text: str, baseline: bool = False) -> list[Finding]:
+        found = health.scan_kernel_log(text)
         if self.shadow_map:
             # Reports name the build tree's paths: show the user's own.
             a, b = self.shadow_map
-            for f in found:
-                f["summary"] = f["summary"].replace(a, b)
-                f["report"] = f["report"].replace(a, b)
-        for f in found:
-            # Some reports count only when the module under test is the one they blame.
-            f["blocking"] = not baseline and (f["kind"] not in health.BLAMED_ONLY or f["module"] in self.tested)
+            found = [dataclasses.replace(f, summary=f.summary.replace(a, b), report=f.report.replace(a, b))
+                     for f in found]
+        # Some reports count only when the module under test is the one they blame.
+        found = [dataclasses.replace(f, phase=phase, blocking=not baseline and (
+                     f.kind not in health.BLAMED_ONLY or f.module in self.tested)) for f in found]
         self.result.findings += found
-        return [f for f in found if f["blocking"]]
+        return [f for f in found if f.blocking]
 
-    def _health(self, phase: str, timeout: float, command: str = HEALTH_CMD) -> list[dict]:
+    def _health(self, phase: str, timeout: float, command: str = HEALTH_CMD) -> list[Finding]:
         """Taint and the kernel log since the last look; findings that fail the run."""
         assert self.guest
         r, self._first_look = self._first_look, None   # a restored guest's look came with its setup
         if r is None:
             r = self.guest.run(command, timeout)
-        head, log, mods, devs = (r.stdout.split(HEALTH_SEP, 3) + ["", "", ""])[:4]
-        try:
-            taint = int(head.strip() or "0")
-        except ValueError:
-            taint = self.taint
-        self.listed = set(mods.split())
-        self.char_devices = {}
-        for line in devs.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0].isdigit():
-                self.char_devices.setdefault(parts[1], parts[0])
+        look = agent.parse_health(r.stdout)
+        taint = self.taint if look.taint is None else look.taint
+        log = look.log
+        self.listed = set(look.modules)
+        self.char_devices = dict(look.char_devices)
         if phase == "boot" and self.boot_log:
             log = self.boot_log + log
         self.result.dmesg[phase] = self.result.dmesg.get(phase, "") + log
         blocking = self._findings(phase, log, baseline=(phase == "boot"))
         if phase != "boot":
             for f in health.taint_findings(self.taint, taint):
-                d = dict(f.to_dict(), phase=phase, blocking=True)
-                self.result.findings.append(d)
-                blocking.append(d)
+                f = dataclasses.replace(f, phase=phase, blocking=True)
+                self.result.findings.append(f)
+                blocking.append(f)
         self.taint = taint
-        self.result.taint = {"value": taint, "flags": health.taint_string(taint),
-                             "decoded": [f"{t.letter}: {t.description}" for t in health.decode_taint(taint)]}
+        self.result.taint = TaintRecord(taint, health.taint_string(taint),
+                                        [f"{t.letter}: {t.description}" for t in health.decode_taint(taint)])
         return blocking
 
     def _check_health(self, phase: str, timeout: float, modules=(), listed: bool | None = None) -> None:
@@ -254,7 +247,7 @@ class Run:
             raise self._guest_trouble(phase, e, f"the health check after {phase}") from None
         if bad:
             f = bad[0]
-            raise self._fail(phase, f"kernel reported {f['kind']}: {f['summary']}")
+            raise self._fail(phase, f"kernel reported {f.kind}: {f.summary}")
         for name in modules:
             if (name in self.listed) != listed:
                 tool = "insmod" if listed else "rmmod"
@@ -267,10 +260,10 @@ class Run:
         lost = self._channel_lost(what) if isinstance(e, CommandTimeout) and self.guest is not None else None
         if lost is not None:
             # Not a hang: the module silenced the channel the harness talks to the guest on.
-            text = self.guest.console.text(32768)
+            text = self.guest.console_text(32768)
             self.result.phase(phase).log = cap(text)
-            self.result.findings.append({"kind": "channel_lost", "summary": lost, "report": cap(text, 16384),
-                                         "line": 0, "module": what.split()[-1], "phase": phase, "blocking": True})
+            self.result.findings.append(Finding(FindingKind.CHANNEL_LOST, lost, cap(text, REPORT_CAP), 0,
+                                                module=what.split()[-1], phase=phase, blocking=True))
             return self._fail(phase, lost)
         if isinstance(e, CommandTimeout) and self.guest is not None:
             # Ask the kernel what every CPU and blocked task is doing.
@@ -286,21 +279,21 @@ class Run:
             frame = _MODULE_FRAME_RE.search(text.split("Show Blocked State", 1)[-1]) or _MODULE_FRAME_RE.search(text)
             if frame:
                 msg += f", stuck in {frame.group(1)} [{frame.group(2)}]"
-            self.result.findings.append({"kind": "hang", "summary": msg, "report": cap(text, 16384),
-                                         "line": 0, "module": None, "phase": phase, "blocking": True})
+            self.result.findings.append(Finding(FindingKind.HANG, msg, cap(text, REPORT_CAP), 0,
+                                                phase=phase, blocking=True))
         elif found and not (isinstance(e, GuestDied) and e.panic):
-            msg += f" ({found[0]['kind']}: {found[0]['summary']})"
+            msg += f" ({found[0].kind}: {found[0].summary})"
         if isinstance(e, GuestDied) and e.panic:
-            pf = next((f for f in found if f["kind"] == "panic"), None)
+            pf = next((f for f in found if f.kind == FindingKind.PANIC), None)
             if pf:
-                msg = f"kernel panic during {what}: {pf['summary']}"
+                msg = f"kernel panic during {what}: {pf.summary}"
         return self._fail(phase, msg)
 
     def _channel_lost(self, what: str) -> str | None:
         """After an insmod/rmmod that did not answer: if the console says the module's init (or
         exit) finished, the command finished too and it is the command channel that went silent."""
         m = re.fullmatch(r"(insmod|rmmod) (\w+)", what)
-        if m is None or self.guest is None or self.guest.console is None:
+        if m is None or not isinstance(self.guest, ConsoleSideChannel):   # no second way in
             return None
         tool, name = m.groups()
         state = self.guest.module_state(name)
@@ -353,7 +346,7 @@ class Run:
     def _teardown(self) -> None:
         if self.guest is not None:
             self.guest.close()
-            self.result.artifacts["console_log_tail"] = cap(self.guest.console.text(32768)) if self.guest.console else ""
+            self.result.artifacts["console_log_tail"] = cap(self.guest.console_text(32768))
         if self.workdir is not None:
             if self.opts.keep:
                 (self.workdir / KEEP_MARKER).touch()
@@ -411,17 +404,14 @@ class Run:
                                 gpio_lines=config.gpio.lines if config.gpio is not None else None,
                                 extra_texts=extra,
                                 param_values={k: v for kv in params.values() for k, v in kv.items()})
-        wanted, debug = kernel_choice(opts.kernel, opts.debug)
-        self.debug = debug
-        if debug:
-            # The checkers' metadata (KASAN's shadow, kmemleak's and lockdep's records) needs room.
-            profile = self.profile = dataclasses.replace(profile, memory_mb=max(profile.memory_mb, DEBUG_MEMORY_MB))
-            debug_fragments(profile, debug)   # an unsupported target or checker: say so before any work
+        guest_plan = plan_guest(profile, opts.kernel, opts.debug, opts.kernel_tree, opts.kernel_config, opts.accel)
+        profile = self.profile = guest_plan.profile   # (a debug guest's memory applied)
+        debug = self.debug = guest_plan.debug
         built_kernel: SourceBuild | None = None
-        from_debian = profile.kernel_source == "debian" and not opts.kernel_tree and not debug
+        from_debian = guest_plan.from_debian
         if from_debian:
-            spec = resolve_kernel(profile, wanted)
-            r.kernel = spec.to_dict()
+            spec, _ = guest_plan.resolve()
+            r.kernel = KernelRecord(**spec.to_dict())
             r.reproducer["kharness"] = _reproducer_cmd(opts, spec.release)
 
         # build (for self-built kernels the kernel too, the first time)
@@ -431,13 +421,14 @@ class Run:
         if from_debian:
             headers = ensure_headers(spec)
         else:
-            spec, built_kernel = resolve_any(profile, wanted, opts.kernel_tree, tuple(opts.kernel_config), debug)
+            spec, built_kernel = guest_plan.resolve()
             headers = built_kernel.headers_bundle()
-            r.kernel = dict(spec.to_dict(), built_from=built_kernel.origin,
-                            config_fragments=list(built_kernel.config_fragments), build_tree=str(built_kernel.out))
+            r.kernel = KernelRecord(**spec.to_dict(), built_from=built_kernel.origin,
+                                    config_fragments=list(built_kernel.config_fragments),
+                                    build_tree=str(built_kernel.out))
             if debug:
-                r.kernel["debug"] = list(debug)
-                r.kernel["build_seconds"] = built_kernel.build_seconds
+                r.kernel.debug = list(debug)
+                r.kernel.build_seconds = built_kernel.build_seconds
             r.reproducer["kharness"] = _reproducer_cmd(opts, None)
         tc = pick_toolchain(profile, spec)
         r.compiler = tc.version + (f" ({tc.note})" if tc.note else "")
@@ -450,13 +441,13 @@ class Run:
             if from_debian:
                 headers = ensure_headers(spec)
             else:
-                spec, built_kernel = resolve_any(profile, wanted, opts.kernel_tree, tuple(opts.kernel_config), debug)
+                spec, built_kernel = guest_plan.resolve()
                 headers = built_kernel.headers_bundle()
             outcome = run_kbuild(plan, headers, tc)
         ph.duration = time.monotonic() - t
         self._record_build(outcome)
         if tc.sysroot is not None:
-            r.build["environment"] = seal.read_meta(tc.sysroot)   # what apt installed there
+            r.build.environment = seal.read_meta(tc.sysroot)   # what apt installed there
         if outcome.modules:
             self.shadow_map = (str(outcome.modules[0].path.parent), str(d.resolve()))
         if not outcome.ok:
@@ -472,7 +463,7 @@ class Run:
              if any(x.severity == "warning" for x in outcome.diagnostics) else "")
         if config.gpio is not None:
             self.khgpio = self._build_khgpio(headers, tc)
-        modules = self._load_order(outcome.modules, config)
+        modules = insmod_order(outcome.modules, config)
         per_module = self._params_for(modules, params)
         r.params = per_module
 
@@ -480,15 +471,14 @@ class Run:
         ph = r.phase("image")
         ph.status = "running"
         t = time.monotonic()
-        kernel, base, dtb = guest_image(profile, spec, built_kernel)
+        kernel, base, dtb = guest_plan.image(spec, built_kernel)
         _reap_stale_run_dirs()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-"))
         payload = {f"{m.name}.ko": m.path.read_bytes() for m in modules}
         if self.khgpio is not None:
             payload[f"{khgpio.MODULE}.ko"] = self.khgpio.path.read_bytes()
         boot = BootSpec(kernel.kernel, base.path, dtb)
-        r.image = {"base": str(base.path), "key": base.key, "busybox": base.busybox,
-                   "kernel": str(kernel.kernel)}
+        r.image = ImageRecord(base=str(base.path), key=base.key, busybox=base.busybox, kernel=str(kernel.kernel))
         ph.duration = time.monotonic() - t
         ph.status = "pass"
 
@@ -504,13 +494,13 @@ class Run:
                 snap = None   # the restored guest did not work: boot one instead
             if snap is None:
                 boot = BootSpec(kernel.kernel, write_run_initrd(base, payload, self.workdir / "initrd.img"), dtb)
-                self.guest = Guest(profile, boot, self.workdir, accel)
+                self.guest = self._new_guest(profile, boot, self.workdir, accel)
                 r.reproducer["qemu"] = reproducer(self.guest.argv)
                 self.guest.start()
                 with ui.step(f"booting {spec.release} on {profile.name} ({accel})"):
                     self.guest.wait_ready(opts.boot_timeout)
             # ";": the health look runs even if a cursor could not be moved.
-            self._health("boot", timeout, f"{LOAD_MARK}; {HEALTH_CMD}")
+            self._health("boot", timeout, agent.boot_look())
             self.devices_at_boot = dict(self.char_devices)
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
             ph.log = cap(e.console_tail)
@@ -534,7 +524,7 @@ class Run:
             r.boot_mode_note = "--cold" if opts.cold else f"{profile.name} does not support snapshots"
             return None
         try:
-            snap = snapshot.ensure(profile, boot, accel, opts.boot_timeout, prepare=HEALTH_CMD)
+            snap = snapshot.ensure(profile, boot, accel, opts.boot_timeout, prepare=agent.health())
         except InfraError as e:
             r.boot_mode, r.boot_mode_note = "cold", f"no snapshot: {e}"
             ui.info(f"[yellow]no snapshot ({e}); booting cold[/yellow]")
@@ -542,8 +532,9 @@ class Run:
         r.boot_mode, r.boot_mode_note = "snapshot", f"restored {snap.key}"
         # The first health look ran before the save: keep the boot log it read, and the restored
         # guest's first look returns only what happened since the restore.
-        self.boot_log = (snap.prepared.split(HEALTH_SEP) + ["", ""])[1]
-        r.image["snapshot"] = str(snap.path)
+        self.boot_log = agent.parse_health(snap.prepared).log
+        if r.image is not None:
+            r.image.snapshot = str(snap.path)
         return snap
 
     def _restore(self, snap, boot: BootSpec, payload: dict[str, bytes], spec: KernelSpec, timeout: float) -> bool:
@@ -553,7 +544,7 @@ class Run:
         profile, r = self.profile, self.result
         copy = self.workdir / "vmstate.qcow2"
         shutil.copyfile(snap.path, copy)
-        self.guest = Guest(profile, boot, self.workdir, r.accelerator, snap.restore_args(copy))
+        self.guest = self._new_guest(profile, boot, self.workdir, r.accelerator, snap.restore_args(copy))
         r.reproducer["qemu"] = reproducer(self.guest.argv)
         boot_limit = f"--boot-timeout {self.opts.boot_timeout:g}s"
         try:
@@ -570,7 +561,8 @@ class Run:
             ui.info(f"[yellow]the restored guest did not work ({why}); booting instead[/yellow]")
             r.boot_mode, r.boot_mode_note = "cold", f"restoring {snap.key} abandoned ({why}); booted instead"
             snapshot.discard(snap)   # saved in a bad moment: the next run saves a new one
-            r.image.pop("snapshot", None)
+            if r.image is not None:
+                r.image.snapshot = None
             self.boot_log = ""
             self._first_look = None
             self.guest.close()
@@ -583,17 +575,17 @@ class Run:
         look; in as few guest commands as the line length allows (usually one: each command costs
         tens of milliseconds under TCG). Returns the result of the command that took the look."""
         seed = os.urandom(32).hex()
-        steps = [RESTORED_CMD.format(epoch=int(time.time()), seed=seed)]
+        steps = [agent.restored(int(time.time()), seed, template=RESTORED_CMD)]
         for name, data in payload.items():
-            steps += snapshot.delivery_commands(name, _strip_debug(data, profile))
+            steps += agent.delivery_commands(name, _strip_debug(data, profile))
         batches, size = [[]], 0
         for step in steps:
-            if batches[-1] and size + len(step) > snapshot.CHUNK:
+            if batches[-1] and size + len(step) > agent.CHUNK:
                 batches.append([])
                 size = 0
             batches[-1].append(step)
             size += len(step) + 4
-        batches[-1] += [LOAD_MARK, HEALTH_CMD]
+        batches[-1] += [LOAD_MARK, agent.health()]
         probe_limit, reckoning = restore_limit(self.opts.boot_timeout)
         for i, batch in enumerate(batches):
             # The first command carries the timer probe: a guest that cannot answer it is broken.
@@ -619,16 +611,16 @@ class Run:
         o = run_kbuild(plan_build(khgpio.SOURCE_DIR), headers, tc)
         if not o.ok or not o.modules:
             raise InfraError(f"the kharness virtual GPIO controller did not build for {headers.release}: {o.error}")
-        self.result.build["khgpio"] = {"cached": o.cached, "directory": str(o.build_dir)}
+        self.result.build.khgpio = {"cached": o.cached, "directory": str(o.build_dir)}
         return o.modules[0]
 
     def _load_khgpio(self, config: ModuleConfig, timeout: float) -> None:
         """insmod khgpio before the module under test; {gpio.base} and {gpio.N} from its base."""
         argv = config.gpio.insmod_argv(f"/kh/{khgpio.MODULE}.ko")
-        res = self._run_step("load", shlex.join(argv) + f" && cat {khgpio.DEBUGFS}/base", timeout, "insmod khgpio")
+        res = self._run_step("load", agent.khgpio_load(argv), timeout, "insmod khgpio")
         self.result.phase("load").log += f"$ {shlex.join(argv)}\n{res.stdout}{res.stderr}"
         try:
-            base = int(res.stdout.strip().splitlines()[-1])
+            base = agent.parse_khgpio_base(res.stdout)
         except (ValueError, IndexError):
             why = (res.stderr or res.stdout).strip() or f"exit {res.rc}"
             hint = ("another GPIO controller may use that range: try [gpio] base = \"auto\""
@@ -638,35 +630,10 @@ class Run:
         self.result.gpio = {"controller": khgpio.MODULE, "base": base, "lines": config.gpio.lines}
 
     def _record_build(self, o: BuildOutcome) -> None:
-        self.result.build = {
-            "cached": o.cached, "command": shlex.join(o.command), "directory": str(o.build_dir),
-            "generated_makefile": o.makefile, "compiler": o.compiler,
-            "diagnostics": [d.to_dict() for d in o.diagnostics],
-        }
+        self.result.build = BuildRecord(
+            cached=o.cached, command=shlex.join(o.command), directory=str(o.build_dir),
+            generated_makefile=o.makefile, compiler=o.compiler, diagnostics=[d.to_dict() for d in o.diagnostics])
         self.result.modules = [m.to_dict() for m in o.modules]
-
-    @staticmethod
-    def _load_order(mods: list[BuiltModule], config: ModuleConfig) -> list[BuiltModule]:
-        by_name = {m.name: m for m in mods}
-        if config.load_order:
-            missing = [n for n in config.load_order if n not in by_name]
-            if missing:
-                raise UsageError(f"load_order names {missing}, which the build did not produce",
-                                 hint=f"built: {', '.join(by_name)}")
-            return [by_name[n] for n in config.load_order]
-        order: list[BuiltModule] = []
-
-        def visit(m: BuiltModule) -> None:
-            if m in order:
-                return
-            for dep in ",".join(m.modinfo.get("depends", [""])).split(","):
-                if dep in by_name:
-                    visit(by_name[dep])
-            order.append(m)
-
-        for m in mods:
-            visit(m)
-        return order
 
     @staticmethod
     def _params_for(mods: list[BuiltModule], params: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
@@ -683,6 +650,9 @@ class Run:
             else:
                 raise UsageError(f"parameter for unknown module {mod!r}", hint=f"built: {', '.join(names)}")
         return out
+
+    def _new_guest(self, *args) -> Guest:
+        return (self._guest_factory or Guest)(*args)
 
     def _run_step(self, phase: str, command: str, timeout: float, what: str):
         assert self.guest
@@ -705,8 +675,8 @@ class Run:
                 bad = []
             why = (res.stderr or res.stdout).strip() or "no message"
             if bad:
-                raise self._fail(phase, f"kernel reported {bad[0]['kind']} during {tool} {name}: "
-                                        f"{bad[0]['summary']} ({tool}: {why})")
+                raise self._fail(phase, f"kernel reported {bad[0].kind} during {tool} {name}: "
+                                        f"{bad[0].summary} ({tool}: {why})")
             raise self._fail(phase, f"{tool} {name} failed (exit {res.rc}): {why}")
         self._last_module_change = time.monotonic()
 
@@ -757,7 +727,7 @@ class Run:
         elif self.values.get("module") in now:
             self.values["major"] = now[self.values["module"]]
 
-    def run_check(self, c: checks.Check, values: dict[str, str], timeout: float) -> CheckResult:
+    def run_check(self, c: checks.BaseCheck, values: dict[str, str], timeout: float) -> CheckResult:
         """One check (all its repetitions) in the guest; a hang or a dead guest raises ModuleFailure."""
         cr = None
         for i in range(c.repeat):
@@ -829,17 +799,18 @@ class Run:
                                             f"{len(others)} of the kernel itself\n")
         for records, blocking in ((mine, True), (others, False)):
             for f in health.scan_kernel_log("\n".join(records)):
-                d = dict(f.to_dict(), phase="unload", blocking=blocking)
                 if blocking:
                     frame = re.search(r"(\w+\+0x[0-9a-f]+/0x[0-9a-f]+ \[\w+\])", f.report)
-                    d["summary"] = f.summary.rstrip(":") + (f", allocated in {frame.group(1)}" if frame else "")
-                    d["module"] = d.get("module") or (frame and frame.group(1).rsplit("[", 1)[1].rstrip("]"))
+                    f = dataclasses.replace(
+                        f, summary=f.summary.rstrip(":") + (f", allocated in {frame.group(1)}" if frame else ""),
+                        module=f.module or (frame and frame.group(1).rsplit("[", 1)[1].rstrip("]")))
                 else:
-                    d["summary"] += " (not the module's: no frame of it in the allocation stack)"
-                self.result.findings.append(d)
+                    f = dataclasses.replace(f, summary=f.summary + " (not the module's: no frame of it in the "
+                                                                   "allocation stack)")
+                self.result.findings.append(dataclasses.replace(f, phase="unload", blocking=blocking))
         if mine:
-            f = next(x for x in self.result.findings if x["kind"] == "kmemleak" and x["blocking"])
-            raise self._fail("unload", f"kmemleak found {len(mine)} leak(s): {f['summary']}")
+            f = next(x for x in self.result.findings if x.kind == FindingKind.KMEMLEAK and x.blocking)
+            raise self._fail("unload", f"kmemleak found {len(mine)} leak(s): {f.summary}")
 
     def _unload(self, modules, config: ModuleConfig, timeout: float) -> None:
         ph = self.result.phase("unload")
@@ -871,46 +842,6 @@ def _strip_debug(data: bytes, profile: TargetProfile) -> bytes:
         src.write_bytes(data)
         p = subprocess.run([strip, "--strip-debug", "-o", str(dst), str(src)], capture_output=True)
         return dst.read_bytes() if p.returncode == 0 and dst.is_file() else data
-
-
-def kernel_choice(kernel: str | None, debug: tuple[str, ...] | str | None) -> tuple[str | None, tuple[str, ...]]:
-    """``--kernel 6.1-debug`` is series 6.1 with every debug checker; ``--debug`` picks a set."""
-    wanted, suffix = split_kernel(kernel)
-    checkers = debugk.parse_checkers(debug) if isinstance(debug, str) else tuple(debug or ())
-    return wanted, checkers or (DEBUG_ALL if suffix else ())
-
-
-def resolve_any(profile: TargetProfile, wanted: str | None, kernel_tree: Path | None = None,
-                kernel_config: tuple[Path, ...] = (), debug: tuple[str, ...] = ()
-                ) -> tuple[KernelSpec, SourceBuild | None]:
-    """The kernel for a target: from Debian's packages, or built from source (the first time):
-    Debian's linux-source for targets Debian has no kernel for and for debug kernels, or the
-    user's tree."""
-    if profile.kernel_source == "debian" and kernel_tree is None and not debug:
-        return resolve_kernel(profile, wanted), None
-    series = wanted or (DEFAULT_SERIES if DEFAULT_SERIES in profile.series else profile.series[0])
-    if not kernel_tree and not re.fullmatch(r"\d+\.\d+", series) and not re.match(r"\d+\.\d+\.", series):
-        # An alias (stable, newest, a codename): the series the archive's suite offers now.
-        series, _ = series_for(dataclasses.replace(profile, kernel_source="debian"), series)
-    if kernel_tree:
-        built = user_tree(profile, kernel_tree, kernel_config, debug)
-    else:
-        if kernel_config:
-            raise UsageError("--kernel-config applies to --kernel-tree", hint="give --kernel-tree DIR too")
-        if not re.fullmatch(r"\d+\.\d+", series):
-            raise UsageError(f"kharness builds this kernel from Debian's linux-source-<series>: give a series "
-                             f"such as 6.1, not {series!r}", hint=f"series: {', '.join(profile.series)}")
-        built = debian_source(profile, series, debug)
-    return source_spec(built, series), built
-
-
-def guest_image(profile: TargetProfile, spec: KernelSpec, built: SourceBuild | None):
-    """Everything a guest boots from, cached: (kernel bundle, base initramfs, device tree or None)."""
-    kernel = (built.kernel_bundle(profile) if built else
-              ensure_kernel(spec, boot=profile.kernel_boot, want_modules=profile.guest_modules))
-    base = ensure_base_image(profile, kernel)
-    dtb = prepare_dtb(kernel.dtb_dir, profile.dtb, profile.dtb_fixups, spec.release) if profile.dtb else None
-    return kernel, base, dtb
 
 
 def run(opts: RunOptions) -> Result:

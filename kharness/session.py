@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from kharness import agent_client as agent
 from kharness import checks
+from kharness.checks.kinds import ioctl as ioctl_check
 from kharness.errors import KharnessError, ModuleFailure, UsageError
-from kharness.hw import gpio as khgpio
-from kharness.hw.agent import parse_reply
 from kharness.hw.payload import layout, pack, parse_description, unpack
-from kharness.result.model import CheckResult, Result
-from kharness.runner import DEFAULT_BOOT_TIMEOUT, SESSION_CURSOR, Run, RunOptions
+from kharness.result.model import CheckResult, Finding, Result
+from kharness.runner import DEFAULT_BOOT_TIMEOUT, Run, RunOptions
 from kharness.vm.channel import CommandResult
 from kharness.vm.errors import GuestError
 
@@ -92,7 +92,7 @@ class Session:
         """A shell command in the guest; a hang or a dead guest raises ModuleFailure."""
         return self._run._run_step("check", command, timeout or self._run.step_timeout, command[:60])
 
-    def health(self) -> list[dict]:
+    def health(self) -> list[Finding]:
         """Kernel reports (oops, WARN, BUG, taint...) since the last look that fail a run."""
         try:
             return self._run._health("check", self._run.step_timeout)
@@ -101,7 +101,7 @@ class Session:
 
     def console_tail(self) -> str:
         g = self._run.guest
-        return g.console.text(32768) if g is not None and g.console is not None else ""
+        return g.console_text(32768) if g is not None else ""
 
     def check(self, table: dict) -> CheckResult:
         """Run one check written as in kharness.toml (``{"kind": "proc", "path": ...}``)."""
@@ -111,20 +111,14 @@ class Session:
     def ioctl(self, device: str, request, payload=(), out=(), ) -> IoctlReply:
         """``request``: a number or ``"_IOWR('k', 1, payload)"``; ``payload``/``out`` as in checks
         (``[["u32", 5], ["char[16]", "hi"]]``; out values are ignored, only the types count)."""
-        try:
-            pd = parse_description(list(payload), "payload") if payload else []
-            od = parse_description(list(out), "out") if out else []
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        c = checks.Check(name=f"ioctl {device}", kind="ioctl", device=device, request=request,
-                         payload=tuple(pd), expect_out=tuple(od))
-        res = self.run(checks.command_for(c, self.values, self.target))
-        line = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
-        reply = parse_reply(line) if line else {}
+        c = ioctl_check.make(device, request, payload, out)
+        res = self.run(ioctl_check.command(c, self.values, self.target))
+        reply = agent.last_reply(res.stdout)
         if "open_errno" in reply:
             raise GuestOSError(f"open {device}", reply["open_errno"])
         if "ret" not in reply:
             raise KharnessError(f"no answer from kh-agent: {(res.stderr or res.stdout).strip()[:200]}")
+        od = c.expect_out
         values = unpack([t for t, _ in od], reply.get("out", b""), endian=self.target.endian,
                         bits=self.target.bits) if od and reply["ret"] >= 0 else []
         return IoctlReply(reply["ret"], reply.get("errno", "0"), values)
@@ -156,8 +150,9 @@ class Files:
     def write(self, path: str, value) -> None:
         """One write() of ``value`` (str, int or bytes)."""
         data = value if isinstance(value, bytes) else str(value).encode()
-        r = self._s.run(f"kh-agent write {self._path(path)} {data.hex() or '-'}")
-        reply = parse_reply(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {}
+        self._path(path)   # refuses a path outside the prefix
+        r = self._s.run(agent.write(path, data))
+        reply = agent.last_reply(r.stdout)
         if "open_errno" in reply:
             raise GuestOSError(f"open {path}", reply["open_errno"])
         if reply.get("ret", -1) < 0:
@@ -175,8 +170,8 @@ class CharDevs:
         if mode not in ("r", "w", "rw"):
             raise UsageError("mode is r, w or rw")
         d = f"/tmp/kh-hold-{next(self._ids)}"
-        r = self._s.run(f"mkdir -p {d} && kh-agent hold {shlex.quote(path)} {mode} {d}")
-        reply = parse_reply(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {}
+        r = self._s.run(agent.hold(path, mode, d))
+        reply = agent.last_reply(r.stdout)
         if "open_errno" in reply:
             raise GuestOSError(f"open {path}", reply["open_errno"])
         if reply.get("ret") != 0:
@@ -193,11 +188,11 @@ class CharDevice:
     def _step(self, op: str) -> dict:
         if self.closed:
             raise ValueError(f"{self.path} is closed")
-        r = self._s.run(f"echo {shlex.quote(op)} > {self._d}/in && cat {self._d}/out")
-        line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
-        if not line:
+        r = self._s.run(agent.hold_step(self._d, op))
+        reply = agent.last_reply(r.stdout)
+        if not reply:
             raise KharnessError(f"no answer from the kh-agent holding {self.path}: {r.stderr.strip()[:200]}")
-        return parse_reply(line)
+        return reply
 
     def _ok(self, op: str, what: str) -> dict:
         reply = self._step(op)
@@ -207,30 +202,30 @@ class CharDevice:
 
     def write(self, data) -> int:
         data = data if isinstance(data, bytes) else str(data).encode()
-        return self._ok(f"w:{data.hex() or '-'}", "write")["ret"]
+        return self._ok(agent.step_write(data), "write")["ret"]
 
     def read(self, n: int) -> bytes:
-        return self._ok(f"r:{int(n)}", "read").get("data", b"")
+        return self._ok(agent.step_read(n), "read").get("data", b"")
 
     def seek(self, offset: int) -> int:
-        return self._ok(f"s:{int(offset)}", "seek")["ret"]
+        return self._ok(agent.step_seek(offset), "seek")["ret"]
 
     def open_again(self) -> None:
         """A second open by the same process while this one is held (GuestOSError if refused)."""
-        self._ok("again", "second open of")
+        self._ok(agent.AGAIN, "second open of")
 
     def open_other(self) -> None:
         """An open by another process while this one is held (GuestOSError if refused)."""
-        self._ok("other", "open from another process of")
+        self._ok(agent.OTHER, "open from another process of")
 
     def ioctl(self, request: int, payload: bytes = b"", out_len: int = 0) -> tuple[int, bytes]:
         """A raw ioctl on this open file: (return value, output bytes)."""
-        reply = self._ok(f"i:{int(request):x}:{payload.hex() or '-'}:{int(out_len)}", "ioctl on")
+        reply = self._ok(agent.step_ioctl(request, payload, out_len), "ioctl on")
         return reply["ret"], reply.get("data", b"")
 
     def close(self) -> None:
         if not self.closed:
-            self._step("close")
+            self._step(agent.CLOSE)
             self.closed = True
 
     def __enter__(self) -> "CharDevice":
@@ -252,8 +247,8 @@ class Gpio:
         if not 0 <= line < self._s.result.gpio["lines"]:
             raise UsageError(f"GPIO line {line} is out of range: khgpio has lines 0 to "
                              f"{self._s.result.gpio['lines'] - 1}")
-        r = self._s.run(khgpio.step_command(line, **kw))
-        got = khgpio.parse_step(r.stdout)
+        r = self._s.run(agent.khgpio_step(line, **kw))
+        got = agent.parse_khgpio_step(r.stdout)
         if got is None:
             raise GuestOSError(f"gpio line {line}", checks.errno_of(r.stderr) or r.stderr.strip())
         return got
@@ -282,8 +277,7 @@ class Gpio:
         module drove, beyond its final level."""
         if not self._s.result.gpio:
             raise UsageError("the kharness virtual GPIO controller is not loaded: add [gpio] to kharness.toml")
-        out = self._s.run("cat /sys/kernel/debug/khgpio/events").stdout
-        evs = [tuple(int(x) for x in ln.split()) for ln in out.splitlines() if len(ln.split()) == 3]
+        evs = agent.parse_khgpio_events(self._s.run(agent.khgpio_events()).stdout)
         return [e for e in evs if line is None or e[1] == line]
 
 
@@ -293,7 +287,7 @@ class Dmesg:
 
     def since(self) -> str:
         """The kernel log since the previous call (the first call: since the module was loaded)."""
-        return self._s.run(f"kh-agent dmesg-since {SESSION_CURSOR}").stdout
+        return self._s.run(agent.dmesg_since(agent.SESSION_CURSOR)).stdout
 
 
 @contextmanager

@@ -21,7 +21,7 @@ class TargetProfile:
     debian_arch: str            # Packages index architecture: amd64, arm64, armhf, ppc64el
     kernel_flavour: str         # suffix of linux-image-<release>: amd64, arm64, armmp, powerpc64le
     series: tuple[str, ...]     # the series kharness is tested with on this board (the matrix's and the
-                                # tests' default); what exists is the archive's to say (kernels/series.py)
+                                # tests' default); what exists is the archive's to say (debian/suites.py)
     # kbuild side
     kernel_arch: str            # ARCH= for kbuild
     cross_compile: str          # CROSS_COMPILE= prefix (empty when it is the host)

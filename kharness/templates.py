@@ -1,5 +1,6 @@
 """Module templates: ``kharness new NAME --template T`` renders ``module_templates/T/`` (and
-``module_templates/_common/``) with jinja2 into a complete, buildable module directory.
+``module_templates/_common/``) with jinja2 into a complete, buildable module directory; its
+Makefile is the one ``kharness makefile`` and ``kharness run`` generate (one generator).
 
 File names in a template say ``NAME`` where the module's name goes (``NAME.c.j2`` ->
 ``mymod.c``). Every value that reaches a generated file is validated first, so nothing a user
@@ -12,8 +13,6 @@ import keyword
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import jinja2
 
 from kharness.errors import UsageError
 from kharness.paths import data_dir
@@ -77,8 +76,12 @@ def render(template: str, name: str, author: str, description: str) -> dict[str,
     t = TEMPLATES[template]
     check_module_name(name)
     values = {"name": name, "template": template, "summary": t.summary,
-              "author": _check_text("author", author), "description": _check_text("description", description),
-              "objs": [f"{name}_{o}.o" for o in t.objs], "ccflags": ""}
+              "author": _check_text("author", author), "description": _check_text("description", description)}
+    # Here, not at the top: every `kharness` command lists TEMPLATES in its help, only `new` renders.
+    import jinja2
+
+    from kharness.build.makefile import BuildPlan, ModuleSpec, render_makefile
+
     root = data_dir("module_templates")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(root / template), str(root / "_common")]),
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
@@ -88,7 +91,9 @@ def render(template: str, name: str, author: str, description: str) -> dict[str,
     for n in sorted(names):
         path = n[:-3].replace("NAME", name)
         out[path] = env.get_template(n).render(**values)
-    return out
+    module = ModuleSpec(name, tuple(f"{name}_{o}.o" for o in t.objs))
+    out["Makefile"] = render_makefile(BuildPlan(Path(name), None, (module,)))
+    return dict(sorted(out.items()))
 
 
 def create(template: str, name: str, directory: Path, *, author: str, description: str,

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from kharness.build.kbuild import _source_files
+from kharness.build.kbuild import source_files
 from kharness.result.model import Result
 
 
 def fingerprint(directory: Path) -> tuple:
     out = []
-    for p in _source_files(directory):
+    for p in source_files(directory):
         try:
             st = p.stat()
         except OSError:

@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 from kharness import proc, seal, ui
+from kharness.debian.mirror import debian_mirror
 from kharness.errors import InfraError
-from kharness.kernels.mirror import debian_mirror
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
 

@@ -76,7 +76,9 @@ def _is_product(name: str) -> bool:
     return any(fnmatch.fnmatch(name, p) for p in PRODUCTS)
 
 
-def _source_files(directory: Path) -> list[Path]:
+def source_files(directory: Path) -> list[Path]:
+    """The files of a module directory that a build reads (and `kharness watch` polls): all but
+    build products and hidden directories, in a stable order."""
     out = []
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not _is_product(d) and not d.startswith("."))
@@ -154,7 +156,7 @@ def _sha(path: Path) -> str:
 
 
 def _manifest_inputs(plan: BuildPlan, shadow: Path, headers: HeadersBundle) -> dict[str, str]:
-    files = {str(p): _sha(p) for p in _source_files(plan.directory)}
+    files = {str(p): _sha(p) for p in source_files(plan.directory)}
     hdr_root = str(headers.root.resolve())
     for cmd in shadow.rglob(".*.cmd"):
         for m in _DEPS_RE.finditer(cmd.read_text(errors="replace")):
@@ -174,7 +176,7 @@ def _manifest_inputs(plan: BuildPlan, shadow: Path, headers: HeadersBundle) -> d
 
 
 def _inputs_unchanged(recorded: dict[str, str], plan: BuildPlan) -> bool:
-    current = {str(p) for p in _source_files(plan.directory)}
+    current = {str(p) for p in source_files(plan.directory)}
     if not current <= set(recorded):
         return False  # a new file appeared in the module directory
     for path, digest in recorded.items():

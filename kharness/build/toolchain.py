@@ -8,16 +8,15 @@ cannot be replaced (trixie's 6.12 uses gcc-14 flags, sid's 7.2 tools need a newe
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from kharness import proc
 from kharness.build import buildenv
+from kharness.debian.index import dep_names
 from kharness.errors import InfraError
-from kharness.kernels.resolve import KernelSpec, _dep_names
+from kharness.hostcc import cc_major, cc_version
+from kharness.kernels.resolve import KernelSpec
 from kharness.targets import TargetProfile
 
 
@@ -43,19 +42,6 @@ class Toolchain:
         return out
 
 
-@lru_cache(maxsize=None)
-def _version(cc: str) -> str:
-    try:
-        return proc.run([cc, "--version"], timeout=30).stdout.splitlines()[0]
-    except (OSError, IndexError, proc.ProcessTimeout):
-        return cc
-
-
-def _major(cc: str) -> int | None:
-    m = re.search(r"\) (\d+)\.", _version(cc)) or re.search(r" (\d+)\.\d+\.\d+", _version(cc))
-    return int(m.group(1)) if m else None
-
-
 def pick_toolchain(profile: TargetProfile, spec: KernelSpec) -> Toolchain:
     """The compiler for ``spec``: the host's when it can build it, else the kernel's own suite's
     inside a build environment."""
@@ -63,7 +49,7 @@ def pick_toolchain(profile: TargetProfile, spec: KernelSpec) -> Toolchain:
     prefix = profile.cross_compile
     default = f"{prefix}gcc"
     want = int(wanted_gcc.split("-")[1]) if wanted_gcc else None
-    have = _major(default) if shutil.which(default) else None
+    have = cc_major(default) if shutil.which(default) else None
     if want is not None and (have is None or have < want) and not shutil.which(f"{prefix}{wanted_gcc}"):
         return _sysroot_toolchain(profile, spec, wanted_gcc)
     if shutil.which(default) is None:
@@ -72,18 +58,18 @@ def pick_toolchain(profile: TargetProfile, spec: KernelSpec) -> Toolchain:
     if wanted_gcc:
         exact = f"{prefix}{wanted_gcc}"
         if shutil.which(exact):
-            return Toolchain(profile.kernel_arch, prefix, exact, _version(exact), debian_arch=profile.debian_arch)
-        return Toolchain(profile.kernel_arch, prefix, default, _version(default),
+            return Toolchain(profile.kernel_arch, prefix, exact, cc_version(exact), debian_arch=profile.debian_arch)
+        return Toolchain(profile.kernel_arch, prefix, default, cc_version(default),
                          note=f"kernel asks for {wanted_gcc}; using the host's newer gcc {have}",
                          debian_arch=profile.debian_arch)
-    return Toolchain(profile.kernel_arch, prefix, default, _version(default), debian_arch=profile.debian_arch)
+    return Toolchain(profile.kernel_arch, prefix, default, cc_version(default), debian_arch=profile.debian_arch)
 
 
 def _sysroot_toolchain(profile: TargetProfile, spec: KernelSpec, wanted_gcc: str) -> Toolchain:
     triplet = profile.cross_compile.rstrip("-")
     gcc_pkg = f"{wanted_gcc}-{triplet.replace('_', '-')}" if triplet else wanted_gcc
     kbuild = next((p for p in spec.header_pkgs if p.name.startswith("linux-kbuild-")), None)
-    runtime = tuple(d for d in _dep_names(kbuild.depends) if d != "libc6") if kbuild else ()
+    runtime = tuple(d for d in dep_names(kbuild.depends) if d != "libc6") if kbuild else ()
     root = buildenv.ensure_sysroot(spec.suite, (gcc_pkg, *runtime))
     cc = f"{profile.cross_compile}{wanted_gcc}"
     p = buildenv.run_in(root, [cc, "--version"])

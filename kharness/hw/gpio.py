@@ -1,6 +1,6 @@
 """The kharness virtual GPIO controller (``khgpio``, a kernel module in ``kharness/hw/khgpio``)
-as the harness sees it: its configuration in ``kharness.toml``, how it is loaded, and the guest
-commands that drive its lines.
+as the harness sees it: its configuration in ``kharness.toml`` and how it is loaded (the guest
+commands that drive its lines are :mod:`kharness.agent_client`'s).
 
 A module under test uses khgpio like any GPIO controller (``gpio_request``, ``gpio_to_irq``,
 ``gpiod_*``). The harness drives input levels and pulses and reads output levels and interrupt
@@ -9,13 +9,11 @@ counts through khgpio's debugfs directory.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 SOURCE_DIR = Path(__file__).resolve().parent / "khgpio"
 MODULE = "khgpio"
-DEBUGFS = "/sys/kernel/debug/khgpio"
 MAX_LINES = 64
 DEFAULT_LINES = 32
 # The kernel options khgpio needs from the target kernel.
@@ -60,32 +58,3 @@ def values(base: int, lines: int) -> dict[str, str]:
     out = {"gpio.base": str(base)}
     out.update({f"gpio.{i}": str(base + i) for i in range(lines)})
     return out
-
-
-def line_dir(line: int) -> str:
-    return f"{DEBUGFS}/line{line}"
-
-
-def step_command(line: int, set_level: int | None = None, pulses: int | None = None,
-                 interval_ms: float = 5.0) -> str:
-    """Shell for one GPIO step: act on ``line``, then print
-    ``irqs=<delivered during the step> level=<0|1> direction=<in|out>``."""
-    d = line_dir(line)
-    act = ""
-    if set_level is not None:
-        act = f"echo {set_level} > {d}/value && "
-    elif pulses is not None:
-        act = f"echo '{line} {pulses} {int(interval_ms * 1000)}' > {DEBUGFS}/pulse && "
-    return (f"test -d {d} || {{ echo 'khgpio has no line {line}' >&2; exit 2; }}; "
-            f"a=$(cat {d}/irqs) && {act}"
-            f"echo irqs=$(( $(cat {d}/irqs) - a )) level=$(cat {d}/value) direction=$(cat {d}/direction)")
-
-
-_REPLY_RE = re.compile(r"irqs=(-?\d+) level=([01]) direction=(in|out)")
-
-
-def parse_step(stdout: str) -> dict | None:
-    m = _REPLY_RE.search(stdout)
-    if not m:
-        return None
-    return {"irqs": int(m.group(1)), "level": int(m.group(2)), "direction": m.group(3)}

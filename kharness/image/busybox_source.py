@@ -12,10 +12,10 @@ import shutil
 import tarfile
 
 from kharness import proc, seal, ui
+from kharness.debian.download import fetch_verified
+from kharness.debian.index import load_sources
+from kharness.debian.mirror import debian_mirror
 from kharness.errors import InfraError
-from kharness.kernels.download import fetch_verified
-from kharness.kernels.index import load_sources
-from kharness.kernels.mirror import debian_mirror
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
 from kharness.targets import TargetProfile

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kharness import seal, ui
+from kharness.debian.deb import extract_deb
+from kharness.debian.index import load_index
+from kharness.debian.pool import fetch_pkg
 from kharness.hw.agent import build_agent
 from kharness.image.cpio import CpioWriter
-from kharness.kernels.deb import extract_deb
-from kharness.kernels.index import load_index
-from kharness.kernels.store import KernelBundle, fetch_pkg
+from kharness.kernels.store import KernelBundle
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir, data_dir
 from kharness.targets import TargetProfile

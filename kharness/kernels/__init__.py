@@ -1,1 +1,2 @@
-"""Debian kernels: find them in the archive's indices, download, verify, unpack and cache them."""
+"""Kernels: which one a target gets (resolve), building one from source (source, debug) and the
+cache of kernels and headers (store). Reading Debian's archive itself is :mod:`kharness.debian`."""

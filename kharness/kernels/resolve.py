@@ -1,6 +1,6 @@
 """Turn ``--kernel 6.1``, ``--kernel stable`` or ``--kernel 6.1.0-50-amd64`` into exact Debian packages.
 
-Which series exist is read from the signed indices of the suites the mirror has (series.py), never
+Which series exist is read from the signed indices of the suites the mirror has (debian/suites.py), never
 fixed here. Among the suites that offer a series, one whose kernel the host's compiler can build is
 preferred, then the older suite; within a suite the newest release for which both the image and the
 headers are in the index wins. An alias (``stable``, ``testing``, ``backports``, a codename) pins
@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from debian.debian_support import Version
 
 from kharness import ui
+from kharness.debian.index import PackageIndex, Pkg, dep_names, load_index
+from kharness.debian.suites import LAST_KNOWN, Suite, alias_names, archive_suites
 from kharness.errors import InfraError, UsageError
-from kharness.kernels.index import PackageIndex, Pkg, load_index
-from kharness.kernels.series import LAST_KNOWN, Suite, alias_names, archive_suites
+from kharness.hostcc import cc_major
 from kharness.targets import TargetProfile
 
-# Where the named series were last seen (a hint, see series.py); kept under its old name for callers.
+# Where the named series were last seen (a hint, see debian/suites.py); kept under its old name for callers.
 SERIES_SUITES = LAST_KNOWN
 DEFAULT_SERIES = "6.1"     # while the archive offers it; after that, the stable suite's series
 HOST_ARCH = "amd64"  # linux-kbuild-* holds host executables: always take the host's build
@@ -55,16 +56,6 @@ def series_of(release: str) -> str:
     return f"{m.group(1)}.{m.group(2)}" if m else ""
 
 
-def _dep_names(depends: str) -> list[str]:
-    """Package names in a Depends field (first alternative of each)."""
-    out = []
-    for clause in depends.split(","):
-        first = clause.split("|")[0].strip()
-        if first:
-            out.append(first.split()[0].split(":")[0])
-    return out
-
-
 def _series_key(series: str) -> tuple[int, ...]:
     return tuple(int(x) for x in series.split("."))
 
@@ -93,13 +84,13 @@ def _spec(profile: TargetProfile, index: PackageIndex, release: str) -> KernelSp
     image_pkgs = [image]
     # From 7.2, linux-image-* is an empty metapackage: the kernel is in linux-binary-*, the
     # modules in linux-modules-*, device trees and modules.builtin in linux-base-<release>.
-    for dep in _dep_names(image.depends):
+    for dep in dep_names(image.depends):
         if dep.startswith(("linux-binary-", "linux-modules-", f"linux-base-{release}")) and index.get(dep):
             image_pkgs.append(index.get(dep))
     header_pkgs = [headers]
     host = load_index(index.suite, HOST_ARCH) if profile.debian_arch != HOST_ARCH else index
     gcc = None
-    for dep in _dep_names(headers.depends):
+    for dep in dep_names(headers.depends):
         if dep.startswith("linux-headers-") and dep.endswith("-common"):
             common = index.get(dep)
             if common:
@@ -118,7 +109,7 @@ def _spec(profile: TargetProfile, index: PackageIndex, release: str) -> KernelSp
 
 
 def _gcc_of(headers: Pkg) -> str | None:
-    for dep in _dep_names(headers.depends):
+    for dep in dep_names(headers.depends):
         m = re.match(r"^(?:linux-compiler-)?(gcc-\d+)", dep)
         if m:
             return m.group(1)
@@ -126,9 +117,8 @@ def _gcc_of(headers: Pkg) -> str | None:
 
 
 def _host_gcc_major(prefix: str) -> int | None:
-    from kharness.build.toolchain import _major   # (toolchain imports this module)
     import shutil
-    return _major(f"{prefix}gcc") if shutil.which(f"{prefix}gcc") else None
+    return cc_major(f"{prefix}gcc") if shutil.which(f"{prefix}gcc") else None
 
 
 def host_builds(profile: TargetProfile, gcc: str | None) -> bool:

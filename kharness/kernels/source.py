@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kharness import proc, seal, ui
+from kharness.debian.deb import extract_deb
+from kharness.debian.index import load_index
+from kharness.debian.pool import fetch_pkg
 from kharness.errors import InfraError, UsageError
-from kharness.kernels.deb import extract_deb
 from kharness.kernels.debug import DEBUG_LOCALVERSION, debug_fragments
-from kharness.kernels.index import load_index
 from kharness.kernels.resolve import KernelSpec, source_suites
-from kharness.kernels.store import HeadersBundle, KernelBundle, fetch_pkg
+from kharness.kernels.store import HeadersBundle, KernelBundle
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir, data_dir
 from kharness.targets import TargetProfile
@@ -273,7 +274,7 @@ def _unpack_source(pkg) -> Path:
 
 def source_spec(build: SourceBuild, series: str) -> KernelSpec:
     """A KernelSpec describing a self-built kernel, for results and reproducers."""
-    from kharness.kernels.index import Pkg
+    from kharness.debian.index import Pkg
     pkg = build.origin.get("package")
     pkgs = (Pkg(**{k: pkg[k] for k in ("name", "version", "arch", "filename", "size", "sha256", "suite")},
                 depends=""),) if pkg else ()

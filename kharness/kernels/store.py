@@ -28,12 +28,10 @@ from pathlib import Path
 import zstandard
 
 from kharness import seal, ui
-from kharness.elf import read_modinfo
+from kharness.debian.deb import extract_deb
+from kharness.debian.pool import fetch_pkg
+from kharness.elf import depends, load_order, read_modinfo
 from kharness.errors import InfraError
-from kharness.kernels.deb import extract_deb
-from kharness.kernels.download import fetch_verified
-from kharness.kernels.index import Pkg
-from kharness.kernels.mirror import debian_mirror
 from kharness.kernels.resolve import KernelSpec
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
@@ -43,14 +41,6 @@ COMPLETE = seal.MARKER
 
 def _key(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
-
-
-def fetch_pkg(pkg: Pkg) -> Path:
-    """The verified .deb for ``pkg`` in the download cache."""
-    dest = cache_dir() / "debs" / f"{pkg.sha256}.deb"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return fetch_verified(pkg.url(debian_mirror()), dest, sha256=pkg.sha256, size=pkg.size,
-                          label=f"{pkg.name} {pkg.version}")
 
 
 @dataclass(frozen=True)
@@ -205,10 +195,10 @@ def _assemble_kernel(spec: KernelSpec, debs: list[Path], root: Path, boot: str,
                              "(built in, or not shipped): fix the target profile's guest_modules")
         pending = set()
         for n in names:
-            for dep in ",".join(read_modinfo(found[n]).get("depends", [""])).split(","):
-                if dep and dep not in found and dep not in builtin:
+            for dep in depends(read_modinfo(found[n])):
+                if dep not in found and dep not in builtin:
                     pending.add(dep)
-    order = _load_order(found)
+    order = load_order(sorted(found), {n: depends(read_modinfo(p)) for n, p in found.items()})
     # Device trees: usr/lib/linux-image-<rel>/ up to 6.12, <modules dir>/dtb/ from 7.2.
     dtb_dir = next((d for d in (f"usr/lib/linux-image-{spec.release}", f"{mods_rel}/dtb")
                     if (root / d).is_dir()), f"usr/lib/linux-image-{spec.release}")
@@ -218,22 +208,6 @@ def _assemble_kernel(spec: KernelSpec, debs: list[Path], root: Path, boot: str,
         "guest_modules": [str(found[n].relative_to(root)) for n in order],
         "dtb_dir": dtb_dir if (root / dtb_dir).is_dir() else None,
     }, indent=1))
-
-
-def _load_order(mods: dict[str, Path]) -> list[str]:
-    deps = {n: [d for d in ",".join(read_modinfo(p).get("depends", [""])).split(",") if d] for n, p in mods.items()}
-    order: list[str] = []
-
-    def visit(n: str) -> None:
-        if n in order:
-            return
-        for d in deps.get(n, []):
-            visit(d)
-        order.append(n)
-
-    for n in sorted(mods):
-        visit(n)
-    return order
 
 
 # --- headers -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from kharness.matrix.plan import Cell
+from kharness.cells import Cell
 
 
 def github(cells: list[Cell]) -> str:

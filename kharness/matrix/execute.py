@@ -15,8 +15,9 @@ from pathlib import Path
 from rich.markup import escape
 
 from kharness import ui
-from kharness.matrix.plan import Cell
+from kharness.cells import Cell
 from kharness.matrix.supervise import Supervisor
+from kharness.result.status import style as status_style
 
 # A cell's deadline, derived from what its `kharness run` itself may wait for. Generous on purpose:
 # it only catches a wedged cell (a hang kharness's own timeouts missed), not a slow one.
@@ -111,7 +112,6 @@ def run_all(module_dir: Path, cells: list[Cell], out: Path, jobs: int, fail_fast
             stop.set()
         return r
 
-    style = {"pass": "green", "fail": "red", "error": "magenta", "skipped": "dim"}
     with ui.progress_bar(f"matrix: {len(cells)} cell(s), {jobs} at a time", len(cells)) as advance, \
             ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(one, c): c for c in cells}
@@ -121,7 +121,7 @@ def run_all(module_dir: Path, cells: list[Cell], out: Path, jobs: int, fail_fast
                 with lock:
                     results[r.cell] = r
                     advance(1)
-                    ui.info(f"[{style.get(r.status, '')}]{r.status.upper():7}[/] {r.cell.id:18} "
+                    ui.info(f"[{status_style(r.status)}]{r.status.upper():7}[/] {r.cell.id:18} "
                             f"{r.duration:6.1f}s  {escape(r.summary[:100])}")
         except BaseException:
             # Ctrl-C (or a bug): the pool would wait for every running cell; stop them instead.

@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from kharness.cells import Cell, split
 from kharness.errors import UsageError
 from kharness.targets import TargetProfile
 
-
-@dataclass(frozen=True)
-class Cell:
-    target: str
-    kernel: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.target}-{self.kernel}"
-
-
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+__all__ = ["Cell", "plan"]
 
 
 def plan(targets: dict[str, TargetProfile], want_targets: str | None, want_kernels: str | None,
          shard: str | None = None) -> list[Cell]:
     """Cells in a stable order (targets as asked, kernels oldest first); a cell exists only where
     the target has that series. ``shard`` "I/N" keeps every N-th cell from the I-th (1-based)."""
-    names = _split(want_targets) or list(targets)
+    names = split(want_targets) or list(targets)
     unknown = [t for t in names if t not in targets]
     if unknown:
         raise UsageError(f"unknown target(s) {', '.join(unknown)}", hint=f"known: {', '.join(targets)}")
     all_series = sorted({s for p in targets.values() for s in p.series}, key=lambda s: tuple(map(int, s.split("."))))
-    kernels = _split(want_kernels) or all_series
+    kernels = split(want_kernels) or all_series
     bad = [k for k in kernels if k not in all_series]
     if bad:
         raise UsageError(f"unknown kernel series {', '.join(bad)}", hint=f"known: {', '.join(all_series)}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.table import Table
 
 from kharness.matrix.execute import CellResult
+from kharness.result.status import HTML_COLOUR, STYLE
 
 SCHEMA = "kharness/matrix/v1"
 REPORT_FILES = ("summary.json", "junit.xml", "index.html")
@@ -33,8 +34,6 @@ def clean(text: object) -> str:
     return _UNFIT.sub(show, _ANSI.sub("", str(text)))
 
 
-_COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#6a1b9a", "skipped": "#9e9e9e"}
-_STYLE = {"pass": "green", "fail": "red", "error": "magenta", "skipped": "dim"}
 
 
 def compare(results: list[CellResult], baseline: dict | None) -> dict[str, str]:
@@ -92,7 +91,7 @@ def grid(results: list[CellResult], changes: dict[str, str]) -> Table:
                 row.append("[dim]-[/dim]")
                 continue
             mark = " [bold red]NEW[/bold red]" if changes.get(r.cell.id) == "newly broken" else ""
-            row.append(f"[{_STYLE[r.status]}]{r.status.upper()}[/] {r.duration:.0f}s{mark}")
+            row.append(f"[{STYLE[r.status]}]{r.status.upper()}[/] {r.duration:.0f}s{mark}")
         t.add_row(tg, *row)
     return t
 
@@ -139,7 +138,7 @@ def html_report(module_dir: str, results: list[CellResult], changes: dict[str, s
                 continue
             links = " ".join(f'<a href="{e(p)}">{e(n)}</a>' for n, p in r.files.items())
             new = '<div class="new">newly broken</div>' if changes.get(r.cell.id) == "newly broken" else ""
-            tds.append(f'<td class="cell" style="background:{_COLOURS.get(r.status, _COLOURS["error"])}" title="{e(r.summary)}">'
+            tds.append(f'<td class="cell" style="background:{HTML_COLOUR.get(r.status, HTML_COLOUR["error"])}" title="{e(r.summary)}">'
                        f'<div class="st">{e(r.status.upper())}</div><div>{r.duration:.1f}s &middot; '
                        f'{e(r.release or r.cell.kernel)}</div>{new}<div class="links">{links}</div></td>')
         rows.append(f"<tr><th>{e(tg)}</th>{''.join(tds)}</tr>")

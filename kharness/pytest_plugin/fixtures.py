@@ -83,7 +83,7 @@ def kh_guest(request, kh_cell) -> Session:
         gen, s = None, request.getfixturevalue("kh_session_shared")
     request.node._kh_session = s
     r = s.result
-    for k, v in (("kh_target", r.target), ("kh_kernel", (r.kernel or {}).get("release", "")),
+    for k, v in (("kh_target", r.target), ("kh_kernel", r.kernel.release if r.kernel else ""),
                  ("kh_accelerator", r.accelerator or "")):
         request.node.user_properties.append((k, v))
     yield s

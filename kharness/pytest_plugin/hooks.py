@@ -61,7 +61,7 @@ def pytest_runtest_call(item):
         bad = session.health()
         if bad:
             f = bad[0]
-            pytest.fail(f"kernel reported {f['kind']} during the test: {f['summary']}\n{f['report'][:4000]}",
+            pytest.fail(f"kernel reported {f.kind} during the test: {f.summary}\n{f.report[:4000]}",
                         pytrace=False)
     return res
 

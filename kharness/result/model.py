@@ -1,83 +1,120 @@
-"""The result of one run, schema ``kharness/result/v1`` (documented in docs/result-schema.md).
+"""The result of one run, schema ``kharness/result/v1``.
 
 ``status`` is ``pass``, ``fail`` (the module failed: build, load, a check, unload, or the kernel
 complained) or ``error`` (usage or infrastructure: the module was not judged). The CLI's exit
 code is derived from it and nothing else: 0, 1, 2.
+
+Every field carries its documentation; docs/result-schema.md and result.schema.json are written
+from this module by ``python -m kharness.result.schema --write`` (a unit test proves they are).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from enum import Enum
+
+from kharness.result.cap import LOG_CAP, cap
+from kharness.result.finding import Finding
+from kharness.result.records import BuildRecord, ImageRecord, KernelRecord, Record, TaintRecord, doc
+from kharness.result.status import EXIT_CODES, PHASES, CheckStatus, PhaseStatus, RunStatus
+
+__all__ = ["SCHEMA", "PHASES", "LOG_CAP", "EXIT_CODES", "cap", "Phase", "CheckResult", "Result", "Finding",
+           "KernelRecord", "BuildRecord", "ImageRecord", "TaintRecord"]
 
 SCHEMA = "kharness/result/v1"
-PHASES = ("build", "image", "boot", "load", "check", "unload")
-LOG_CAP = 64 << 10      # bytes of any one log excerpt kept in the result
-EXIT_CODES = {"pass": 0, "fail": 1, "error": 2}
 
-
-def cap(text: str, limit: int = LOG_CAP) -> str:
-    """Keep the head and the tail of a long log: the start says what happened, the end how it ended."""
-    b = text.encode("utf-8", "replace")
-    if len(b) <= limit:
-        return text
-    half = limit // 2
-    return (b[:half].decode("utf-8", "ignore") + f"\n[... {len(b) - limit} bytes truncated ...]\n"
-            + b[-half:].decode("utf-8", "ignore"))
+_STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
 
 @dataclass
 class Phase:
-    name: str
-    status: str = "skipped"     # pass | fail | error | skipped
-    duration: float = 0.0
-    message: str = ""
-    log: str = ""
-    details: dict = field(default_factory=dict)
+    """One step of the pipeline."""
+
+    name: str = doc("which phase", schema={"enum": list(PHASES)})
+    status: PhaseStatus = doc("`skipped`: not reached", default=PhaseStatus.SKIPPED)
+    duration: float = doc("seconds", default=0.0)
+    message: str = doc("what happened, one line", default="")
+    log: str = doc("an excerpt of what the phase printed, capped at 64 KiB (head and tail kept)", default="")
+    details: dict = doc("reserved for phase-specific data", default_factory=dict)
 
 
 @dataclass
 class CheckResult:
-    name: str
-    command: str
-    status: str                 # pass | fail | skipped (a check for other targets)
-    rc: int | None
-    expect_rc: int
-    stdout: str = ""
-    stderr: str = ""
-    duration: float = 0.0
-    message: str = ""
+    """One check from kharness.toml (or a Session), as it ran."""
+
+    name: str = doc("the check's name")
+    command: str = doc("the command run in the guest")
+    status: CheckStatus = doc("`skipped` for a check whose `targets` exclude this target")
+    rc: int | None = doc("its exit status (null when it did not run)")
+    expect_rc: int = doc("the exit status it had to have")
+    stdout: str = doc("capped at 64 KiB", default="")
+    stderr: str = doc("capped at 64 KiB", default="")
+    duration: float = doc("seconds", default=0.0)
+    message: str = doc("which expectation failed and what came back", default="")
 
 
 @dataclass
 class Result:
-    module_dir: str
-    target: str
-    kernel_wanted: str
-    status: str = "error"
-    summary: str = ""
-    kernel: dict = field(default_factory=dict)
-    accelerator: str | None = None
-    accelerator_note: str = ""
-    boot_mode: str = ""          # "snapshot" (restored a saved ready guest) or "cold" (booted)
-    boot_mode_note: str = ""
-    compiler: str | None = None
-    params: dict = field(default_factory=dict)
-    gpio: dict = field(default_factory=dict)   # the kharness virtual GPIO controller, when loaded
-    modules: list = field(default_factory=list)
-    phases: list[Phase] = field(default_factory=lambda: [Phase(n) for n in PHASES])
-    checks: list[CheckResult] = field(default_factory=list)
-    findings: list[dict] = field(default_factory=list)
-    taint: dict = field(default_factory=dict)
-    dmesg: dict = field(default_factory=dict)
-    build: dict = field(default_factory=dict)
-    image: dict = field(default_factory=dict)
-    error: dict | None = None
-    traceback: str = ""          # an internal error (an unexpected exception): its Python traceback
-    reproducer: dict = field(default_factory=dict)
-    artifacts: dict = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
-    duration: float = 0.0
+    module_dir: str = doc("the directory as given")
+    target: str = doc("target profile name (`images/<target>.toml`)")
+    kernel_wanted: str = doc("what `--kernel` asked for (`\"default\"` if nothing)")
+    status: RunStatus = doc("`pass`: built, loaded, checked, unloaded, no kernel complaint. `fail`: the module "
+                            "failed (exit 1). `error`: usage or infrastructure error, the module was not judged "
+                            "(exit 2)", default=RunStatus.ERROR)
+    summary: str = doc("one line: what happened (for `fail`: `<phase>: <why>`)", default="")
+    kernel: KernelRecord | None = doc("the kernel (see below); `{}` before one was chosen", default=None)
+    accelerator: str | None = doc("what QEMU ran with: `tcg` or `kvm`", default=None)
+    accelerator_note: str = doc("why (e.g. the KVM probe's failure)", default="")
+    boot_mode: str = doc("`snapshot` (the ready guest was restored from its saved state) or `cold` (booted)",
+                         default="", schema={"enum": ["", "snapshot", "cold"]})
+    boot_mode_note: str = doc("why: the snapshot restored, `--cold`, a target without snapshots, why none could be "
+                              "made, or why a restore was abandoned (`restoring KEY abandoned (at STEP: what "
+                              "happened; limit LIMIT = how it was reckoned); booted instead`)", default="")
+    compiler: str | None = doc("the compiler that built the module (`gcc --version` first line, and where it ran)",
+                               default=None)
+    params: dict = doc("`{module: {key: value}}` as passed to insmod", default_factory=dict,
+                       schema={"type": "object", "additionalProperties": _STR_MAP})
+    gpio: dict = doc("`{controller, base, lines}` of the kharness virtual GPIO controller when `[gpio]` loaded "
+                     "it, else `{}`", default_factory=dict,
+                     schema={"type": "object", "properties": {"controller": {"type": "string"},
+                                                              "base": {"type": "integer"},
+                                                              "lines": {"type": "integer"}}})
+    modules: list = doc("built modules: `{name, file, path (the cached .ko), size, vermagic, modinfo: {license, "
+                        "author, description, depends, parm, ...}}`", default_factory=list,
+                        schema={"type": "array", "items": {
+                            "type": "object", "required": ["name", "file", "path", "size", "vermagic", "modinfo"],
+                            "properties": {"name": {"type": "string"}, "file": {"type": "string"},
+                                           "path": {"type": "string"}, "size": {"type": "integer"},
+                                           "vermagic": {"type": "string"}, "modinfo": {"type": "object"}}}})
+    phases: list[Phase] = doc("always six, in order `build`, `image`, `boot`, `load`, `check`, `unload`",
+                              default_factory=lambda: [Phase(n) for n in PHASES])
+    checks: list[CheckResult] = doc("one per check run (or skipped)", default_factory=list)
+    findings: list[Finding] = doc("kernel reports and guest trouble, in order (see below)", default_factory=list)
+    taint: TaintRecord | None = doc("after the last phase (see below); `{}` before the first look", default=None)
+    dmesg: dict = doc("kernel log per phase (`boot`, `load`, `check`, `unload`), raw `<level>[time] text` lines, "
+                      "each capped at 64 KiB; with kmemleak, `kmemleak`: the records of the scan after rmmod, with "
+                      "the module's raw addresses symbolized (`fn+0x3d/0xb2 [mod]`)", default_factory=dict,
+                      schema=_STR_MAP)
+    build: BuildRecord | None = doc("how the module was built (see below); `{}` before it was", default=None)
+    image: ImageRecord | None = doc("the guest image (see below); `{}` before it was made", default=None)
+    error: dict | None = doc("for `status = \"error\"`: `{\"kind\": \"usage\" | \"infrastructure\", \"message\": "
+                             "\"...\"}`. An unexpected exception (a kharness bug, or a host failure nobody foresaw) "
+                             "is an `infrastructure` error whose message starts with `internal error: ` and names "
+                             "the exception; the command exits 2", default=None,
+                             schema={"type": ["object", "null"], "required": ["kind", "message"],
+                                     "properties": {"kind": {"enum": ["usage", "infrastructure"]},
+                                                    "message": {"type": "string"}}})
+    traceback: str = doc("for such an internal error, its Python traceback (also printed with `--verbose`), capped "
+                         "at 64 KiB; else `\"\"`", default="")
+    reproducer: dict = doc("`kharness`: the command line that reproduces this run with the exact release; `qemu`: "
+                           "the QEMU command line used", default_factory=dict, schema=_STR_MAP)
+    artifacts: dict = doc("`console_log_tail` (last 32 KiB of the kernel console), `run_dir` (with `--keep`: "
+                          "console.log, channel.log, qemu.stderr, initrd)", default_factory=dict, schema=_STR_MAP)
+    started: float = doc("UTC start time, ISO 8601", default_factory=time.time,
+                         schema={"type": "string", "format": "date-time"})
+    duration: float = doc("the whole run, seconds", default=0.0)
 
     def phase(self, name: str) -> Phase:
         return next(p for p in self.phases if p.name == name)
@@ -87,8 +124,17 @@ class Result:
         return EXIT_CODES[self.status]
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d = {"schema": SCHEMA, **d}
+        """The JSON document: plain dicts, lists and strings (statuses and kinds as their values),
+        times rounded, logs capped; the result itself is left as it is."""
+        d = {"schema": SCHEMA}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("kernel", "taint", "build", "image"):
+                d[f.name] = value.to_dict() if isinstance(value, Record) else dict(value or {})
+            elif f.name == "findings":
+                d[f.name] = [(x if isinstance(x, Finding) else Finding(**x)).to_dict() for x in value]
+            else:
+                d[f.name] = _plain(value)
         d["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started))
         d["duration"] = round(self.duration, 3)
         for p in d["phases"]:
@@ -101,3 +147,16 @@ class Result:
         d["dmesg"] = {k: cap(v) for k, v in d["dmesg"].items()}
         d["traceback"] = cap(d["traceback"])
         return d
+
+
+def _plain(value):
+    """JSON-ready copy: dataclasses to dicts, enum members to their values."""
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

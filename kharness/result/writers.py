@@ -11,8 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kharness.result.model import Result
-
-_STYLE = {"pass": "green", "fail": "red", "error": "magenta", "skipped": "dim"}
+from kharness.result.status import style
 
 
 def write_json(result: Result, path: Path) -> None:
@@ -23,11 +22,11 @@ def write_json(result: Result, path: Path) -> None:
 
 
 def _status(s: str) -> Text:
-    return Text(s.upper() if s in ("pass", "fail", "error") else s, style=_STYLE.get(s, ""))
+    return Text(s.upper() if s in ("pass", "fail", "error") else s, style=style(s))
 
 
 def print_summary(result: Result, console: Console) -> None:
-    k = result.kernel.get("release") or result.kernel_wanted
+    k = (result.kernel.release if result.kernel else "") or result.kernel_wanted
     head = Text.assemble(_status(result.status), "  ", (result.module_dir, "bold"),
                          f"  on {result.target} / {k}",
                          f" ({result.accelerator})" if result.accelerator else "",
@@ -51,7 +50,7 @@ def print_summary(result: Result, console: Console) -> None:
             c.add_row(ch.name[:60], _status(ch.status), Text(ch.message[:100]))
         console.print(c)
     for f in result.findings:
-        console.print(Text.assemble(("kernel: ", "red bold"), f"[{f.get('phase')}] {f['kind']}: {f['summary']}"))
+        console.print(Text.assemble(("kernel: ", "red bold"), f"[{f.phase}] {f.kind}: {f.summary}"))
     if result.error:
         console.print(Text.assemble(("error: ", "magenta bold"), result.error.get("message", "")))
     elif result.status == "fail" and result.summary:

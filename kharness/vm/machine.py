@@ -1,5 +1,11 @@
 """One QEMU guest from start to teardown.
 
+The QEMU implementation of the :class:`kharness.guest.Guest` protocol: commands on the command
+channel (``vm/channel.py``), the kernel console with its side channel (``sysrq``,
+``module_state``), and QEMU's own lifecycle (``start``, ``wait_ready``, ``wait_restored``, ``argv``).
+The protocol's agent calls (``put_file``, ``dmesg_since``, ``health``) come from
+:class:`kharness.agent_client.AgentCalls` over ``run``; docs/protocol.md specifies the wire.
+
 ``with Guest(...) as g:`` guarantees the QEMU process is killed and the channel FIFOs removed on
 every path out: success, failure, timeout, exception and Ctrl-C. QEMU also gets
 ``PR_SET_PDEATHSIG`` so it dies with the harness even if the harness is SIGKILLed.
@@ -15,6 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from kharness.agent_client import AgentCalls
 from kharness.targets import TargetProfile
 from kharness.vm.channel import CommandChannel, CommandResult
 from kharness.vm.console import ConsoleLog
@@ -41,7 +48,7 @@ def _fifo_pair(base: Path) -> tuple[int, int]:
     return rfd, wfd
 
 
-class Guest:
+class Guest(AgentCalls):
     def __init__(self, profile: TargetProfile, boot: BootSpec, workdir: Path, accel: str = "tcg",
                  extra_args: tuple[str, ...] = ()):
         self.profile = profile
@@ -124,6 +131,10 @@ class Guest:
     def run(self, command: str, timeout: float) -> CommandResult:
         assert self.channel
         return self.channel.run(command, timeout, self.check_alive)
+
+    def console_text(self, last: int = 32768) -> str:
+        """The last ``last`` bytes of the kernel console ("" before the guest starts)."""
+        return self.console.text(last) if self.console is not None else ""
 
     def sysrq(self, keys: str, settle: float = 1.0) -> str:
         """Ask the kernel for diagnostics over the console (works while the command shell is

@@ -149,27 +149,6 @@ def ensure(profile: TargetProfile, boot: BootSpec, accel: str, boot_timeout: flo
     return snap
 
 
-# Base64 characters per piece: a piece is one argument of one guest command, and the command's
-# own base64 travels as one argument of `kh-agent run` (Linux limits an argument to 128 KiB).
-CHUNK = 64 * 1024
-
-
-def delivery_commands(name: str, data: bytes) -> list[str]:
-    """Guest commands that write ``data`` to ``/kh/<name>``, gzip-compressed and base64-encoded:
-    the bytes cross an emulated serial port, where each one costs far more than decompressing
-    it (a stripped module is a quarter of its size gzipped)."""
-    import base64
-    import gzip
-    import shlex
-
-    b64 = base64.b64encode(gzip.compress(data, 9, mtime=0)).decode()
-    path = shlex.quote(f"/kh/{name}")
-    if len(b64) <= CHUNK:
-        return [f"printf '%s' {b64} | base64 -d | gunzip > {path}"]
-    tmp = shlex.quote(f"/tmp/.kh-payload-{name}.b64")
-    cmds = [f"printf '%s' {b64[i:i + CHUNK]} {'>' if i == 0 else '>>'} {tmp}" for i in range(0, len(b64), CHUNK)]
-    return cmds + [f"base64 -d {tmp} | gunzip > {path} && rm -f {tmp}"]
-
 def discard(snap: Snapshot) -> None:
     """Remove a snapshot that restored into a broken guest, so that the next run saves anew."""
     d = snap.path.parent

@@ -135,12 +135,12 @@ def mirror(tmp_path, gpg_home, monkeypatch):
 
 
 def _load(refresh=True):
-    from kharness.kernels.index import load_index
+    from kharness.debian.index import load_index
     return load_index("bookworm", "amd64", refresh=refresh)
 
 
 def test_a_signed_mirror_verifies_and_the_deb_is_checked(mirror, tmp_path):
-    from kharness.kernels.download import fetch_verified
+    from kharness.debian.download import fetch_verified
     idx = _load()
     pkg = idx.get("busybox-static")
     assert pkg.sha256 == hashlib.sha256(mirror.deb).hexdigest()
@@ -182,7 +182,7 @@ def test_a_broken_or_missing_or_foreign_signature_is_refused(mirror, monkeypatch
 
 
 def test_an_altered_cached_index_is_refetched(mirror):
-    from kharness.kernels.index import _cache_path
+    from kharness.debian.index import _cache_path
     _load()
     path = _cache_path("bookworm", "amd64")
     data = json.loads(path.read_text())
@@ -245,7 +245,7 @@ def test_a_refusal_is_remembered_only_for_the_keyring_that_gave_it(mirror, gpg_h
 
 
 def test_a_captive_portal_page_is_no_refusal(mirror):
-    from kharness.kernels.index import INDEX_TTL, _cache_path
+    from kharness.debian.index import INDEX_TTL, _cache_path
     _load()
     path = _cache_path("bookworm", "amd64")
     data = json.loads(path.read_text())

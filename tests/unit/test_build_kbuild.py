@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kharness.build.kbuild import _is_product, _source_files, make_shadow
+from kharness.build.kbuild import _is_product, make_shadow, source_files
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +127,7 @@ def test_source_files(tree):
     (mod / ".hidden").mkdir()
     (mod / ".hidden" / "z.c").write_text("")
     (mod / ".tmp_versions").mkdir()
-    assert [str(p.relative_to(mod)) for p in _source_files(mod)] == ["Makefile", "x.c", "sub/y.c"]
+    assert [str(p.relative_to(mod)) for p in source_files(mod)] == ["Makefile", "x.c", "sub/y.c"]
 
 
 def test_shadow_directory_that_became_a_file(tree):

@@ -16,7 +16,6 @@ from kharness.health import (
     KINDS,
     REPORT_LIMIT,
     TAINT_FLAGS,
-    Finding,
     TaintFlag,
     decode_taint,
     scan_kernel_log,
@@ -24,6 +23,7 @@ from kharness.health import (
     taint_findings,
     taint_string,
 )
+from kharness.result.finding import Finding
 
 
 def _log(body: str, t0: float = 5.0, step: float = 0.000213) -> str:

@@ -8,9 +8,9 @@ import pytest
 
 from kharness.errors import UsageError
 from kharness.kernels import resolve
-from kharness.kernels.index import PackageIndex, Pkg
+from kharness.debian.index import PackageIndex, Pkg
 from kharness.kernels.resolve import available, resolve_kernel, series_of
-from kharness.kernels.series import Suite
+from kharness.debian.suites import Suite
 from kharness.targets import get_target
 
 
@@ -172,7 +172,7 @@ def indices(monkeypatch, tmp_path):
     return table, calls
 
 
-# The mirror as series.py reads it when this was written (codename, the archive's alias for it).
+# The mirror as debian/suites.py reads it when this was written (codename, the archive's alias for it).
 SUITES = [Suite("bullseye", "oldoldstable"), Suite("bookworm", "oldstable"),
           Suite("bookworm-backports", "oldstable-backports"), Suite("trixie", "stable"),
           Suite("trixie-backports", "stable-backports"), Suite("forky", "testing"), Suite("sid", "unstable")]

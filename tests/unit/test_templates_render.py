@@ -26,7 +26,7 @@ def test_every_template_makes_a_complete_module(tmp_path, template):
     assert cfg.checks
     tomllib.loads((tmp_path / "m" / "kharness.toml").read_text())
     mk = (tmp_path / "m" / "Makefile").read_text()
-    assert "obj-m := mymod.o" in mk and "KDIR ?=" in mk and "M=$(CURDIR)" in mk and "clean:" in mk
+    assert "obj-m += mymod.o" in mk and "KDIR ?=" in mk and "M=$(CURDIR)" in mk and "clean:" in mk
     plan = plan_build(tmp_path / "m")          # kharness uses the module's own Makefile
     assert plan.own_rules is not None
 

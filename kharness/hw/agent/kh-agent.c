@@ -5,7 +5,10 @@
  * Runs inside the guest (busybox initramfs) and performs the system calls shell cannot do
  * exactly: ioctl with a binary payload, and one read() or write() with exact bytes. One
  * operation per invocation; the result is ONE line of space-separated key=value pairs on
- * stdout, binary data in lowercase hex (kharness.hw.agent.parse_reply reads it).
+ * stdout, binary data in lowercase hex.
+ *
+ * docs/protocol.md specifies every command and its reply; kharness/agent_client.py builds the
+ * commands and parses the replies on the host. The summary below is for reading this file.
  *
  *   kh-agent ioctl PATH REQUEST_HEX IN_HEX OUT_LEN   ret=N errno=NAME|0 out=HEX
  *   kh-agent write PATH DATA_HEX                     ret=N errno=NAME|0
@@ -34,7 +37,7 @@
  * lines "@@KH@@": /proc/sys/kernel/tainted, `dmesg-since health`, the names of the loaded
  * modules, and "MAJOR NAME" of each character device in /proc/devices.
  *
- * run is the guest half of one `run` request of the command channel (images/init.sh documents
+ * run is the guest half of one `run` request of the command channel (docs/protocol.md specifies
  * the protocol): it decodes the script, runs it with sh from / with stdin on /dev/null, and
  * writes the framed reply (KHO stdout, KHR stderr, each capped at MAX bytes and base64-encoded,
  * then KHE and the exit status) in one write. One process instead of the half-dozen a shell

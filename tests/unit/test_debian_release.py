@@ -11,7 +11,7 @@ import pytest
 from debian.deb822 import Release
 
 from kharness.errors import InfraError
-from kharness.kernels.release import (
+from kharness.debian.release import (
     IndexRefused,
     SignatureRefused,
     check_valid_until,
@@ -133,7 +133,7 @@ def test_a_page_that_is_not_signed_is_no_signature_verdict(tmp_path):
 
 
 def test_an_index_longer_than_signed_is_refused_without_reading_it_all(tmp_path):
-    from kharness.kernels.release import SignedRelease
+    from kharness.debian.release import SignedRelease
 
     mirror = tmp_path / "mirror"
     (mirror / "dists/bookworm/main").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Unit tests for kharness.kernels.index: filtering a Packages file, version ordering, the cache,
+"""Unit tests for kharness.debian.index: filtering a Packages file, version ordering, the cache,
 and what a failed refresh does (falls back to the verified copy, or refuses; remembers only a
 signature verdict, keyed by the mirror and keyring that gave it).
 
@@ -15,10 +15,10 @@ import time
 import pytest
 
 from kharness import ui
+from kharness.debian import index as index_mod
+from kharness.debian.index import PackageIndex, Pkg, filter_index_text, load_index
+from kharness.debian.release import IndexRefused, SignatureRefused, verify_inrelease
 from kharness.errors import InfraError
-from kharness.kernels import index as index_mod
-from kharness.kernels.release import IndexRefused, SignatureRefused, verify_inrelease
-from kharness.kernels.index import PackageIndex, Pkg, filter_index_text, load_index
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -149,8 +149,8 @@ def file_mirror(tmp_path, monkeypatch):
     # Like the real one, it needs the keyring first; ``SIGNED["error"]`` makes it fail instead.
     import hashlib
 
-    from kharness.kernels import index
-    from kharness.kernels.release import SignedRelease, keyring
+    from kharness.debian import index
+    from kharness.debian.release import SignedRelease, keyring
 
     SIGNED.update(error=None, calls=0)
 

@@ -1,4 +1,4 @@
-"""Unit tests for kharness.kernels.download with ``file://`` URLs (urllib reads them: no network)
+"""Unit tests for kharness.debian.download with ``file://`` URLs (urllib reads them: no network)
 and a misbehaving HTTP server on 127.0.0.1: one that sends more than promised, one that trickles,
 one that stops short, one that resets the connection."""
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from kharness import ui
+from kharness.debian import download
+from kharness.debian.download import fetch_bytes, fetch_verified, sha256_file
 from kharness.errors import InfraError
-from kharness.kernels import download
-from kharness.kernels.download import fetch_bytes, fetch_verified, sha256_file
 
 CONTENT = b"\x7fELF" + bytes(range(256)) * 40 + b"tail"
 SHA = hashlib.sha256(CONTENT).hexdigest()

@@ -27,10 +27,10 @@ from debian.deb822 import Packages
 from debian.debian_support import Version
 
 from kharness import ui
+from kharness.debian.download import fetch_bytes
+from kharness.debian.mirror import debian_mirror
+from kharness.debian.release import IndexRefused, SignatureRefused, keyring, signed_release
 from kharness.errors import InfraError
-from kharness.kernels.download import fetch_bytes
-from kharness.kernels.mirror import debian_mirror
-from kharness.kernels.release import IndexRefused, SignatureRefused, keyring, signed_release
 from kharness.lock import file_lock
 from kharness.paths import cache_dir
 
@@ -47,6 +47,16 @@ _KEEP_PREFIXES = (
     "Package: busybox-static\n",
 )
 _FIELDS = ("Package", "Version", "Architecture", "Filename", "Size", "SHA256", "Depends", "Source")
+
+
+def dep_names(depends: str) -> list[str]:
+    """Package names in a Depends field (first alternative of each)."""
+    out = []
+    for clause in depends.split(","):
+        first = clause.split("|")[0].strip()
+        if first:
+            out.append(first.split()[0].split(":")[0])
+    return out
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Unit tests for kharness.kernels.deb.extract_deb: unpacking hostile and ordinary packages.
+"""Unit tests for kharness.debian.deb.extract_deb: unpacking hostile and ordinary packages.
 
 The .deb files are built here, in memory: an ``ar`` archive holding debian-binary,
 control.tar.xz and data.tar.xz.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from kharness.debian.deb import UnsafeArchive, extract_deb
 from kharness.errors import InfraError
-from kharness.kernels.deb import UnsafeArchive, extract_deb
 
 
 def _ar(members: list[tuple[str, bytes]]) -> bytes:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from debian.deb822 import Release
 
+from kharness.debian.download import Oversized, fetch_bytes
 from kharness.errors import InfraError
-from kharness.kernels.download import Oversized, fetch_bytes
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 

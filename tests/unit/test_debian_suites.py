@@ -1,4 +1,4 @@
-"""Unit tests for kharness.kernels.series: which suites the mirror has, read from signed Release files.
+"""Unit tests for kharness.debian.suites: which suites the mirror has, read from signed Release files.
 
 The InRelease files are fabricated and really clearsigned with a throwaway key (gpgv checks them
 as it checks Debian's); "the mirror" is a dict served through a fake fetch_bytes (no network).
@@ -14,9 +14,9 @@ import urllib.error
 
 import pytest
 
+from kharness.debian import suites
+from kharness.debian.suites import Suite, alias_names, archive_suites, release_fields, signed_payload
 from kharness.errors import InfraError
-from kharness.kernels import series
-from kharness.kernels.series import Suite, alias_names, archive_suites, release_fields, signed_payload
 
 MIRROR = "http://127.0.0.1:9/debian"
 
@@ -73,7 +73,7 @@ def mirror(signer, monkeypatch, tmp_path):
             raise InfraError(f"download failed: {url}: {err}") from err
         return files[url]
 
-    monkeypatch.setattr(series, "fetch_bytes", fetch)
+    monkeypatch.setattr(suites, "fetch_bytes", fetch)
     monkeypatch.setenv("KHARNESS_DEBIAN_MIRROR", MIRROR)
     monkeypatch.setenv("KHARNESS_KEYRING", str(ring))
     monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path / "cache"))
@@ -122,7 +122,7 @@ def test_the_list_is_cached_then_reread(mirror, monkeypatch):
     first = archive_suites()
     n = len(fetched)
     assert archive_suites() == first and len(fetched) == n      # within SUITES_TTL: no request
-    monkeypatch.setattr(series, "SUITES_TTL", -1)
+    monkeypatch.setattr(suites, "SUITES_TTL", -1)
     archive_suites()
     assert len(fetched) > n
 
@@ -130,17 +130,17 @@ def test_the_list_is_cached_then_reread(mirror, monkeypatch):
 def test_unreachable_mirror_uses_the_list_read_earlier(mirror, monkeypatch):
     files, _, _ = mirror
     first = archive_suites()
-    monkeypatch.setattr(series, "SUITES_TTL", -1)
+    monkeypatch.setattr(suites, "SUITES_TTL", -1)
 
     def down(url, **kw):
         raise InfraError(f"download failed: {url}: [Errno 111] Connection refused")
 
-    monkeypatch.setattr(series, "fetch_bytes", down)
+    monkeypatch.setattr(suites, "fetch_bytes", down)
     assert archive_suites() == first
 
 
 def test_unreachable_mirror_on_first_use_tries_the_codenames_last_known(mirror, monkeypatch):
-    monkeypatch.setattr(series, "fetch_bytes",
+    monkeypatch.setattr(suites, "fetch_bytes",
                         lambda url, **kw: (_ for _ in ()).throw(InfraError(f"download failed: {url}: timed out")))
     assert [s.name for s in archive_suites()] == ["bullseye", "bookworm", "bookworm-backports", "trixie", "sid"]
 
@@ -158,7 +158,7 @@ def test_text_outside_the_signed_block_is_refused(mirror):
     key = f"{MIRROR}/dists/stable/InRelease"
     files[key] = b"Suite: stable\nCodename: evil\n\n" + files[key]
     with pytest.raises(InfraError, match="refusing it"):
-        series.read_suite(MIRROR, "stable")
+        suites.read_suite(MIRROR, "stable")
 
 
 def test_architectures_are_read(mirror):
@@ -179,7 +179,7 @@ def test_payload_reads_back_dash_escaped_lines(signer):
 
 def test_fields_must_be_the_verified_ones(signer):
     sign, ring = signer
-    from kharness.kernels.release import verify_inrelease
+    from kharness.debian.release import verify_inrelease
     good = sign(_release("stable", "trixie"))
     verified = verify_inrelease("stable", good, ring)
     assert release_fields(good, verified) == ("stable", "trixie", ())
@@ -192,7 +192,7 @@ def test_a_strange_codename_is_refused(mirror):
     files, _, sign = mirror
     files[f"{MIRROR}/dists/stable/InRelease"] = sign(_release("stable", "../../etc"))
     with pytest.raises(InfraError, match="refusing it"):
-        series.read_suite(MIRROR, "stable")
+        suites.read_suite(MIRROR, "stable")
 
 
 def test_a_cache_for_another_mirror_is_not_used(mirror, monkeypatch, tmp_path):

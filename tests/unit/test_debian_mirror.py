@@ -1,4 +1,4 @@
-"""Unit tests for kharness.kernels.mirror: which Debian mirror the host's apt sources name."""
+"""Unit tests for kharness.debian.mirror: which Debian mirror the host's apt sources name."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from kharness.debian import mirror
 from kharness.errors import InfraError
-from kharness.kernels import mirror
-from kharness.kernels.mirror import (
+from kharness.debian.mirror import (
     debian_mirror,
     host_mirrors,
     parse_deb822_sources,

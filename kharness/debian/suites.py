@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from debian.deb822 import Release
 
 from kharness import ui
+from kharness.debian.download import fetch_bytes
+from kharness.debian.mirror import debian_mirror
+from kharness.debian.release import IN_RELEASE_LIMIT, IndexRefused, SignatureRefused, SignedRelease, verify_inrelease
 from kharness.errors import InfraError
-from kharness.kernels.download import fetch_bytes
-from kharness.kernels.mirror import debian_mirror
-from kharness.kernels.release import IN_RELEASE_LIMIT, IndexRefused, SignatureRefused, SignedRelease, verify_inrelease
 from kharness.lock import file_lock
 from kharness.paths import cache_dir
 
