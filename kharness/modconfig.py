@@ -7,11 +7,13 @@ error naming the file, the entry and the field.
 from __future__ import annotations
 
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kharness.checks import BaseCheck, Check, parse_check  # noqa: F401 (Check: callers build checks through it)
+from kharness.checks.fields import errno_name, errno_of
 from kharness.errors import UsageError
 from kharness.hw import gpio as khgpio
 
@@ -38,6 +40,9 @@ class ModuleConfig:
     checks: tuple[BaseCheck, ...] = ()
     timeout: float | None = None
     gpio: khgpio.GpioConfig | None = None   # load the kharness virtual GPIO controller first
+    requires: tuple[Requirement, ...] = ()  # kernel modules to load (with parameters) before the module
+    skip: tuple[str, ...] = ()              # built modules left out of the load ([module] skip)
+    expect_errno: dict = field(default_factory=dict)   # {module or "": errno name} loads that must fail so
 
 
 def _err(path: Path, where: str, msg: str) -> UsageError:
@@ -94,6 +99,58 @@ def insmod_arg(name: str, value: str) -> str:
     return f"{name}={value}"
 
 
+# A kernel module's name (or an alias such as crypto-crc32c) as [module] requires gives it.
+REQUIRE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One entry of ``[module] requires``: a kernel module to load, and its parameters."""
+
+    name: str                                 # as written (``snd-dummy``)
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def module(self) -> str:
+        """The module's name as the kernel spells it (``snd_dummy``)."""
+        return self.name.replace("-", "_")
+
+    def insmod_args(self) -> list[str]:
+        return [insmod_arg(k, v) for k, v in self.params]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "params": dict(self.params)}
+
+
+def parse_requires(value, where: str) -> tuple[Requirement, ...]:
+    """``["i2c-stub chip_addr=0x48", "snd-dummy"]``: a module name, then ``key=value`` words
+    (a value with spaces in double quotes, as a shell would read it)."""
+    if not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
+        raise UsageError(f"{where}: must be a list of strings such as \"i2c-stub chip_addr=0x48\"")
+    out: list[Requirement] = []
+    for entry in value:
+        try:
+            words = shlex.split(entry)
+        except ValueError as e:
+            raise UsageError(f"{where}: {entry!r}: {e}", hint='e.g. "scsi_debug dev_size_mb=8"') from None
+        if not words or not REQUIRE_NAME_RE.fullmatch(words[0]):
+            raise UsageError(f"{where}: {entry!r} does not start with a kernel module's name",
+                             hint='a name such as "snd-dummy" (letters, digits, - and _), then key=value parameters')
+        params: dict[str, str] = {}
+        for w in words[1:]:
+            key, eq, val = w.partition("=")
+            if not eq:
+                raise UsageError(f"{where}: {entry!r}: {w!r} is not key=value",
+                                 hint='e.g. "i2c-stub chip_addr=0x48"')
+            check_param(key, val, f"{where}: {words[0]}")
+            params[key] = val
+        req = Requirement(words[0], tuple(params.items()))
+        if any(r.module == req.module for r in out):
+            raise UsageError(f"{where}: {words[0]} is required twice", hint="give its parameters in one entry")
+        out.append(req)
+    return tuple(out)
+
+
 def _param_value(v) -> str:
     if isinstance(v, bool):
         return "1" if v else "0"
@@ -118,7 +175,8 @@ def load_config(directory: Path) -> ModuleConfig:
     build = data.get("build", {})
     if not isinstance(mod, dict) or not isinstance(build, dict):
         raise _err(path, "[module]/[build]", "must be tables")
-    bad = set(mod) - {"name", "params", "load_order", "timeout", "sources", "ccflags", "include_dirs"}
+    bad = set(mod) - {"name", "params", "load_order", "timeout", "sources", "ccflags", "include_dirs", "requires",
+                      "skip"}
     if bad:
         raise _err(path, "[module]", f"unknown key(s) {sorted(bad)}")
     bad = set(build) - {"sources", "ccflags", "include_dirs"}
@@ -145,10 +203,12 @@ def load_config(directory: Path) -> ModuleConfig:
         s = data.get(sec, {})
         if not isinstance(s, dict):
             raise _err(path, f"[{sec}]", "must be a table, e.g. [load] expect_dmesg = '...'")
-        bad = set(s) - {"expect_dmesg"}
+        known = {"expect_dmesg", "expect_errno"} if sec == "load" else {"expect_dmesg"}
+        bad = set(s) - known
         if bad:
-            raise _err(path, f"[{sec}]", f"unknown key(s) {sorted(bad)}; known: expect_dmesg")
+            raise _err(path, f"[{sec}]", f"unknown key(s) {sorted(bad)}; known: {', '.join(sorted(known))}")
         sections[sec] = _regex(path, f"[{sec}] expect_dmesg", s.get("expect_dmesg"))
+    expect_errno = parse_expect_errno(data.get("load", {}).get("expect_errno"), f"{path}: [load] expect_errno")
     raw_checks = data.get("check", [])
     if not isinstance(raw_checks, list):
         raise _err(path, "check", "use [[check]] entries")
@@ -181,7 +241,91 @@ def load_config(directory: Path) -> ModuleConfig:
                         include_dirs=tuple(merged_build.get("include_dirs", ())),
                         params=params, load_order=tuple(order),
                         load_expect_dmesg=sections["load"], unload_expect_dmesg=sections["unload"],
-                        checks=tuple(checks), timeout=timeout, gpio=gpio)
+                        checks=tuple(checks), timeout=timeout, gpio=gpio,
+                        requires=parse_requires(mod.get("requires", []), f"{path}: [module] requires"),
+                        skip=parse_skip(mod.get("skip", []), f"{path}: [module] skip"), expect_errno=expect_errno)
+
+
+# --- loads that must fail, and modules left out of the load ---------------------------------
+
+# A built module's name as [module] skip and [load] expect_errno give it (- and _ are one).
+MODULE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def parse_skip(value, where: str) -> tuple[str, ...]:
+    """``[module] skip = ["silly"]``: built modules that are not loaded."""
+    if not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
+        raise UsageError(f"{where}: must be a list of module names such as [\"silly\"]")
+    for name in value:
+        if not MODULE_NAME_RE.fullmatch(name):
+            raise UsageError(f"{where}: {name!r} is not a module name", hint="letters, digits and _ (as modinfo names it)")
+    return tuple(dict.fromkeys(n.replace("-", "_") for n in value))
+
+
+def parse_expect_errno(value, where: str) -> dict[str, str]:
+    """``[load] expect_errno = "ENODEV"`` (the one module loaded: key "") or ``{ kdatasize =
+    "ENODEV", kdataalign = "ENODEV" }`` (those modules). Errno names are checked here; module
+    names against the build, by :func:`resolve_expect_errno`."""
+    if value is None:
+        return {}
+    table = {"": value} if isinstance(value, str) else value
+    if not isinstance(table, dict) or not table:
+        raise UsageError(f"{where}: must be an errno name such as \"ENODEV\", or a table such as "
+                         f"{{ mymod = \"ENODEV\" }}")
+    out: dict[str, str] = {}
+    for mod, en in table.items():
+        if mod and not MODULE_NAME_RE.fullmatch(mod):
+            raise UsageError(f"{where}: {mod!r} is not a module name", hint="letters, digits and _ (as modinfo names it)")
+        errno_name(lambda m: UsageError(f"{where}{'.' + mod if mod else ''}: {m}"), "expect_errno", en)
+        out[mod.replace("-", "_")] = en
+    return out
+
+
+def resolve_expect_errno(config: ModuleConfig, loaded: list[str]) -> dict[str, str]:
+    """``{module: errno}`` for the modules (of ``loaded``, the built ones not skipped, in load
+    order) whose insmod must fail with that errno. A name that is not loaded, or a bare errno
+    with several modules loaded, is a usage error (exit 2), found right after the build."""
+    where = f"{config.path}: [load] expect_errno"
+    exp = dict(config.expect_errno)
+    if "" in exp:
+        if len(loaded) != 1:
+            raise UsageError(f"{where}: {exp['']} for which module? {len(loaded)} are loaded ({', '.join(loaded)})",
+                             hint=f"say it per module: expect_errno = {{ {loaded[0] if loaded else 'mymod'} = "
+                                  f"\"{exp['']}\" }}")
+        return {loaded[0]: exp[""]}
+    unknown = [m for m in exp if m not in loaded]
+    if unknown:
+        raise UsageError(f"{where}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not among the "
+                         f"modules loaded ({', '.join(loaded) or 'none'})",
+                         hint="name modules as modinfo names them; a skipped module is not loaded")
+    return exp
+
+
+def judge_load(name: str, expected: str, rc: int, output: str) -> str | None:
+    """None when ``insmod name`` ended as ``[load] expect_errno`` says it must (failed with
+    ``expected``); else what went otherwise. ``output`` is insmod's message (busybox's or kmod's
+    ``...: No such device``), from which the errno is read."""
+    if rc == 0:
+        return f"insmod {name} succeeded; [load] expect_errno says it must fail with {expected}"
+    got = errno_of(output)
+    if got != expected:
+        msg = output.strip().splitlines()[-1] if output.strip() else f"exit {rc}"
+        return f"insmod {name} failed with {got or 'an error kharness cannot name'}, expected {expected} ({msg})"
+    return None
+
+
+def apply_skip(config: ModuleConfig, built: list[str]) -> list[str]:
+    """``built`` (module names, in load order) without ``[module] skip``'s; a skip naming no
+    built module is a usage error, and so is skipping every one."""
+    where = f"{config.path}: [module] skip"
+    unknown = [m for m in config.skip if m not in built]
+    if unknown:
+        raise UsageError(f"{where}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not built here "
+                         f"(built: {', '.join(built)})", hint="name modules as modinfo names them")
+    kept = [m for m in built if m not in config.skip]
+    if not kept:
+        raise UsageError(f"{where}: leaves no module to load", hint="skip fewer modules")
+    return kept
 
 
 def parse_cli_params(values: list[str]) -> dict[str, dict[str, str]]:

@@ -70,6 +70,8 @@ class BuildOutcome:
     error: str = ""
     compiler: str = ""
     extra: dict = field(default_factory=dict)
+    built_by: str = "kbuild"      # "dkms" | "own-makefile" | "kbuild" (see kharness.build.route)
+    note: str = ""                # why it was built that way, when it was not the first way tried
 
 
 def _is_product(name: str) -> bool:
@@ -131,8 +133,35 @@ def shadow_name(name: str) -> str:
     return f"{stem}-{hashlib.sha256(name.encode(errors='surrogateescape')).hexdigest()[:8]}"
 
 
-def make_shadow(src: Path, root: Path, levels: int = SHADOW_LEVELS) -> Path:
-    """Build the shadow of ``src`` under ``root`` and return the shadow module directory."""
+def copy_dir(src: Path, dst: Path) -> None:
+    """``dst`` made a fresh copy of ``src`` (real files, modes and times kept; build products and
+    hidden directories left out). For builds that run the module's own commands: a Makefile rule,
+    ``./configure`` or ``patch`` writes its files, and through a symlink that would be the user's."""
+    if dst.is_symlink() or dst.is_file():
+        dst.unlink()
+    elif dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    count = 0
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not _is_product(d) and not d.startswith("."))
+        here = dst / os.path.relpath(root, src)
+        here.mkdir(exist_ok=True)
+        for f in files:
+            if _is_product(f):
+                continue
+            count += 1
+            if count > MAX_FILES:
+                raise UsageError(f"{src} holds more than {MAX_FILES} files", hint="point kharness at the module's own directory")
+            s, d = Path(root) / f, here / f
+            if s.is_symlink() and not s.exists():
+                continue   # a dangling link copies to nothing
+            shutil.copy2(s, d)
+
+
+def make_shadow(src: Path, root: Path, levels: int = SHADOW_LEVELS, *, copy: bool = False) -> Path:
+    """Build the shadow of ``src`` under ``root`` and return the shadow module directory. With
+    ``copy`` the module directory is a fresh copy instead of links (the levels above stay links)."""
     chain = shadow_chain(src, levels)
     here = root
     # Levels above the module: link every sibling, descend into the one on our path.
@@ -147,16 +176,20 @@ def make_shadow(src: Path, root: Path, levels: int = SHADOW_LEVELS) -> Path:
         here = here / shadow_name(child.name)
         if here.is_symlink():
             here.unlink()
-    _mirror_dir(src, here)
+    if copy:
+        copy_dir(src, here)
+    else:
+        _mirror_dir(src, here)
     return here
 
 
-def _sha(path: Path) -> str:
+def file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _manifest_inputs(plan: BuildPlan, shadow: Path, headers: HeadersBundle) -> dict[str, str]:
-    files = {str(p): _sha(p) for p in source_files(plan.directory)}
+def manifest_inputs(plan: BuildPlan, shadow: Path, headers: HeadersBundle) -> dict[str, str]:
+    """What went into a build: the module's files and what the compiler read outside the headers."""
+    files = {str(p): file_sha(p) for p in source_files(plan.directory)}
     hdr_root = str(headers.root.resolve())
     for cmd in shadow.rglob(".*.cmd"):
         for m in _DEPS_RE.finditer(cmd.read_text(errors="replace")):
@@ -171,17 +204,17 @@ def _manifest_inputs(plan: BuildPlan, shadow: Path, headers: HeadersBundle) -> d
                 if str(real).startswith(hdr_root) or str(real) in files or str(real).startswith("/usr/lib/gcc"):
                     continue
                 if real.is_file() and not str(real).startswith(str(shadow)):
-                    files[str(real)] = _sha(real)
+                    files[str(real)] = file_sha(real)
     return files
 
 
-def _inputs_unchanged(recorded: dict[str, str], plan: BuildPlan) -> bool:
+def inputs_unchanged(recorded: dict[str, str], plan: BuildPlan) -> bool:
     current = {str(p) for p in source_files(plan.directory)}
     if not current <= set(recorded):
         return False  # a new file appeared in the module directory
     for path, digest in recorded.items():
         try:
-            if _sha(Path(path)) != digest:
+            if file_sha(Path(path)) != digest:
                 return False
         except OSError:
             return False
@@ -195,16 +228,20 @@ def build_key(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, extra: lis
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
-def collect_modules(module_dir: Path) -> list[BuiltModule]:
+def collect_modules(module_dir: Path, files: list[str] | None = None) -> list[BuiltModule]:
+    """The modules built in ``module_dir``: ``files`` (paths relative to it) when given, else
+    those of kbuild's modules.order, else every .ko below it."""
     order = module_dir / "modules.order"
     names: list[Path] = []
-    if order.exists():
+    if files is not None:
+        names = [module_dir / f for f in files if (module_dir / f).is_file()]
+    elif order.exists():
         for line in order.read_text().split():
             p = module_dir / line.removeprefix("kernel/")
             p = p.with_suffix(".ko") if p.suffix == ".o" else p
             if p.exists():
                 names.append(p)
-    if not names:
+    if not names and files is None:
         names = sorted(module_dir.rglob("*.ko"))
     out = []
     for p in names:
@@ -214,11 +251,9 @@ def collect_modules(module_dir: Path) -> list[BuiltModule]:
     return out
 
 
-def run_kbuild(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, *, extra_vars: list[str] | None = None,
-               jobs: int | None = None, timeout: float = 900) -> BuildOutcome:
-    extra_vars = extra_vars or []
-    key = build_key(plan, headers, tc, extra_vars)
-    bdir = cache_dir() / "builds" / f"{shadow_name(plan.directory.name)}-{headers.release}-{key}"
+def build_dir(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, extra: list[str]) -> Path:
+    """The cache directory of this build; refused when make could not build there."""
+    bdir = cache_dir() / "builds" / f"{shadow_name(plan.directory.name)}-{headers.release}-{build_key(plan, headers, tc, extra)}"
     # make's M= and -C: the module's own path never gets there (the shadow's names are safe),
     # but the cache's does.
     plain = "only letters, digits and ._+,@~/-"
@@ -227,33 +262,68 @@ def run_kbuild(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, *, extra_
         if not PLAIN_PATH_RE.fullmatch(str(path)):
             raise UsageError(f"{what} is at {str(path)!r}, a path kbuild cannot build in (it holds spaces or "
                              f"characters make or the shell would interpret)", hint=fix)
+    return bdir
+
+
+def run_kbuild(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, *, extra_vars: list[str] | None = None,
+               jobs: int | None = None, timeout: float = 900) -> BuildOutcome:
+    """kbuild with ``M=`` on the shadow tree (the module's own Makefile's targets are not run:
+    kharness.build.route decides when they are)."""
+    extra_vars = extra_vars or []
+    bdir = build_dir(plan, headers, tc, extra_vars)
     with file_lock(bdir.with_name(bdir.name + ".lock")):
         return _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir)
 
 
-def _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir: Path) -> BuildOutcome:
+def reuse(bdir: Path, plan: BuildPlan, tc: Toolchain, generated: str | None = None) -> BuildOutcome | None:
+    """The build recorded in ``bdir``, when nothing that went into it changed (else None, and
+    the record is removed)."""
     manifest_path = bdir / "manifest.json"
-    generated = render_makefile(plan) if plan.generated else None
-    if manifest_path.exists():
-        try:
-            man = json.loads(manifest_path.read_text())
-            if (man.get("version") == MANIFEST_VERSION and man.get("makefile") == generated
-                    and _inputs_unchanged(man["inputs"], plan)):
-                mods = collect_modules(Path(man["module_dir"]))
-                # The .ko files must be the ones this build made: a file altered since is rebuilt.
-                outputs = man.get("outputs", {})
-                if mods and all(outputs.get(str(m.path)) == _sha(m.path) for m in mods):
-                    return BuildOutcome(True, mods, [Diagnostic(**d) for d in man["diagnostics"]],
-                                        man["log"], 0.0, True, man["command"], bdir, generated,
-                                        compiler=tc.version)
-        except (ValueError, KeyError, TypeError, OSError):
-            pass  # a damaged manifest means: build again
-        manifest_path.unlink(missing_ok=True)
-    # The headers are about to be used for real: every one of their files must match its seal
-    # (altered headers would make a build fail, or succeed wrongly, and blame the module).
+    if not manifest_path.exists():
+        return None
+    try:
+        man = json.loads(manifest_path.read_text())
+        if (man.get("version") == MANIFEST_VERSION and man.get("makefile") == generated
+                and inputs_unchanged(man["inputs"], plan)):
+            mods = collect_modules(Path(man["module_dir"]), man.get("module_files"))
+            # The .ko files must be the ones this build made: a file altered since is rebuilt.
+            outputs = man.get("outputs", {})
+            if mods and all(outputs.get(str(m.path)) == file_sha(m.path) for m in mods):
+                return BuildOutcome(True, mods, [Diagnostic(**d) for d in man["diagnostics"]],
+                                    man["log"], 0.0, True, man["command"], bdir, generated,
+                                    compiler=tc.version, built_by=man.get("built_by", "kbuild"),
+                                    note=man.get("note", ""), extra=man.get("extra", {}))
+    except (ValueError, KeyError, TypeError, OSError):
+        pass  # a damaged manifest means: build again
+    manifest_path.unlink(missing_ok=True)
+    return None
+
+
+def record(bdir: Path, plan: BuildPlan, headers: HeadersBundle, shadow: Path, outcome: BuildOutcome,
+           module_files: list[str] | None = None) -> None:
+    """Write the manifest that lets :func:`reuse` return ``outcome`` next time."""
+    (bdir / "manifest.json").write_text(json.dumps({
+        "version": MANIFEST_VERSION, "inputs": manifest_inputs(plan, shadow, headers),
+        "module_dir": str(shadow), "module_files": module_files, "makefile": outcome.makefile,
+        "log": outcome.log, "command": outcome.command, "built_by": outcome.built_by, "note": outcome.note,
+        "extra": outcome.extra, "outputs": {str(m.path): file_sha(m.path) for m in outcome.modules},
+        "diagnostics": [d.to_dict() for d in outcome.diagnostics]}, indent=1))
+
+
+def check_headers(headers: HeadersBundle) -> None:
+    """The headers are about to be used for real: every one of their files must match its seal
+    (altered headers would make a build fail, or succeed wrongly, and blame the module)."""
     why = seal.problem(headers.root)
     if why is not None and why != "missing":
         raise DamagedCacheEntry(headers.root, why)
+
+
+def _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir: Path) -> BuildOutcome:
+    generated = render_makefile(plan) if plan.generated else None
+    cached = reuse(bdir, plan, tc, generated)
+    if cached is not None:
+        return cached
+    check_headers(headers)
     shadow = make_shadow(plan.directory, bdir / "tree")
     if generated is not None:
         # kbuild reads Kbuild before Makefile: the generated rules win over a Makefile that has
@@ -299,9 +369,6 @@ def _build_locked(plan, headers, tc, extra_vars, jobs, timeout, bdir: Path) -> B
                    "build failed" if rc != 0 else "the build produced no .ko file")
         return BuildOutcome(False, [], diags, log, duration, False, cmd, bdir, generated,
                             error=err, compiler=tc.version)
-    manifest_path.write_text(json.dumps({
-        "version": MANIFEST_VERSION, "inputs": _manifest_inputs(plan, shadow, headers),
-        "module_dir": str(shadow), "makefile": generated, "log": log, "command": cmd,
-        "outputs": {str(m.path): _sha(m.path) for m in mods},
-        "diagnostics": [d.to_dict() for d in diags]}, indent=1))
-    return BuildOutcome(True, mods, diags, log, duration, False, cmd, bdir, generated, compiler=tc.version)
+    outcome = BuildOutcome(True, mods, diags, log, duration, False, cmd, bdir, generated, compiler=tc.version)
+    record(bdir, plan, headers, shadow, outcome)
+    return outcome

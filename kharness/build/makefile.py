@@ -1,7 +1,9 @@
 """Decide what a module directory builds, and generate its kbuild Makefile when it has none.
 
+* A directory with a ``dkms.conf`` builds as DKMS would build it (kharness.build.dkms).
 * A directory with a ``Kbuild`` file, or a ``Makefile`` mentioning ``obj-m``/``obj-$(CONFIG_``,
-  builds with its own rules.
+  builds with its own rules: the Makefile's default target when it has rules of its own
+  (kharness.build.ownmake), else kbuild ``M=``.
 * Otherwise each top-level ``.c`` file that has a ``module_init`` (or ``module_*_driver``) is the
   root of a module. One root and helper files: one multi-file module named after the directory
   (``name-objs := a.o b.o``). Several roots and no helpers: one module per root. No root: one
@@ -28,6 +30,11 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _ROOT_RE = re.compile(r"^\s*(module_init|module_\w*driver\w*|module_misc_device)\s*\(", re.M)
 _OBJ_M_RE = re.compile(r"^\s*obj-(m|\$\(CONFIG_\w+\))\s*[:+]?=", re.M)
 MAKEFILE_NAMES = ("GNUmakefile", "makefile", "Makefile")
+DKMS_CONF = "dkms.conf"
+# A rule of the Makefile's own (``all:``, ``modules: ...``, ``default::``), not an assignment
+# (``obj-m := x.o``, ``KDIR ?= ...``) nor a special target (``.PHONY:``), nor a recipe line.
+_RULE_RE = re.compile(r"^(?![\t.#])[^\s:=#][^:=#]*::?(?![=:])", re.M)
+BUILT_BY = ("dkms", "own-makefile", "kbuild")
 # How far above the module directory the build's shadow tree reaches (see kbuild.make_shadow).
 SHADOW_LEVELS = 2
 # A path that goes into the generated Makefile (or into make's command line) as it is: nothing
@@ -73,6 +80,27 @@ def own_rules(directory: Path) -> Path | None:
         if f.is_file() and _OBJ_M_RE.search(f.read_text(errors="replace")):
             return f
     return None
+
+
+def own_makefile(directory: Path) -> Path | None:
+    """The Makefile make would read in ``directory``, when it has rules of its own (a default
+    target to run), not only kbuild's ``obj-m`` lines."""
+    for n in MAKEFILE_NAMES:
+        f = directory / n
+        if f.is_file():
+            return f if _RULE_RE.search(f.read_text(errors="replace")) else None
+    return None
+
+
+def build_way(plan: BuildPlan) -> str:
+    """How ``plan`` is built: "dkms" (its dkms.conf), "own-makefile" (its Makefile's default
+    target, kbuild ``M=`` when that builds no module) or "kbuild" (``M=`` on its Kbuild or on the
+    generated one)."""
+    if plan.own_rules is not None and plan.own_rules.name == DKMS_CONF:
+        return "dkms"
+    if plan.own_rules is not None and own_makefile(plan.directory) is not None:
+        return "own-makefile"
+    return "kbuild"
 
 
 def shadow_chain(src: Path, levels: int = SHADOW_LEVELS) -> list[Path]:
@@ -126,6 +154,9 @@ def plan_build(directory: Path, *, name: str | None = None, sources: list[str] |
     # Own rules win unless the sources are listed explicitly; a [module] name alone only names
     # a generated module.
     rules = None if sources else own_rules(directory)
+    if not sources and (directory / DKMS_CONF).is_file():
+        # The dkms.conf decides what is built and how; listed sources would override it.
+        rules = directory / DKMS_CONF
     if rules is not None:
         return BuildPlan(directory, rules, (), tuple(flags))
     if sources:

@@ -115,6 +115,15 @@ class BuildRecord(Record):
                                    "`{suite, packages: [\"name version arch\", ...]}`", optional=True)
     khgpio: dict | None = doc("when `[gpio]` loaded the kharness virtual GPIO controller: its build, "
                               "`{cached, directory}`", optional=True)
+    built_by: str | None = doc("which way the module was built: `\"dkms\"` (its dkms.conf: PRE_BUILD, MAKE, "
+                               "PATCH, BUILT_MODULE_*), `\"own-makefile\"` (its Makefile's default target) or "
+                               "`\"kbuild\"` (`make -C <headers> M=` on its Kbuild file or the generated one)",
+                               optional=True, schema={"enum": ["dkms", "own-makefile", "kbuild"]})
+    built_by_note: str | None = doc("why it was built that way when the first way tried did not build it, e.g. "
+                                    "\"the Makefile's default target built no .ko file; built with kbuild M= "
+                                    "instead\"", optional=True)
+    dkms: dict | None = doc("for a dkms build: what its dkms.conf said for this kernel, `{package, version, "
+                            "make, patches, pre_build, post_build}`", optional=True)
 
 
 @dataclass

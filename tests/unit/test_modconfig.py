@@ -149,7 +149,7 @@ def test_invalid_regex_in_load(tmp_path):
 
 
 def test_unknown_key_in_load(tmp_path):
-    assert _error(tmp_path, '[load]\nexpect = "x"\n') == "[load]: unknown key(s) ['expect']; known: expect_dmesg"
+    assert _error(tmp_path, '[load]\nexpect = "x"\n') == "[load]: unknown key(s) ['expect']; known: expect_dmesg, expect_errno"
 
 
 def test_invalid_toml(tmp_path):
