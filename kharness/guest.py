@@ -78,6 +78,15 @@ class ConsoleSideChannel(Protocol):
         """``live``, ``coming``, ``going`` or ``gone``; None if the side channel is silent too."""
         ...
 
+    def console_mark(self) -> int:
+        """A mark of how far the console has got (taken before a step)."""
+        ...
+
+    def console_since(self, mark: int) -> str:
+        """What the console printed after ``mark``: a report printed during a step that then
+        hung (a soft lockup, a WARN before the hang) is judged with the step."""
+        ...
+
 
 @runtime_checkable
 class Bootable(Protocol):

@@ -36,7 +36,6 @@ from kharness.hw.payload import layout, pack, parse_description, unpack
 from kharness.result.model import CheckResult, Finding, Result
 from kharness.runner import DEFAULT_BOOT_TIMEOUT, Run, RunOptions
 from kharness.vm.channel import CommandResult
-from kharness.vm.errors import GuestError
 
 
 class GuestOSError(Exception):
@@ -86,22 +85,18 @@ class Session:
     @property
     def values(self) -> dict[str, str]:
         """What ``{placeholders}`` resolve to: module, param.*, major*, gpio.*."""
-        return dict(self._run.values, **checks.values_for([m.name for m in self._run.modules], self.result.params))
+        return self._run.check_values()
 
     def run(self, command: str, timeout: float | None = None) -> CommandResult:
         """A shell command in the guest; a hang or a dead guest raises ModuleFailure."""
-        return self._run._run_step("check", command, timeout or self._run.step_timeout, command[:60])
+        return self._run.command(command, timeout)
 
     def health(self) -> list[Finding]:
         """Kernel reports (oops, WARN, BUG, taint...) since the last look that fail a run."""
-        try:
-            return self._run._health("check", self._run.step_timeout)
-        except GuestError as e:
-            raise self._run._guest_trouble("check", e, "the health check") from None
+        return self._run.health_look("check")
 
     def console_tail(self) -> str:
-        g = self._run.guest
-        return g.console_text(32768) if g is not None else ""
+        return self._run.console_tail()
 
     def check(self, table: dict) -> CheckResult:
         """Run one check written as in kharness.toml (``{"kind": "proc", "path": ...}``)."""
@@ -302,7 +297,7 @@ def session(module_dir, *, target: str = "x86_64", kernel: str | None = None, pa
     start = time.monotonic()
     try:
         with ExitStack() as stack:
-            stack.callback(run._teardown)
+            stack.callback(run.close)   # waits for QEMU to be gone
             run.up()
             yield Session(run)
             run.down()

@@ -9,18 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 console = Console(stderr=True, highlight=False)
 _quiet = False
@@ -76,6 +70,18 @@ class ByteProgress:
                 size = f" ({total / 1e6:.1f} MB)" if total else ""
                 console.print(f"[dim]downloading {label}{size}[/dim]")
             return
+        # Here, not at the top: only a live terminal draws bars, and rich.progress would cost
+        # every run ~10 ms of imports.
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -107,6 +113,8 @@ def progress_bar(label: str, total: int) -> Iterator:
             console.print(f"[dim]{label}[/dim]")
         yield lambda n: None
         return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     p = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console, transient=True)
     with p:

@@ -18,12 +18,8 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
-import tarfile
 from pathlib import Path
 from typing import Callable
-
-from debian.arfile import ArError
-from debian.debfile import DebError, DebFile
 
 from kharness.errors import InfraError
 
@@ -64,6 +60,13 @@ def extract_deb(deb: Path, dest: Path, select: Callable[[str], bool] | None = No
 
     Returns the relative paths written.
     """
+    # Here, not at the top: every run imports this module, few unpack a package, and
+    # python-debian's debfile (with deb822 and changelog) and tarfile are ~15 ms of imports.
+    import tarfile
+
+    from debian.arfile import ArError
+    from debian.debfile import DebError, DebFile
+
     dest.mkdir(parents=True, exist_ok=True)
     root = Path(os.path.realpath(dest))
     written: list[str] = []

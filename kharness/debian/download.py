@@ -14,12 +14,9 @@ being written is under its ``<dest>.lock``.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import os
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Callable
 
@@ -72,6 +69,12 @@ def _stream(url: str, sink: Callable[[bytes], None], *, limit: int | None, deadl
             label: str, limit_says: str) -> int:
     """Copy ``url`` into ``sink``; the byte count. Raises a one-line InfraError if the body goes
     past ``limit``, stops short of what the server announced, or takes longer than ``deadline``."""
+    # Here, not at the top: a run with a warm cache downloads nothing, and urllib with http and
+    # email is ~10 ms of its imports.
+    import http.client
+    import urllib.error
+    import urllib.request
+
     end = time.monotonic() + deadline
     got = 0
     try:

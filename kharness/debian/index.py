@@ -21,9 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.markup import escape
-
-from debian.deb822 import Packages
 from debian.debian_support import Version
 
 from kharness import ui
@@ -102,6 +99,10 @@ class PackageIndex:
 
 def filter_index_text(text: str, suite: str) -> list[Pkg]:
     """The paragraphs kharness keeps, parsed with python-debian."""
+    # Here, not at the top: a cached index is JSON, and deb822 (with the email and logging
+    # modules it pulls in) would cost every run that reads one ~15 ms of imports.
+    from debian.deb822 import Packages
+
     kept = [p for p in text.split("\n\n") if p.startswith(_KEEP_PREFIXES)]
     pkgs = []
     for para in Packages.iter_paragraphs("\n\n".join(kept).splitlines(keepends=True), use_apt_pkg=False):
@@ -205,6 +206,8 @@ def load_index(suite: str, arch: str, *, refresh: bool = False) -> PackageIndex:
         except (InfraError, lzma.LZMAError) as e:
             why = getattr(e, "message", None) or str(e)
             if stale is not None:
+                from rich.markup import escape
+
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stale.get("fetched", 0)))
                 ui.info(f"[yellow]{escape(f'could not refresh the {suite} {arch} index ({why}); using the copy verified on {when}')}[/yellow]")
                 return PackageIndex(suite, arch, [Pkg(**p) for p in stale["packages"]])

@@ -7,9 +7,8 @@ the host's apt source lists (deb822 ``*.sources`` files and one-line ``sources.l
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-
-from debian.deb822 import Deb822
 
 from kharness.errors import InfraError
 
@@ -27,16 +26,58 @@ def _is_main_archive(uri: str, suites: list[str]) -> bool:
     return bool(bases & _MAIN_SUITE_NAMES) and not any(s.endswith("-security") for s in suites)
 
 
+# A field's first line, as python-debian's Deb822 reads it: the key, then the value stripped.
+_FIELD_RE = re.compile(r"^(?P<key>[^: \t\n\r\f\v]+)\s*:\s*(?P<data>(?:\S+(\s+\S+)*)?)\s*$")
+
+
+def deb822_paragraphs(text: str) -> list[dict[str, str]]:
+    """The paragraphs of a deb822 text as python-debian's ``Deb822.iter_paragraphs`` reads them
+    (keys lower-cased: Deb822 looks them up case-insensitively), without importing it: every run
+    names the mirror from the host's apt sources, and python-debian's deb822 (with the email and
+    logging modules it imports) would cost each run ~15 ms. tests/unit/test_debian_mirror.py
+    checks the two agree. A line starting with ``#`` is a comment wherever it is; a blank (or
+    whitespace-only) line ends a paragraph; an indented line continues the field before it; a
+    paragraph without a field ends the text, as it ends Deb822's iteration. (PGP armor at the
+    start of a line, which Deb822 strips and an apt sources file never holds, is not special.)"""
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    paragraphs: list[dict[str, str]] = []
+    i = 0
+    while True:
+        while i < len(lines) and _blank(lines[i]):
+            i += 1
+        if i == len(lines):
+            return paragraphs
+        para: dict[str, str] = {}
+        key = None
+        while i < len(lines) and not _blank(lines[i]):
+            line = lines[i]
+            i += 1
+            m = _FIELD_RE.match(line)
+            if m:
+                key = m.group("key").lower()
+                para[key] = m.group("data")
+            elif key is not None and line[0].isspace() and not line.isspace():
+                para[key] += "\n" + line
+        if not para:
+            return paragraphs
+        paragraphs.append(para)
+
+
+def _blank(line: str) -> bool:
+    # What ends a paragraph for Deb822: an empty line or one of ASCII whitespace only.
+    return not line.strip(" \t\n\r\x0b\x0c")
+
+
 def parse_deb822_sources(text: str) -> list[str]:
     """Archive URIs from a deb822 ``.sources`` file, main-archive entries only."""
     uris = []
-    for para in Deb822.iter_paragraphs(text.splitlines()):
-        if para.get("Enabled", "yes").strip().lower() == "no":
+    for para in deb822_paragraphs(text):
+        if para.get("enabled", "yes").strip().lower() == "no":
             continue
-        if "deb" not in para.get("Types", "").split():
+        if "deb" not in para.get("types", "").split():
             continue
-        suites = para.get("Suites", "").split()
-        for uri in para.get("URIs", "").split():
+        suites = para.get("suites", "").split()
+        for uri in para.get("uris", "").split():
             if _is_main_archive(uri, suites):
                 uris.append(uri.rstrip("/"))
     return uris

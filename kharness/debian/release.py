@@ -27,8 +27,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from debian.deb822 import Release
-
 from kharness.debian.download import Oversized, fetch_bytes
 from kharness.errors import InfraError
 
@@ -161,6 +159,8 @@ class SignedRelease:
 
 def verify_inrelease(suite: str, signed: bytes, ring: Path | None = None) -> SignedRelease:
     """Check the clearsigned ``InRelease`` with gpgv; parse the verified content only."""
+    from debian.deb822 import Release   # here: deb822 costs every run its import; few read a Release
+
     gpgv = shutil.which("gpgv")
     if gpgv is None:
         raise InfraError("gpgv is not installed: cannot verify Debian's signatures", hint="run `make install`")

@@ -19,10 +19,7 @@ import json
 import os
 import re
 import time
-import urllib.error
 from dataclasses import dataclass
-
-from debian.deb822 import Release
 
 from kharness import ui
 from kharness.debian.download import fetch_bytes
@@ -73,6 +70,8 @@ class Suite:
 
 def _absent(e: BaseException) -> bool:
     """The mirror answered that this suite is not there (as opposed to: it could not be asked)."""
+    import urllib.error   # (here: a run that downloads nothing does not import urllib)
+
     seen = 0
     cur: BaseException | None = e
     while cur is not None and seen < 5:
@@ -104,6 +103,8 @@ def signed_payload(signed: bytes) -> str:
 
 def release_fields(signed: bytes, verified: SignedRelease) -> tuple[str, str, tuple[str, ...]]:
     """``(Suite, Codename, Architectures)`` of a verified InRelease."""
+    from debian.deb822 import Release   # here: deb822 costs every run its import; few read a Release
+
     rel = Release(signed_payload(signed))
     files = {e["name"]: (e["sha256"], int(e["size"])) for e in rel.get("SHA256", [])}
     if files != verified.files:

@@ -106,6 +106,11 @@ RULES: tuple[Rule, ...] = (
     _rule(r"^BUG: (?:unable to handle )?[Kk]ernel NULL pointer dereference", "null_deref",
           "marker", "fault"),
     _rule(r"^Unable to handle kernel NULL pointer dereference", "null_deref", "marker", "fault"),
+    # 32-bit ARM (arch/arm/mm/fault.c) names a fault it has no handler for after its
+    # "8<--- cut here ---" line: "Unhandled fault: page domain fault (0x81b) at 0x00000000"; an
+    # address in the first page is a NULL dereference like the other architectures' reports.
+    _rule(r"^Unhandled fault: .* at 0x0{5}[0-9a-f]{3}$", "null_deref", "marker", "fault"),
+    _rule(r"^Unhandled fault: ", "oops", "marker", "fault"),
     # x86 "BUG: unable to handle page fault for address", powerpc "BUG: Unable to handle kernel
     # data access on write at ...", arm/arm64 "Unable to handle kernel paging request at ...".
     _rule(r"^BUG: [Uu]nable to handle ", "oops", "marker", "fault"),
@@ -180,6 +185,12 @@ DELIM_RE = re.compile(r"^={10,}$")
 HARNESS_RE = re.compile(r"^kharness:")
 
 TRACE_START_RE = re.compile(r"^(?:Call [Tt]race|Backtrace|stack backtrace)\s*:?$")
+# 32-bit ARM prints no trace header: its unwinder's frames ("kmalloc_large from
+# alloc_fail_init+0x30/0x1000 [alloc_fail]") start the trace themselves, and the trace ends with
+# the "Exception stack(0x... to 0x...)" dump of the user registers (in TRACE_LINE_RE below).
+# Its fault handler opens a report with its own cut-here line, before the fault's headline.
+ARM_CUT_HERE_RE = re.compile(r"^8<-+ cut here -+$")
+ARM_FRAME_RE = re.compile(r"^\S+(?: \[[\w-]+\])? from \S+\+0x[0-9a-f]+/0x[0-9a-f]+")
 # Lines that belong to a call trace even though they are not indented: arm32 "[<c0101f7c>]"
 # frames, powerpc "[c000...] [c000...] fn" frames, x86 stack markers, and the register dumps
 # that x86 and powerpc print inside a trace when it crosses an exception or syscall entry.
@@ -189,6 +200,8 @@ TRACE_LINE_RE = re.compile(
     r"|</?(?:TASK|IRQ|NMI|SOFTIRQ|EOI)>"
     r"|\? "
     r"|-{2,} interrupt\b"
+    r"|Exception stack\(0x"
+    r"|[0-9a-f]{4}:(?: {1,}[0-9a-f]{8})+$"
     r"|(?:RIP|EIP|RSP|ESP|RAX|RBX|RCX|RDX|RSI|RDI|RBP|R\d{1,2}|FS|GS|CS|DS|ES|CR\d|DR\d|Code"
     r"|NIP|LR|CTR|REGS|MSR|CFAR|XER|IRQMASK|GPR\d\d|pc|lr|sp|x\d{1,2})\s*(?::|\s\[))"
 )

@@ -35,6 +35,8 @@ from __future__ import annotations
 import re
 
 from kharness.health.headlines import (
+    ARM_CUT_HERE_RE,
+    ARM_FRAME_RE,
     CUT_HERE_FALLBACK,
     CUT_HERE_NATIVE_RE,
     CUT_HERE_RE,
@@ -171,6 +173,8 @@ def _block_end(msgs: list[str], heads: list[str], h: int, rule: Rule, fenced: bo
                 # A report may hold several traces (lockdep's chains, then "stack backtrace:"
                 # and "Call Trace:"); only the end of the last one ends the report.
                 in_trace, saw_frame = True, False
+            elif not in_trace and ARM_FRAME_RE.match(text):
+                in_trace = saw_frame = True   # 32-bit ARM: the first frame is the trace's start
             elif in_trace:
                 if _is_trace_line(msg, text):
                     saw_frame = True
@@ -248,6 +252,8 @@ def scan_kernel_log(text: str) -> list[Finding]:
             # KASAN, UBSAN, lockdep, SLUB open with a ==== fence; it belongs to the report.
             fenced = i - 1 >= floor and bool(DELIM_RE.match(heads[i - 1]))
             start = i - 1 if fenced else i
+            if rule.role == "fault" and i - 1 >= floor and ARM_CUT_HERE_RE.match(heads[i - 1]):
+                start = i - 1   # 32-bit ARM's "8<--- cut here ---" belongs to the fault it announces
             cut = _corruption_cut_here(heads, i) if _PRE_CUT_HERE_RE.match(heads[i]) else None
             if cut is not None:
                 # The corruption line says what is wrong; the cut-here block after it is its BUG().

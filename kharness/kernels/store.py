@@ -25,8 +25,6 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import zstandard
-
 from kharness import seal, ui
 from kharness.debian.deb import extract_deb
 from kharness.debian.pool import fetch_pkg
@@ -74,6 +72,8 @@ _MAGICS = (
 def extract_vmlinux(bzimage: bytes) -> bytes:
     """The uncompressed ELF ``vmlinux`` inside an x86 bzImage (it boots through PVH, skipping
     the slow decompressor). Tries each compressed stream the image contains."""
+    import zstandard   # here, as in _decompress_module: a cached kernel needs no decompressor
+
     for magic, kind in _MAGICS:
         start = bzimage.find(magic)
         while start != -1:
@@ -113,6 +113,10 @@ def _decompress_module(path: Path) -> Path:
     if name.endswith(".ko.xz"):
         data = lzma.decompress(data)
     elif name.endswith(".ko.zst"):
+        # Here, not at the top: only unpacking a kernel's modules needs it, and zstandard (with
+        # the platform module it imports) would cost every run its import.
+        import zstandard
+
         data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
     elif name.endswith(".ko.gz"):
         data = zlib.decompress(data, 16 + zlib.MAX_WBITS)

@@ -67,6 +67,7 @@ class FakeGuest(AgentCalls):
         self.char_devices = dict(char_devices or {})
         self.module_states = dict(module_states or {})
         self.sysrq_text = sysrq_text
+        self.sysrqs: list[str] = []          # the sysrq keys asked for, in order
         self.taint = taint
         self.closed = False
         self._release = release
@@ -116,8 +117,15 @@ class FakeGuest(AgentCalls):
 
     # -- ConsoleSideChannel --------------------------------------------------------------------------
     def sysrq(self, keys: str, settle: float = 1.0) -> str:
+        self.sysrqs.append(keys)
         self._console += self.sysrq_text
         return self.sysrq_text
+
+    def console_mark(self) -> int:
+        return len(self._console)
+
+    def console_since(self, mark: int) -> str:
+        return self._console[mark:]
 
     def module_state(self, name: str, timeout: float = 5.0) -> str | None:
         return self.module_states.get(name, "live" if name in self.modules else "gone")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,8 +25,9 @@ ACCELS = ("auto", "kvm", "tcg")
 
 
 def kvm_possible(profile: TargetProfile) -> tuple[bool, str]:
-    if profile.kvm_host_arch != platform.machine():
-        return False, f"KVM not possible: host is {platform.machine()}, guest is {profile.name}"
+    # os.uname().machine is what platform.machine() returns on Linux, without importing platform.
+    if profile.kvm_host_arch != os.uname().machine:
+        return False, f"KVM not possible: host is {os.uname().machine}, guest is {profile.name}"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False, "KVM not available: /dev/kvm missing or not accessible"
     return True, ""

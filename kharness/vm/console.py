@@ -31,6 +31,7 @@ class ConsoleLog:
         self._written = 0
         self._dropped = 0
         self._tail = bytearray()
+        self.received = 0        # bytes read in all: a mark that survives the tail's trimming
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.panic_at: float | None = None
@@ -56,6 +57,7 @@ class ConsoleLog:
             if self.panic_at is None and PANIC_RE.search(window):
                 self.panic_at = time.monotonic()
             self._tail += data
+            self.received += len(data)
             if len(self._tail) > TAIL:
                 del self._tail[: len(self._tail) - TAIL]
             room = CAP - self._written
@@ -68,6 +70,14 @@ class ConsoleLog:
     def text(self, last: int = TAIL) -> str:
         with self._lock:
             return bytes(self._tail[-last:]).decode("utf-8", "replace")
+
+    def since(self, mark: int) -> str:
+        """What the console printed after ``mark`` (a value of ``received``), as far as the
+        in-memory tail still holds it."""
+        with self._lock:
+            n = self.received - mark
+            return bytes(self._tail[-n:] if 0 < n < len(self._tail) else self._tail if n > 0 else b"").decode(
+                "utf-8", "replace")
 
     def send(self, line: str) -> bool:
         """Send a short line (under PIPE_BUF, so it goes whole or not at all); False if the

@@ -140,11 +140,17 @@ class Guest(AgentCalls):
         """Ask the kernel for diagnostics over the console (works while the command shell is
         stuck) and return what the console printed meanwhile."""
         assert self.console
-        before = len(self.console.text())
+        before = self.console.received
         for k in keys:
             self.console.send(f"sysrq-{k}\n")
         time.sleep(settle)
-        return self.console.text()[before:] if before < len(self.console.text()) else self.console.text()
+        return self.console.since(before)
+
+    def console_mark(self) -> int:
+        return self.console.received if self.console is not None else 0
+
+    def console_since(self, mark: int) -> str:
+        return self.console.since(mark) if self.console is not None else ""
 
     def module_state(self, name: str, timeout: float = 5.0) -> str | None:
         """A module's ``initstate`` (``live``, ``coming``, ``going``; ``gone`` when it is not

@@ -31,7 +31,6 @@ from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
 from kharness.targets import TargetProfile
 from kharness.vm.errors import GuestError
-from kharness.vm import qmp
 from kharness.vm.machine import Guest
 from kharness.vm.qemu import BootSpec, qemu_binary
 
@@ -82,6 +81,10 @@ def snapshot_key(profile: TargetProfile, boot: BootSpec, accel: str, prepare: st
 def _qmp(sock: Path, command: str, timeout: float) -> str:
     """A human-monitor command (``savevm``) over QMP, answered within ``timeout`` seconds or
     InfraError: the snapshot lock is held meanwhile, and every other worker waits for it."""
+    # Here, not at the top: only saving a snapshot talks QMP, and asyncio with qemu.qmp is
+    # ~15 ms of every restored run's imports.
+    from kharness.vm import qmp
+
     return qmp.hmp(sock, command, timeout)
 
 

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +25,7 @@ KHARNESS = [sys.executable, "-m", "kharness"]
 # self-built kernel (ppc64, the debug kernels) builds it, or waits for another worker building it:
 # 15-25 minutes on a slow host. kharness bounds its own boots and steps; this only bounds a bug.
 RUN_LIMIT = 2700
+RESULT_SCHEMA = json.loads((ROOT / "kharness" / "result" / "result.schema.json").read_text())
 
 
 @dataclass
@@ -52,6 +54,9 @@ def kharness(tmp_path):
         env = dict(os.environ, KHARNESS_PROGRESS="0")
         p = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_LIMIT, cwd=ROOT, env=env)
         result = json.loads(out.read_text()) if json_out and out.exists() else None
+        if result is not None:
+            # Every result an integration test sees is also a check of the published schema.
+            jsonschema.validate(result, RESULT_SCHEMA)
         return Outcome(p.returncode, p.stdout, p.stderr, result)
 
     return call

@@ -193,3 +193,46 @@ def test_debian_mirror_nothing_configured(tmp_path, monkeypatch):
     assert ei.value.message == "no Debian mirror found in the host's apt sources"
     assert ei.value.hint == "set KHARNESS_DEBIAN_MIRROR=<URL of a Debian archive mirror>"
     assert ei.value.exit_code == 2
+
+
+# --- the deb822 reader agrees with python-debian's -------------------------------------------
+
+TRICKY = [
+    "",
+    "\n\n  \n",
+    "# only a comment\n",
+    "Types: deb\r\nURIs: http://crlf.example/debian\r\nSuites: bookworm\r\n\r\nTypes: deb\r\n",
+    "\n\n \t\nTypes: deb\nURIs:   http://a.example/debian   \nSuites: bookworm\n \t \nTypes: deb-src\n",
+    " continuation before any field\nTypes: deb\nURIs: http://b.example/debian\n",
+    "Types: deb\nURIs: http://c.example/debian\n\njust junk, no field\n\nTypes: deb\nURIs: http://after-junk.example\n",
+    "types: deb\nTYPES: deb-src\nUris: http://case.example/debian\nURIs: http://case2.example/debian\n",
+    "Types: deb\nURIs:\n http://x.example/debian\n\thttp://y.example/debian\nSuites: trixie\n",
+    "Types: deb\n#URIs: http://commented.example\nURIs: http://d.example/debian\n  # indented, not a comment\n",
+    "Types: deb\nnot a field\n more of the field before it\nEnabled: No\n",
+    "Types: deb\nURIs: http://e.example/debian\n\u00a0\nSuites: sid\n",
+    "X-Empty:\nTypes:deb\nURIs:http://f.example/debian\nSuites:  sid  trixie  \n",
+]
+
+
+@pytest.mark.parametrize("text", [DEB822, *TRICKY], ids=range(len(TRICKY) + 1))
+def test_deb822_paragraphs_read_as_python_debian_reads_them(text):
+    from debian.deb822 import Deb822
+
+    from kharness.debian.mirror import deb822_paragraphs
+
+    want = [{k.lower(): v for k, v in p.items()} for p in Deb822.iter_paragraphs(text.splitlines())]
+    assert deb822_paragraphs(text) == want
+
+
+def test_deb822_paragraphs_of_this_hosts_apt_sources():
+    from debian.deb822 import Deb822
+
+    from kharness.debian.mirror import APT_DIR, deb822_paragraphs
+
+    files = sorted((APT_DIR / "sources.list.d").glob("*.sources")) if (APT_DIR / "sources.list.d").is_dir() else []
+    if not files:
+        pytest.skip("no deb822 apt sources on this host")
+    for f in files:
+        text = f.read_text(errors="replace")
+        assert deb822_paragraphs(text) == [{k.lower(): v for k, v in p.items()}
+                                           for p in Deb822.iter_paragraphs(text.splitlines())], f

@@ -36,7 +36,9 @@ def signer(tmp_path_factory):
                            check=True, capture_output=True)
         return p.stdout
 
-    return sign, ring
+    yield sign, ring
+    # gpg starts a gpg-agent per GNUPGHOME; it would outlive the test run.
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, timeout=60)
 
 
 def _release(suite: str, codename: str) -> str:

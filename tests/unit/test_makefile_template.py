@@ -17,9 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_there_is_one_kbuild_makefile_template():
-    with_obj_m = [p.relative_to(ROOT) for p in (ROOT / "module_templates").rglob("*")
-                  if p.is_file() and "obj-m" in p.read_text(errors="replace")]
-    assert with_obj_m == [Path("module_templates/kbuild/Makefile.j2")]
+    # One template (module_templates/kbuild/Makefile.in) and one writer of its kbuild rules.
+    templates = [p.relative_to(ROOT) for p in (ROOT / "module_templates").rglob("*")
+                 if p.is_file() and any(w in p.read_text(errors="replace") for w in ("obj-m", "KERNELRELEASE"))]
+    assert templates == [Path("module_templates/kbuild/Makefile.in")]
+    writers = [p.relative_to(ROOT) for p in (ROOT / "kharness").rglob("*.py") if "obj-m +=" in p.read_text()]
+    assert writers == [Path("kharness/build/makefile.py")]
 
 
 @pytest.mark.parametrize("template", sorted(TEMPLATES))

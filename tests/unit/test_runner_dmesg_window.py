@@ -18,6 +18,7 @@ import pytest
 from kharness import checks, runner
 from kharness.modconfig import ModuleConfig
 from kharness.runner import HEALTH_SEP, LOAD_MARK, SESSION_CURSOR, Run, RunOptions, restore_limit
+from kharness.runner import boot, load
 from kharness.targets import get_target
 from kharness.vm import snapshot
 from kharness.vm.channel import CommandResult
@@ -58,7 +59,7 @@ class FakeGuest:
 
     def run(self, command: str, timeout: float) -> CommandResult:
         self.commands.append(command)
-        if self.stall and command.startswith("kh-agent restored"):
+        if self.stall and "kh-agent restored" in command.split(" && ")[0]:
             raise CommandTimeout(f"command did not finish within {timeout:g}s")
         out = []
         # The runner's commands are simple lists joined by ";" and "&&" (no quoting in play here).
@@ -81,7 +82,7 @@ def _run(guest: FakeGuest, tmp_path: Path, **opts) -> Run:
 def _load_and_check(run: Run, check: dict) -> checks.Check:
     modules = [SimpleNamespace(name="clean")]
     run.tested = {"clean"}
-    run._load(modules, {"clean": {}}, ModuleConfig(), 10.0)
+    load.load(run, modules, {"clean": {}}, ModuleConfig(), 10.0)
     c = checks.parse_check(Path("<test>"), 1, dict(check, kind="dmesg"))
     return run.run_check(c, checks.values_for(["clean"], {}), 10.0)
 
@@ -93,7 +94,7 @@ FORBID_BOOT_TEXT = [{"forbid": "Linux version"}, {"forbid": "WARNING"}]
 def test_first_dmesg_check_after_a_cold_boot_starts_at_the_load(tmp_path, check):
     guest = FakeGuest(BOOT_LOG)
     run = _run(guest, tmp_path)
-    run._health("boot", 10.0, f"{LOAD_MARK}; {runner.HEALTH_CMD}")   # as Run.up() looks after a boot
+    run.look("boot", 10.0, f"{LOAD_MARK}; {runner.HEALTH_CMD}")   # as the boot phase looks after a boot
     assert "Linux version" in run.result.dmesg["boot"]                # the boot phase still saw it all
     cr = _load_and_check(run, check)
     assert cr.status == "pass", cr.message
@@ -106,8 +107,8 @@ def test_first_dmesg_check_after_a_restore_starts_at_the_load(tmp_path):
     guest = FakeGuest(BOOT_LOG, {"health": len(BOOT_LOG)})
     run = _run(guest, tmp_path)
     run.boot_log = "".join(line + "\n" for line in BOOT_LOG)
-    run._first_look = run._after_restore({"clean.ko": b"\0not an elf"}, run.profile, 10.0)
-    run._health("boot", 10.0)
+    run.first_look = boot.restored_setup(run, {"clean.ko": b"\0not an elf"}, 10.0)
+    run.look("boot", 10.0)
     assert "Linux version" in run.result.dmesg["boot"]
     for check in FORBID_BOOT_TEXT:
         # the first check after the load; the second only sees what the first left
@@ -118,7 +119,7 @@ def test_first_dmesg_check_after_a_restore_starts_at_the_load(tmp_path):
 
 def test_an_expect_is_not_satisfied_by_boot_text(tmp_path):
     run = _run(FakeGuest(BOOT_LOG), tmp_path)
-    run._health("boot", 10.0, f"{LOAD_MARK}; {runner.HEALTH_CMD}")
+    run.look("boot", 10.0, f"{LOAD_MARK}; {runner.HEALTH_CMD}")
     cr = _load_and_check(run, {"expect": "nvram corruption"})
     assert cr.status == "fail"
     cr = run.run_check(checks.parse_check(Path("<t>"), 2, {"kind": "dmesg", "expect": "^.*clean: loaded"}), {}, 10.0)
@@ -174,8 +175,10 @@ def test_an_abandoned_restore_says_at_which_step_and_under_which_limit(tmp_path,
     run = _run(guest, tmp_path, boot_timeout=900)
     run.workdir = tmp_path
     monkeypatch.setattr(runner, "host_load", lambda: (4.0, 2))
+    # tests/integration/test_snapshot.py stalls a real restore by replacing the package's RESTORED_CMD
+    monkeypatch.setattr(runner, "RESTORED_CMD", "sleep 30; " + runner.RESTORED_CMD)
     closed = []
-    monkeypatch.setattr(runner, "Guest", lambda *a, **k: SimpleNamespace(
+    run.guest_factory = (lambda *a, **k: SimpleNamespace(
         argv=["qemu"], start=lambda: None, wait_restored=lambda t, rel: None,
         run=guest.run, close=lambda: closed.append(1)))
     monkeypatch.setattr(snapshot, "discard", lambda snap: None)
@@ -183,10 +186,11 @@ def test_an_abandoned_restore_says_at_which_step_and_under_which_limit(tmp_path,
     snap_file.write_bytes(b"")
     snap = snapshot.Snapshot(snap_file, "x86_64-0123", "6.1.0-50-amd64", 1.0)
     spec = SimpleNamespace(release="6.1.0-50-amd64")
-    assert run._restore(snap, None, {"clean.ko": b"\0"}, spec, 10.0) is False
+    assert boot.restore(run, snap, None, {"clean.ko": b"\0"}, spec.release, 10.0) is False
     note = run.result.boot_mode_note
     assert run.result.boot_mode == "cold" and closed == [1]
     assert note.startswith("restoring x86_64-0123 abandoned (at setup command 1 of 1 (timer probe, module delivery): ")
     assert "did not finish within 60s" in note                       # 10 s x3 (boot timeout) x2 (load)
     assert "limit 60s = 10s, x3 for --boot-timeout 900s, x2 for the host's load 4.00 on 2 CPU(s)" in note
     assert note.endswith("; booted instead")
+    assert guest.commands[0].startswith("sleep 30; kh-agent restored ")

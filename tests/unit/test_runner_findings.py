@@ -1,4 +1,4 @@
-"""Which kernel reports fail a run (Run._findings), on recorded logs (tests/data/console)."""
+"""Which kernel reports fail a run (Context.findings, verdict.scan), on recorded logs (tests/data/console)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "console"
 def _blocking(tmp_path, log: str, tested: set[str], phase: str = "load") -> list[tuple[str, bool]]:
     run = Run(RunOptions(module_dir=tmp_path))
     run.tested = tested
-    run._findings(phase, (DATA / log).read_text(), baseline=(phase == "boot"))
+    run.findings(phase, (DATA / log).read_text(), baseline=(phase == "boot"))
     return [(f["kind"], f["blocking"]) for f in run.result.findings]
 
 

@@ -1,0 +1,130 @@
+"""``kharness run`` and ``kharness watch``: one run of a module, or one on every save.
+
+The run path is the one a developer waits on: it imports what it uses when it runs (the runner
+and the result writers), nothing at the top of this module beyond what option parsing needs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from kharness import ui
+from kharness.cli.common import DEBUG_HELP, VERBOSE, die, error_line, out, show_traceback
+from kharness.errors import KharnessError, UsageError
+
+
+def run(
+    module_dir: Path = typer.Argument(..., help="Directory holding the module's sources (and optionally its "
+                                               "Makefile/Kbuild and kharness.toml)."),
+    target: str = typer.Option("x86_64", "--target", "-t", help="Target board (see `kharness targets`)."),
+    kernel: Optional[str] = typer.Option(None, "--kernel", "-k",
+                                         help="Kernel series (5.10, 6.1, 6.12, 7.2) or exact release "
+                                              "(6.1.0-50-amd64), or 6.1-debug for a debug kernel with every "
+                                              "checker (see --debug). Default: 6.1, Debian's stable."),
+    param: List[str] = typer.Option([], "--param", "-p", help="Module parameter KEY=VALUE (or MODULE.KEY=VALUE "
+                                                             "when several modules are built); repeatable."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the structured result "
+                                                                  "(schema kharness/result/v1) here."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=1,
+                                            help="Seconds each guest step (insmod, a check, rmmod) may take "
+                                                 "before it counts as a hang. Default 60."),
+    boot_timeout: float = typer.Option(300, "--boot-timeout", min=5, help="Seconds the guest may take to boot."),
+    accel: str = typer.Option("auto", "--accel", help="auto (KVM if a probe boot works, else TCG), kvm or tcg."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the run directory (console log, initrd, QEMU "
+                                                   "command line) and print where it is."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, only the summary."),
+    kernel_tree: Optional[Path] = typer.Option(None, "--kernel-tree", help="Build the kernel from this source "
+                                               "tree (tinyconfig + the target's fragment + --kernel-config) "
+                                               "and test against it."),
+    kernel_config: List[Path] = typer.Option([], "--kernel-config", help="Config fragment for --kernel-tree "
+                                                                        "(repeatable)."),
+    cold: bool = typer.Option(False, "--cold", help="Boot the guest instead of restoring its ready snapshot."),
+    debug: Optional[str] = typer.Option(None, "--debug", help=DEBUG_HELP),
+    verbose: bool = VERBOSE,
+) -> None:
+    """Build MODULE_DIR against the target kernel, boot it in QEMU, insmod, run the checks, rmmod,
+    and watch the kernel log throughout."""
+    from kharness.outputs import check_output_file
+    from kharness.result.model import Result
+    from kharness.result.writers import print_summary, write_json
+    from kharness.runner import RunOptions, run as run_pipeline
+    from kharness.unexpected import as_result
+
+    ui.set_quiet(quiet)
+    ui.set_verbose(verbose)
+    if json_path is not None:
+        try:
+            check_output_file(json_path, "--json")
+        except KharnessError as e:
+            die(e)
+    opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
+                      timeout=timeout, boot_timeout=boot_timeout, accel=accel, keep=keep,
+                      kernel_tree=kernel_tree, kernel_config=list(kernel_config), cold=cold, debug=debug or ())
+    try:
+        result = run_pipeline(opts)
+    except KeyboardInterrupt:
+        ui.console.print("[red]interrupted[/red]")
+        raise typer.Exit(130)
+    except Exception as e:   # before the runner had a result to fill (it catches what its phases raise)
+        result = as_result(Result(module_dir=str(module_dir), target=target, kernel_wanted=kernel or "default"), e)
+    if json_path is not None:
+        write_json(result, json_path)
+    if result.status == "error" and result.phase("build").status == "skipped":
+        # A usage or infrastructure error before anything ran: one line says it all.
+        error_line(result.error["message"])
+    else:
+        print_summary(result, out())
+        if result.traceback:   # the summary went to stdout; the line CI greps goes to stderr
+            error_line(result.error["message"])
+    show_traceback(result.traceback)
+    raise typer.Exit(result.exit_code)
+
+
+def watch(
+    module_dir: Path = typer.Argument(..., help="The module directory to watch."),
+    target: str = typer.Option("x86_64", "--target", "-t"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", "-k"),
+    param: List[str] = typer.Option([], "--param", "-p"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=1),
+    accel: str = typer.Option("auto", "--accel"),
+    cold: bool = typer.Option(False, "--cold", help="Boot every run instead of restoring the snapshot."),
+    runs: Optional[int] = typer.Option(None, "--runs", min=1, help="Stop after this many runs (default: until Ctrl-C)."),
+    debug: Optional[str] = typer.Option(None, "--debug", help="Debug kernel checkers (as for run)."),
+    verbose: bool = VERBOSE,
+) -> None:
+    """Rebuild and rerun on every save: each run restores the ready snapshot, so a fresh kernel
+    checks every edit; the verdict is on screen about a second after the build."""
+    from kharness.kernels.debug import parse_checkers
+    from kharness.result.writers import print_summary
+    from kharness.runner import RunOptions
+    from kharness.runner import run as run_pipeline
+    from kharness.watch import watch as watch_loop
+
+    ui.set_verbose(verbose)
+    if not module_dir.is_dir():
+        die(UsageError(f"module directory {module_dir} does not exist"))
+    try:
+        checkers = parse_checkers(debug)
+    except KharnessError as e:
+        die(e)
+    opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
+                      timeout=timeout, accel=accel, cold=cold, debug=checkers)
+    last = {"code": 0}
+    console = out()
+
+    def report(result, seconds: float) -> None:
+        print_summary(result, console)
+        show_traceback(result.traceback)
+        console.print(f"[dim]{time.strftime('%H:%M:%S')} run took {seconds:.1f}s "
+                      f"({result.boot_mode or 'no boot'}); watching {module_dir} (Ctrl-C to stop)[/dim]")
+        last["code"] = result.exit_code
+
+    try:
+        watch_loop(module_dir, lambda: run_pipeline(opts), report, max_runs=runs)
+    except KeyboardInterrupt:
+        raise typer.Exit(0)
+    raise typer.Exit(last["code"])

@@ -1,0 +1,202 @@
+"""The boot phase: restore the ready snapshot where there is one and hand the restored guest this
+run's modules, else boot a guest with them in its initrd; then the first health look."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+from kharness import agent_client as agent
+from kharness import ui
+from kharness.errors import InfraError
+from kharness.image.initramfs import write_run_initrd
+from kharness.result.model import cap
+from kharness.runner.build import Built
+from kharness.runner.context import Context
+from kharness.runner.image import Staged, strip_debug
+from kharness.runner.options import DEFAULT_BOOT_TIMEOUT
+from kharness.runner.prepare import Prepared
+from kharness.vm import snapshot
+from kharness.vm.accel import choose_accel
+from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, QemuStartError
+from kharness.vm.machine import Guest as QemuGuest
+from kharness.vm.qemu import BootSpec, reproducer
+
+# What a restored guest runs first; tests/integration/test_snapshot.py patches it to stall a restore.
+RESTORED_CMD = agent.RESTORED_CMD
+
+
+def _public():
+    """The runner package, whose RESTORED_CMD and host_load are read at call time:
+    tests/integration/test_snapshot.py replaces them there to stall a restore on a busy host."""
+    import kharness.runner
+    return kharness.runner
+
+
+def host_load() -> tuple[float, int]:
+    """The host's 1-minute load average and the CPUs this process may run on ((0.0, 1) if unknown)."""
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        return 0.0, 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return busy, max(cpus, 1)
+
+
+def restore_limit(boot_timeout: float, load: tuple[float, int] | None = None) -> tuple[float, str]:
+    """How long a restored guest's first command (its timer probe, with the first part of the
+    module delivery) may take, and how that was reckoned (said in the result when a restore is
+    abandoned).
+
+    ``snapshot.PROBE_TIMEOUT`` is the limit at the default --boot-timeout on an idle host. It
+    grows with a longer --boot-timeout (who allows a slow boot allows a slow restore) and with
+    the host's load per CPU above 1 (TCG guests share the CPUs: four guests on two cores each run
+    at half speed, and a healthy restore then misses a fixed limit and boots cold), and never
+    exceeds --boot-timeout itself. A guest whose timers stalled never answers, however long.
+    """
+    base = snapshot.PROBE_TIMEOUT
+    why = [f"{base:g}s"]
+    scale = max(1.0, boot_timeout / DEFAULT_BOOT_TIMEOUT)
+    if scale > 1:
+        why.append(f"x{scale:.3g} for --boot-timeout {boot_timeout:g}s")
+    busy, cpus = _public().host_load() if load is None else load
+    per_cpu = busy / max(cpus, 1)
+    if per_cpu > 1:
+        why.append(f"x{per_cpu:.3g} for the host's load {busy:.2f} on {cpus} CPU(s)")
+        scale *= per_cpu
+    limit = base * scale
+    if limit > boot_timeout:
+        limit = boot_timeout
+        why.append(f"capped at --boot-timeout {boot_timeout:g}s")
+    limit = round(limit, 1)
+    return limit, f"{limit:g}s = " + ", ".join(why)
+
+
+def new_guest(run: Context, *args):
+    return (run.guest_factory or QemuGuest)(*args)
+
+
+def boot(run: Context, prep: Prepared, built: Built, staged: Staged) -> None:
+    opts, r, profile = run.opts, run.result, run.profile
+    with run.phase("boot") as ph:
+        accel, note = choose_accel(profile, opts.accel, staged.boot)
+        r.accelerator, r.accelerator_note = accel, note
+        snap = choose_snapshot(run, staged.boot, accel)
+        try:
+            if snap is not None and not restore(run, snap, staged.boot, staged.payload, built.spec.release,
+                                                prep.timeout):
+                snap = None   # the restored guest did not work: boot one instead
+            if snap is None:
+                initrd = write_run_initrd(staged.base, staged.payload, run.workdir / "initrd.img")
+                run.guest = new_guest(run, profile, BootSpec(staged.kernel.kernel, initrd, staged.dtb),
+                                      run.workdir, accel)
+                r.reproducer["qemu"] = reproducer(run.guest.argv)
+                run.guest.start()
+                with ui.step(f"booting {built.spec.release} on {profile.name} ({accel})"):
+                    run.guest.wait_ready(opts.boot_timeout)
+            # ";": the health look runs even if a cursor could not be moved.
+            run.look("boot", prep.timeout, agent.boot_look())
+            run.devices_at_boot = dict(run.char_devices)
+        except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
+            ph.log = cap(e.console_tail)
+            raise InfraError(f"the guest did not boot: {e.message}",
+                             hint="see the console log in the JSON result (phase boot)") from None
+        ph.message = (f"ready in {run.guest.boot_seconds:.1f}s" if snap is None else
+                      f"restored from snapshot in {run.guest.boot_seconds:.2f}s")
+        if snap is None and r.boot_mode_note.startswith("restoring"):
+            ph.message += f" ({r.boot_mode_note})"
+
+
+def choose_snapshot(run: Context, boot: BootSpec, accel: str):
+    """The ready snapshot to restore, or None for a cold boot (with the reason in the result)."""
+    r, opts, profile = run.result, run.opts, run.profile
+    if opts.cold or not profile.snapshot:
+        r.boot_mode = "cold"
+        r.boot_mode_note = "--cold" if opts.cold else f"{profile.name} does not support snapshots"
+        return None
+    try:
+        snap = snapshot.ensure(profile, boot, accel, opts.boot_timeout, prepare=agent.health())
+    except InfraError as e:
+        r.boot_mode, r.boot_mode_note = "cold", f"no snapshot: {e}"
+        ui.info(f"[yellow]no snapshot ({e}); booting cold[/yellow]")
+        return None
+    r.boot_mode, r.boot_mode_note = "snapshot", f"restored {snap.key}"
+    # The first health look ran before the save: keep the boot log it read, and the restored
+    # guest's first look returns only what happened since the restore.
+    run.boot_log = agent.parse_health(snap.prepared).log
+    if r.image is not None:
+        r.image.snapshot = str(snap.path)
+    return snap
+
+
+class _At:
+    """Where a restore is (a step and its limit), said in the result when it is abandoned."""
+    step, limit = "", ""
+
+
+def restore(run: Context, snap, boot: BootSpec, payload: dict[str, bytes], release: str, timeout: float) -> bool:
+    """Start the guest from its ready snapshot and hand it this run's modules. False (the guest
+    torn down, the reason in the result) when the restored guest does not work: the caller boots
+    one instead. Nothing of the module has run yet, so this is never its fault."""
+    profile, r, opts = run.profile, run.result, run.opts
+    copy = run.workdir / "vmstate.qcow2"
+    shutil.copyfile(snap.path, copy)
+    run.guest = new_guest(run, profile, boot, run.workdir, r.accelerator, snap.restore_args(copy))
+    r.reproducer["qemu"] = reproducer(run.guest.argv)
+    at = _At()
+    at.limit = f"--boot-timeout {opts.boot_timeout:g}s"
+    try:
+        at.step = "starting QEMU"
+        run.guest.start()
+        with ui.step(f"restoring {release} on {profile.name} from its snapshot ({r.accelerator})"):
+            at.step = "the restored guest's first answer"
+            run.guest.wait_restored(opts.boot_timeout, snap.release)
+            run.first_look = restored_setup(run, payload, timeout, at)
+        return True
+    except (QemuStartError, BootTimeout, GuestDied, CommandTimeout, InfraError) as e:
+        why = f"at {at.step}: {getattr(e, 'message', str(e))}; limit {at.limit}"
+        ui.info(f"[yellow]the restored guest did not work ({why}); booting instead[/yellow]")
+        r.boot_mode, r.boot_mode_note = "cold", f"restoring {snap.key} abandoned ({why}); booted instead"
+        snapshot.discard(snap)   # saved in a bad moment: the next run saves a new one
+        if r.image is not None:
+            r.image.snapshot = None
+        run.boot_log = ""
+        run.first_look = None
+        run.guest.close()
+        run.guest = None
+        return False
+
+
+def restored_setup(run: Context, payload: dict[str, bytes], timeout: float, at: _At | None = None):
+    """A restored guest is the saved one: check that its timers run, give it the host's clock,
+    fresh randomness, and this run's modules (debug info stripped), then take the first health
+    look; in as few guest commands as the line length allows (usually one: each command costs
+    tens of milliseconds under TCG). Returns the result of the command that took the look."""
+    at = at or _At()
+    seed = os.urandom(32).hex()
+    steps = [agent.restored(int(time.time()), seed, template=_public().RESTORED_CMD)]
+    for name, data in payload.items():
+        steps += agent.delivery_commands(name, strip_debug(data, run.profile))
+    batches, size = [[]], 0
+    for step in steps:
+        if batches[-1] and size + len(step) > agent.CHUNK:
+            batches.append([])
+            size = 0
+        batches[-1].append(step)
+        size += len(step) + 4
+    batches[-1] += [agent.LOAD_MARK, agent.health()]
+    probe_limit, reckoning = restore_limit(run.opts.boot_timeout)
+    for i, batch in enumerate(batches):
+        # The first command carries the timer probe: a guest that cannot answer it is broken.
+        at.step = (f"setup command {i + 1} of {len(batches)} "
+                   f"({'timer probe, module delivery' if i == 0 else 'module delivery'})")
+        limit = probe_limit if i == 0 else timeout
+        at.limit = reckoning if i == 0 else f"the step timeout {timeout:g}s"
+        res = run.guest.run(" && ".join(batch), limit)
+        if res.rc != 0:
+            raise InfraError(f"the restored guest could not be set up: {res.stderr.strip()[:200] or res.rc}")
+    return res

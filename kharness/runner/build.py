@@ -1,0 +1,133 @@
+"""The build phase: the kernel chosen (and built, for a source tree), the module compiled against
+its headers, every .ko checked to match the kernel; khgpio built too when kharness.toml asks."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from kharness import seal, ui
+from kharness.build.kbuild import BuildOutcome, BuiltModule, run_kbuild
+from kharness.build.makefile import plan_build
+from kharness.build.toolchain import pick_toolchain
+from kharness.errors import DamagedCacheEntry, InfraError, UsageError
+from kharness.hw import gpio as khgpio
+from kharness.kernels.resolve import KernelSpec
+from kharness.kernels.source import SourceBuild
+from kharness.kernels.store import ensure_headers
+from kharness.plan import insmod_order
+from kharness.result.model import cap
+from kharness.result.records import BuildRecord, KernelRecord
+from kharness.runner.context import Context
+from kharness.runner.options import reproducer_cmd
+from kharness.runner.prepare import Prepared
+
+
+@dataclass
+class Built:
+    spec: KernelSpec
+    kernel: SourceBuild | None               # the kernel built from a source tree, if it was
+    modules: list[BuiltModule]               # in insmod order
+    params: dict[str, dict[str, str]]        # {module: {name: value}}
+
+
+def build(run: Context, prep: Prepared) -> Built:
+    opts, r, guest_plan = run.opts, run.result, prep.guest
+    from_debian = guest_plan.from_debian
+    built_kernel: SourceBuild | None = None
+    if from_debian:
+        spec, _ = guest_plan.resolve()
+        r.kernel = KernelRecord(**spec.to_dict())
+        r.reproducer["kharness"] = reproducer_cmd(opts, spec.release)
+
+    with run.phase("build") as ph:
+        # (for self-built kernels the kernel too, the first time)
+        if from_debian:
+            headers = ensure_headers(spec)
+        else:
+            spec, built_kernel = guest_plan.resolve()
+            headers = built_kernel.headers_bundle()
+            r.kernel = KernelRecord(**spec.to_dict(), built_from=built_kernel.origin,
+                                    config_fragments=list(built_kernel.config_fragments),
+                                    build_tree=str(built_kernel.out))
+            if run.debug:
+                r.kernel.debug = list(run.debug)
+                r.kernel.build_seconds = built_kernel.build_seconds
+            r.reproducer["kharness"] = reproducer_cmd(opts, None)
+        tc = pick_toolchain(run.profile, spec)
+        r.compiler = tc.version + (f" ({tc.note})" if tc.note else "")
+        try:
+            outcome = run_kbuild(prep.build, headers, tc)
+        except DamagedCacheEntry as e:
+            # Headers altered on disk since they were unpacked: unpack (or build) them again.
+            ui.info(f"[yellow]{e.message}: making it again[/yellow]")
+            seal.discard(e.entry)
+            if from_debian:
+                headers = ensure_headers(spec)
+            else:
+                spec, built_kernel = guest_plan.resolve()
+                headers = built_kernel.headers_bundle()
+            outcome = run_kbuild(prep.build, headers, tc)
+        _record(run, outcome)
+        if tc.sysroot is not None:
+            r.build.environment = seal.read_meta(tc.sysroot)   # what apt installed there
+        if outcome.modules:
+            run.shadow_map = (str(outcome.modules[0].path.parent), str(opts.module_dir.resolve()))
+        if not outcome.ok:
+            ph.log = cap(outcome.log)
+            raise run.fail("build", outcome.error)
+        for m in outcome.modules:
+            if m.vermagic.split(" ")[0] != spec.release:
+                raise run.fail("build", f"{m.name}.ko has vermagic {m.vermagic.strip()!r}, "
+                                        f"the target kernel is {spec.release}")
+        warnings = sum(1 for x in outcome.diagnostics if x.severity == "warning")
+        ph.message = ("reused the cached build" if outcome.cached else f"{len(outcome.modules)} module(s)") + \
+            (f", {warnings} warning(s)" if warnings else "")
+    if prep.config.gpio is not None:
+        run.khgpio = _build_khgpio(run, headers, tc)
+    modules = insmod_order(outcome.modules, prep.config)
+    per_module = params_for(modules, prep.params)
+    r.params = per_module
+    return Built(spec, built_kernel, modules, per_module)
+
+
+def _record(run: Context, o: BuildOutcome) -> None:
+    run.result.build = BuildRecord(
+        cached=o.cached, command=shlex.join(o.command), directory=str(o.build_dir),
+        generated_makefile=o.makefile, compiler=o.compiler, diagnostics=[d.to_dict() for d in o.diagnostics])
+    run.result.modules = [m.to_dict() for m in o.modules]
+
+
+def _build_khgpio(run: Context, headers, tc) -> BuiltModule:
+    """The kharness virtual GPIO controller, built for this kernel like any module (cached)."""
+    cfg = headers.build_dir / ".config"
+    if cfg.is_file():
+        text = cfg.read_text(errors="replace")
+        missing = [o for o in khgpio.REQUIRED_CONFIG if not re.search(rf"^{o}=[ym]$", text, re.M)]
+        if missing:
+            raise UsageError(f"kernel {headers.release} lacks {', '.join(missing)}, which the kharness "
+                             f"virtual GPIO controller ([gpio] in kharness.toml) needs",
+                             hint="use a kernel built with them (--kernel-config a fragment that sets them)")
+    o = run_kbuild(plan_build(khgpio.SOURCE_DIR), headers, tc)
+    if not o.ok or not o.modules:
+        raise InfraError(f"the kharness virtual GPIO controller did not build for {headers.release}: {o.error}")
+    run.result.build.khgpio = {"cached": o.cached, "directory": str(o.build_dir)}
+    return o.modules[0]
+
+
+def params_for(mods: list[BuiltModule], params: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Parameters per module: one given without a module name is the only module's."""
+    names = [m.name for m in mods]
+    out = {n: {} for n in names}
+    for mod, kv in params.items():
+        if mod == "":
+            if len(names) > 1 and kv:
+                raise UsageError(f"several modules are built ({', '.join(names)}): say which one a "
+                                 f"parameter is for", hint="--param MODULE.KEY=VALUE")
+            out[names[0]].update(kv)
+        elif mod in out:
+            out[mod].update(kv)
+        else:
+            raise UsageError(f"parameter for unknown module {mod!r}", hint=f"built: {', '.join(names)}")
+    return out

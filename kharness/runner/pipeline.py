@@ -1,0 +1,125 @@
+"""One run as a pipeline of phases: prepare -> build -> image -> boot -> load -> check -> unload,
+then the verdict; the guest is torn down on every path.
+
+:class:`Run` is the run's state (:class:`kharness.runner.context.Context`) with the pipeline on
+top. ``execute()`` is `kharness run`; ``up()``, ``step()``, ``health_look()``, ``down()``,
+``settle()`` and ``close()`` are what a :class:`kharness.session.Session` drives in between."""
+
+from __future__ import annotations
+
+import time
+
+from kharness import checks
+from kharness.errors import KharnessError, ModuleFailure
+from kharness.result.finding import Finding
+from kharness.result.model import CheckResult, Result
+from kharness.runner import verdict
+from kharness.runner.boot import boot
+from kharness.runner.build import build
+from kharness.runner.context import Context
+from kharness.runner.exercise import exercise, run_check
+from kharness.runner.image import image
+from kharness.runner.load import load
+from kharness.runner.prepare import prepare
+from kharness.runner.teardown import teardown
+from kharness.runner.unload import unload
+from kharness.vm.channel import CommandResult
+from kharness.vm.errors import GuestError
+
+
+class Run(Context):
+    """One run; ``execute()`` returns the finished Result."""
+
+    def execute(self) -> Result:
+        start = time.monotonic()
+        try:
+            clean = False
+            try:
+                self._pipeline()
+                clean = True
+            finally:
+                # A clean run's guest is quiet: stop it while the caller writes the result.
+                self.close(background=clean)
+            self.settle(None)
+        except (ModuleFailure, KharnessError) as e:
+            self.settle(e)
+        except Exception as e:   # unforeseen (a bug, a host failure): an infrastructure error, not a crash
+            from kharness.unexpected import InternalError
+
+            internal = InternalError(e)
+            self.settle(internal)
+            self.result.traceback = internal.traceback
+        finally:
+            self.result.duration = time.monotonic() - start
+        return self.result
+
+    def _pipeline(self) -> None:
+        self.up()
+        try:
+            exercise(self, self.config, self.step_timeout)
+        except ModuleFailure as e:
+            if not e.guest_usable:
+                raise
+            # The checks failed but the guest is fine: still unload, so the result also says
+            # whether rmmod is clean. The check failure stays the run's verdict.
+            try:
+                self.down()
+            except ModuleFailure:
+                pass
+            raise e from None
+        self.down()
+
+    def up(self) -> None:
+        """Build, make the image, boot and load: the guest is ready for checks (or a Session)."""
+        prep = prepare(self)
+        built = build(self, prep)
+        staged = image(self, prep, built)
+        boot(self, prep, built, staged)
+        self.tested = {m.name for m in built.modules}
+        load(self, built.modules, built.params, prep.config, prep.timeout)
+        self.modules, self.config, self.step_timeout = built.modules, prep.config, prep.timeout
+
+    def down(self) -> None:
+        """Unload the module(s) and look at the kernel's health. The guest is then simply stopped
+        (by close())."""
+        unload(self, self.modules, self.config, self.step_timeout)
+
+    def settle(self, e: BaseException | None) -> None:
+        """The verdict: pass, a module failure (``fail``) or a usage/infrastructure error."""
+        verdict.settle(self.result, e)
+
+    def close(self, background: bool = False) -> None:
+        """Stop the guest and remove the run directory (or keep it, with --keep); safe to call
+        twice. ``background``: the kill and the removal may end after this returns."""
+        guest, self.guest = self.guest, None
+        workdir, self.workdir = self.workdir, None
+        teardown(guest, workdir, self.opts.keep, self.result, background=background)
+
+    # -- what a Session does between up() and down() ---------------------------------------------
+    def health_look(self, phase: str = "check", timeout: float | None = None) -> list[Finding]:
+        """Kernel reports (oops, WARN, BUG, taint...) since the last look that fail a run; a hang
+        or a dead guest fails ``phase`` (ModuleFailure)."""
+        try:
+            return self.look(phase, timeout or self.step_timeout)
+        except GuestError as e:
+            raise self.trouble(phase, e, "the health check") from None
+
+    def run_check(self, c: checks.BaseCheck, values: dict[str, str], timeout: float) -> CheckResult:
+        """One check (all its repetitions) in the guest; a hang or a dead guest raises ModuleFailure."""
+        return run_check(self, c, values, timeout)
+
+    def console_tail(self, last: int = 32768) -> str:
+        return self.guest.console_text(last) if self.guest is not None else ""
+
+    def _expect_dmesg(self, phase: str, regex: str | None, modules) -> None:
+        """The old method form of ``load.expect_dmesg``, kept only because
+        tests/unit/test_checks.py calls it on a stand-in that has ``values``, ``result`` and
+        ``_fail``; new code uses ``verdict.expect_dmesg_miss``."""
+        values = dict(self.values, **checks.values_for([m.name for m in modules], self.result.params))
+        miss = verdict.expect_dmesg_miss(phase, regex, values, self.result.dmesg.get(phase, ""))
+        if miss:
+            raise self._fail(phase, miss)
+
+    def command(self, command: str, timeout: float | None = None, phase: str = "check") -> CommandResult:
+        """A shell command in the guest (``step`` with the run's step timeout)."""
+        return self.step(phase, command, timeout or self.step_timeout, command[:60])

@@ -1,0 +1,60 @@
+"""Before any work: the options and kharness.toml judged (a bad placeholder or a missing QEMU is
+an error now, not after a build and a boot), and the guest planned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kharness import checks
+from kharness.build.makefile import BuildPlan, plan_build
+from kharness.cachectl import reap_abandoned_staging
+from kharness.errors import UsageError
+from kharness.modconfig import ModuleConfig, load_config, merge_params, parse_cli_params
+from kharness.plan import GuestPlan, plan_guest
+from kharness.runner.context import Context
+from kharness.runner.options import DEFAULT_TIMEOUT
+from kharness.targets import get_target
+from kharness.vm.accel import ACCELS
+from kharness.vm.qemu import qemu_binary
+
+
+@dataclass
+class Prepared:
+    config: ModuleConfig
+    params: dict[str, dict[str, str]]   # {module ("" for the only one): {name: value}}
+    build: BuildPlan
+    guest: GuestPlan
+    timeout: float                      # per guest step
+
+
+def prepare(run: Context) -> Prepared:
+    opts = run.opts
+    d = opts.module_dir
+    if not d.exists():
+        raise UsageError(f"module directory {d} does not exist")
+    if not d.is_dir():
+        raise UsageError(f"{d} is not a directory", hint="give the directory that holds the module's sources")
+    if opts.accel not in ACCELS:
+        raise UsageError(f"unknown accelerator {opts.accel!r}", hint="use auto, kvm or tcg")
+    profile = run.profile = get_target(opts.target)
+    reap_abandoned_staging()   # what a SIGKILLed kharness was making when it died
+    qemu_binary(profile)  # a missing QEMU is an error before any work, not after a build
+    config = load_config(d)
+    cli_params = parse_cli_params(opts.params)
+    build = plan_build(d, name=config.name, sources=list(config.sources) or None,
+                       ccflags=list(config.ccflags), include_dirs=list(config.include_dirs))
+    timeout = opts.timeout or config.timeout or DEFAULT_TIMEOUT
+    params = merge_params(config.params, cli_params)
+    # Placeholders and per-target encodings are judged now, not after a build and a boot.
+    extra = {f"parameter {(m + '.') if m else ''}{k}": v for m, kv in params.items() for k, v in kv.items()}
+    extra.update({f"[{ph}] expect_dmesg": rx for ph, rx in
+                  (("load", config.load_expect_dmesg), ("unload", config.unload_expect_dmesg)) if rx})
+    checks.validate_for_run(config.path or d / "kharness.toml", config.checks, profile,
+                            params={k for kv in params.values() for k in kv},
+                            gpio_lines=config.gpio.lines if config.gpio is not None else None,
+                            extra_texts=extra,
+                            param_values={k: v for kv in params.values() for k, v in kv.items()})
+    guest = plan_guest(profile, opts.kernel, opts.debug, opts.kernel_tree, opts.kernel_config, opts.accel)
+    run.profile = guest.profile   # (a debug guest's memory applied)
+    run.debug = guest.debug
+    return Prepared(config, params, build, guest, timeout)
