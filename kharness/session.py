@@ -34,7 +34,7 @@ from kharness.checks.kinds import ioctl as ioctl_check
 from kharness.errors import KharnessError, ModuleFailure, UsageError
 from kharness.hw.payload import layout, pack, parse_description, unpack
 from kharness.result.model import CheckResult, Finding, Result
-from kharness.runner import DEFAULT_BOOT_TIMEOUT, Run, RunOptions
+from kharness.runner import DEFAULT_BOOT_TIMEOUT, Run, RunOptions, Skipped
 from kharness.vm.channel import CommandResult
 
 
@@ -53,6 +53,11 @@ class RunFailed(Exception):
     def __init__(self, result: Result):
         super().__init__(f"{result.status}: {result.summary}")
         self.result = result
+
+
+class RunSkipped(RunFailed):
+    """The module's own files exclude this target or kernel (a dkms.conf's ``BUILD_EXCLUSIVE_*``):
+    nothing was built or booted. ``result.status`` is ``skipped``; the pytest plugin skips the test."""
 
 
 @dataclass(frozen=True)
@@ -302,8 +307,8 @@ def session(module_dir, *, target: str = "x86_64", kernel: str | None = None, pa
             yield Session(run)
             run.down()
         run.settle(None)
-    except (ModuleFailure, KharnessError) as e:
+    except (ModuleFailure, KharnessError, Skipped) as e:
         run.settle(e)
         run.result.duration = time.monotonic() - start
-        raise RunFailed(run.result) from None
+        raise (RunSkipped if isinstance(e, Skipped) else RunFailed)(run.result) from None
     run.result.duration = time.monotonic() - start

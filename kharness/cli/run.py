@@ -73,8 +73,10 @@ def run(
         result = as_result(Result(module_dir=str(module_dir), target=target, kernel_wanted=kernel or "default"), e)
     if json_path is not None:
         write_json(result, json_path)
-    if result.status == "error" and result.phase("build").status == "skipped":
-        # A usage or infrastructure error before anything ran: one line says it all.
+    if result.status == "error" and (result.phase("build").status == "skipped" or (
+            result.error["kind"] == "usage" and result.phase("boot").status == "skipped")):
+        # A usage or infrastructure error before anything ran, or bad input found after the
+        # build and before a boot (a kernel module the target lacks): one line says it all.
         error_line(result.error["message"])
     else:
         print_summary(result, out())

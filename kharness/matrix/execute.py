@@ -35,7 +35,7 @@ def cell_deadline(step_timeout: float | None) -> float:
 @dataclass
 class CellResult:
     cell: Cell
-    status: str                 # pass | fail | error | skipped (fail-fast)
+    status: str                 # pass | fail | error | skipped (its module excludes it, or fail-fast)
     summary: str = ""
     duration: float = 0.0
     release: str = ""
@@ -91,7 +91,7 @@ def run_cell(module_dir: Path, cell: Cell, out: Path, extra: list[str], deadline
     files["dmesg"] = f"cells/{cell.id}/dmesg.log"
     (d / "console.log").write_text((r.get("artifacts") or {}).get("console_log_tail", ""))
     files["console"] = f"cells/{cell.id}/console.log"
-    status = r.get("status") if r.get("status") in ("pass", "fail", "error") else "error"
+    status = r.get("status") if r.get("status") in ("pass", "fail", "error", "skipped") else "error"
     return CellResult(cell, status, r.get("summary", ""), r.get("duration", dur),
                       (r.get("kernel") or {}).get("release", ""), r.get("accelerator") or "", files)
 
@@ -108,7 +108,7 @@ def run_all(module_dir: Path, cells: list[Cell], out: Path, jobs: int, fail_fast
         if stop.is_set():
             return CellResult(cell, "skipped", "not run: --fail-fast after an earlier failure")
         r = run_cell(module_dir, cell, out, extra, deadline, supervisor)
-        if fail_fast and r.status != "pass":
+        if fail_fast and r.status not in ("pass", "skipped"):
             stop.set()
         return r
 

@@ -26,6 +26,23 @@ __all__ = ["SCHEMA", "PHASES", "LOG_CAP", "EXIT_CODES", "cap", "Phase", "CheckRe
 SCHEMA = "kharness/result/v1"
 
 _STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_DEPENDENCY = {"type": "object", "required": ["name", "file", "wanted_by", "soft", "status"],
+               "properties": {"name": {"type": "string"}, "file": {"type": "string"},
+                              "wanted_by": {"type": "string"}, "soft": {"type": "boolean"},
+                              "params": {"type": "array", "items": {"type": "string"}},
+                              "status": {"enum": ["loaded", "already loaded", "failed", "not loaded"]}}}
+_EXPECTED_FAILURE = {"type": "object", "required": ["expected", "got", "as_expected"],
+                     "properties": {"expected": {"type": "string"}, "got": {"type": ["string", "null"]},
+                                    "as_expected": {"type": "boolean"}, "output": {"type": "string"}}}
+_UNKNOWN_SYMBOLS = {"type": "object", "properties": {
+    "summary": {"type": "string"},
+    "symbols": {"type": "array", "items": {
+        "type": "object", "required": ["module", "symbol", "kind", "message"],
+        "properties": {"module": {"type": "string"}, "symbol": {"type": "string"},
+                       "kind": {"enum": ["exporter-not-loaded", "gpl-only", "not-exported", "version-mismatch",
+                                         "namespace-not-imported", "refused"]},
+                       "exporter": {"type": ["string", "null"]}, "message": {"type": "string"},
+                       "err": {"type": ["integer", "null"]}}}}}}
 
 
 @dataclass
@@ -62,8 +79,11 @@ class Result:
     kernel_wanted: str = doc("what `--kernel` asked for (`\"default\"` if nothing)")
     status: RunStatus = doc("`pass`: built, loaded, checked, unloaded, no kernel complaint. `fail`: the module "
                             "failed (exit 1). `error`: usage or infrastructure error, the module was not judged "
-                            "(exit 2)", default=RunStatus.ERROR)
-    summary: str = doc("one line: what happened (for `fail`: `<phase>: <why>`)", default="")
+                            "(exit 2). `skipped`: the module's own files exclude this target or kernel (a "
+                            "dkms.conf's `BUILD_EXCLUSIVE_*`): nothing was built or booted (exit 0)",
+                            default=RunStatus.ERROR)
+    summary: str = doc("one line: what happened (for `fail`: `<phase>: <why>`; for `skipped`: `skipped: <why>`)",
+                       default="")
     kernel: KernelRecord | None = doc("the kernel (see below); `{}` before one was chosen", default=None)
     accelerator: str | None = doc("what QEMU ran with: `tcg` or `kvm`", default=None)
     accelerator_note: str = doc("why (e.g. the KVM probe's failure)", default="")
@@ -88,6 +108,24 @@ class Result:
                             "properties": {"name": {"type": "string"}, "file": {"type": "string"},
                                            "path": {"type": "string"}, "size": {"type": "integer"},
                                            "vermagic": {"type": "string"}, "modinfo": {"type": "object"}}}})
+    dependencies: dict | None = doc(
+        "the kernel's own modules loaded before the modules under test, per module that needed them (`depends:` "
+        "in its modinfo), and under `\"[module] requires\"` for what kharness.toml asked for: `{module: [{name, "
+        "file, wanted_by, soft, params, status}]}`, each list in load order (they are unloaded in reverse after the "
+        "modules under test). `status`: `loaded`; `already loaded` (the guest had it: not unloaded either); "
+        "`failed` (a soft dependency that would not load, which is not the module's failure); `not loaded` (the run "
+        "ended before). Only when a module needed any", optional=True,
+        schema={"type": "object", "additionalProperties": {"type": "array", "items": _DEPENDENCY}})
+    expected_load_failures: dict | None = doc(
+        "`[load] expect_errno`: `{module: {expected, got, as_expected, output}}`, the errno its insmod had to fail "
+        "with, the one it failed with (null if it loaded, or no errno could be read), and insmod's message. Only "
+        "with `[load] expect_errno`", optional=True,
+        schema={"type": "object", "additionalProperties": _EXPECTED_FAILURE})
+    unknown_symbols: dict | None = doc(
+        "when an insmod failed on symbols the kernel could not resolve: `{summary, symbols: [{module, symbol, kind, "
+        "exporter, message, err}]}`, each symbol explained from the kernel's Module.symvers and module tree (`kind`: "
+        "`exporter-not-loaded`, `gpl-only`, `not-exported`, `version-mismatch`, `namespace-not-imported`, "
+        "`refused`). Only then", optional=True, schema=_UNKNOWN_SYMBOLS)
     phases: list[Phase] = doc("always six, in order `build`, `image`, `boot`, `load`, `check`, `unload`",
                               default_factory=lambda: [Phase(n) for n in PHASES])
     checks: list[CheckResult] = doc("one per check run (or skipped)", default_factory=list)
@@ -129,6 +167,8 @@ class Result:
         d = {"schema": SCHEMA}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if value is None and f.metadata.get("optional"):
+                continue   # a part only some runs have
             if f.name in ("kernel", "taint", "build", "image"):
                 d[f.name] = value.to_dict() if isinstance(value, Record) else dict(value or {})
             elif f.name == "findings":

@@ -108,7 +108,7 @@ def json_schema() -> dict:
         "description": "What `kharness run DIR --json PATH` writes. Fields are only ever added within v1; a "
                        "consumer should ignore fields it does not know. Times are seconds, sizes bytes.",
         "type": "object",
-        "required": list(props),
+        "required": [n for n in props if n == "schema" or not Result.__dataclass_fields__[n].metadata.get("optional")],
         "properties": props,
         "$defs": defs,
     }

@@ -18,6 +18,9 @@ class RunStatus(StrEnum):
     PASS = "pass"     # built, loaded, checked, unloaded, no kernel complaint
     FAIL = "fail"     # the module failed: build, load, a check, unload, or the kernel complained
     ERROR = "error"   # usage or infrastructure: the module was not judged
+    # The module's own files exclude this cell (a dkms.conf's BUILD_EXCLUSIVE_*): nothing was
+    # built or booted, and that is no failure. Exit 0, as for a pass.
+    SKIPPED = "skipped"
 
 
 class PhaseStatus(StrEnum):
@@ -46,7 +49,7 @@ class ErrorKind(StrEnum):
     INFRASTRUCTURE = "infrastructure"
 
 
-EXIT_CODES: dict[str, int] = {RunStatus.PASS: 0, RunStatus.FAIL: 1, RunStatus.ERROR: 2}
+EXIT_CODES: dict[str, int] = {RunStatus.PASS: 0, RunStatus.FAIL: 1, RunStatus.ERROR: 2, RunStatus.SKIPPED: 0}
 
 # How every status (of a run, a phase, a check or a matrix cell) is shown: the rich style on a
 # terminal and the background colour of the matrix's HTML page. One table, so that "fail" is the

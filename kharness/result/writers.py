@@ -27,7 +27,7 @@ def _status(s: str) -> Text:
 
 def print_summary(result: Result, console: Console) -> None:
     k = (result.kernel.release if result.kernel else "") or result.kernel_wanted
-    head = Text.assemble(_status(result.status), "  ", (result.module_dir, "bold"),
+    head = Text.assemble(Text(result.status.upper(), style=style(result.status)), "  ", (result.module_dir, "bold"),
                          f"  on {result.target} / {k}",
                          f" ({result.accelerator})" if result.accelerator else "",
                          f"  {result.duration:.1f}s")
@@ -49,9 +49,14 @@ def print_summary(result: Result, console: Console) -> None:
         for ch in result.checks:
             c.add_row(ch.name[:60], _status(ch.status), Text(ch.message[:100]))
         console.print(c)
+    if result.build is not None and result.build.built_by_note:
+        console.print(Text.assemble(("build: ", "bold"), result.build.built_by_note))
     for f in result.findings:
         console.print(Text.assemble(("kernel: ", "red bold"), f"[{f.phase}] {f.kind}: {f.summary}"))
     if result.error:
         console.print(Text.assemble(("error: ", "magenta bold"), result.error.get("message", "")))
     elif result.status == "fail" and result.summary:
         console.print(Text.assemble(("failed: ", "red bold"), result.summary))
+    elif result.status == "skipped":
+        console.print(Text.assemble(("skipped: ", "bold"), result.summary.removeprefix("skipped: "),
+                                    " (not a failure: exit 0)"))

@@ -10,18 +10,25 @@ from dataclasses import dataclass
 from kharness import seal, ui
 from kharness.build.kbuild import BuildOutcome, BuiltModule, run_kbuild
 from kharness.build.makefile import plan_build
+from kharness.build.route import BuildExcluded, build_module
 from kharness.build.toolchain import pick_toolchain
 from kharness.errors import DamagedCacheEntry, InfraError, UsageError
 from kharness.hw import gpio as khgpio
 from kharness.kernels.resolve import KernelSpec
 from kharness.kernels.source import SourceBuild
 from kharness.kernels.store import ensure_headers
+from kharness.modconfig import apply_skip, resolve_expect_errno
 from kharness.plan import insmod_order
 from kharness.result.model import cap
 from kharness.result.records import BuildRecord, KernelRecord
 from kharness.runner.context import Context
 from kharness.runner.options import reproducer_cmd
 from kharness.runner.prepare import Prepared
+from kharness.runner.verdict import Skipped
+
+# How the build phase and the summary say which way the module was built (kharness.build.route).
+BUILT_BY = {"dkms": "built by its dkms.conf", "own-makefile": "built by its Makefile's default target",
+            "kbuild": "built with kbuild M="}
 
 
 @dataclass
@@ -30,6 +37,9 @@ class Built:
     kernel: SourceBuild | None               # the kernel built from a source tree, if it was
     modules: list[BuiltModule]               # in insmod order
     params: dict[str, dict[str, str]]        # {module: {name: value}}
+    load: list[BuiltModule]                  # the modules to insmod: without [module] skip's, in insmod order
+    expected: dict[str, str]                 # {module: errno}: loads that must fail ([load] expect_errno)
+    headers: object                          # the kernel's headers (HeadersBundle) it was built against
 
 
 def build(run: Context, prep: Prepared) -> Built:
@@ -58,7 +68,7 @@ def build(run: Context, prep: Prepared) -> Built:
         tc = pick_toolchain(run.profile, spec)
         r.compiler = tc.version + (f" ({tc.note})" if tc.note else "")
         try:
-            outcome = run_kbuild(prep.build, headers, tc)
+            outcome = _build_module(run, prep, headers, tc)
         except DamagedCacheEntry as e:
             # Headers altered on disk since they were unpacked: unpack (or build) them again.
             ui.info(f"[yellow]{e.message}: making it again[/yellow]")
@@ -68,7 +78,7 @@ def build(run: Context, prep: Prepared) -> Built:
             else:
                 spec, built_kernel = guest_plan.resolve()
                 headers = built_kernel.headers_bundle()
-            outcome = run_kbuild(prep.build, headers, tc)
+            outcome = _build_module(run, prep, headers, tc)
         _record(run, outcome)
         if tc.sysroot is not None:
             r.build.environment = seal.read_meta(tc.sysroot)   # what apt installed there
@@ -83,19 +93,36 @@ def build(run: Context, prep: Prepared) -> Built:
                                         f"the target kernel is {spec.release}")
         warnings = sum(1 for x in outcome.diagnostics if x.severity == "warning")
         ph.message = ("reused the cached build" if outcome.cached else f"{len(outcome.modules)} module(s)") + \
-            (f", {warnings} warning(s)" if warnings else "")
+            (f", {warnings} warning(s)" if warnings else "") + \
+            (f" ({BUILT_BY[outcome.built_by]})" if outcome.built_by in BUILT_BY else "")
     if prep.config.gpio is not None:
         run.khgpio = _build_khgpio(run, headers, tc)
     modules = insmod_order(outcome.modules, prep.config)
     per_module = params_for(modules, prep.params)
     r.params = per_module
-    return Built(spec, built_kernel, modules, per_module)
+    # What is loaded, and how, is judged now (exit 2): [module] skip, [load] expect_errno.
+    names = apply_skip(prep.config, [m.name for m in modules])
+    load = [m for m in modules if m.name in names]
+    expected = resolve_expect_errno(prep.config, names)
+    return Built(spec, built_kernel, modules, per_module, load, expected, headers)
+
+
+def _build_module(run: Context, prep: Prepared, headers, tc) -> BuildOutcome:
+    """The module built the way its own files ask (kharness.build.route); a cell its dkms.conf
+    excludes ends the run as skipped, with the reason."""
+    try:
+        return build_module(prep.build, headers, tc)
+    except BuildExcluded as e:
+        ph = run.result.phase("build")
+        ph.status, ph.message = "skipped", e.reason
+        raise Skipped(e.reason) from None
 
 
 def _record(run: Context, o: BuildOutcome) -> None:
     run.result.build = BuildRecord(
         cached=o.cached, command=shlex.join(o.command), directory=str(o.build_dir),
-        generated_makefile=o.makefile, compiler=o.compiler, diagnostics=[d.to_dict() for d in o.diagnostics])
+        generated_makefile=o.makefile, compiler=o.compiler, diagnostics=[d.to_dict() for d in o.diagnostics],
+        built_by=o.built_by, built_by_note=o.note or None, dkms=o.extra.get("dkms"))
     run.result.modules = [m.to_dict() for m in o.modules]
 
 

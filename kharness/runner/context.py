@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from kharness.build.kbuild import BuiltModule
     from kharness.guest import Guest, GuestFactory
     from kharness.modconfig import ModuleConfig
+    from kharness.runner.deps import Deps
     from kharness.targets import TargetProfile
     from kharness.vm.channel import CommandResult
 
@@ -50,7 +51,8 @@ class Context:
         self.boot_log = ""                         # a restored guest's boot log, saved with its snapshot
         self.first_look: CommandResult | None = None   # the health look a restored guest's setup took
         self.tested: set[str] = set()              # the modules under test (not khgpio)
-        self.modules: list[BuiltModule] = []
+        self.modules: list[BuiltModule] = []     # the modules under test that loaded (and are unloaded)
+        self.deps: Deps | None = None            # the kernel's own modules loaded before them
         self.config: ModuleConfig | None = None
         self.step_timeout = DEFAULT_TIMEOUT
         self.debug: tuple[str, ...] = ()       # the debug kernel's checkers, if it is one

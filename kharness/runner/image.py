@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kharness.hw import gpio as khgpio
+from kharness.image.overlay import with_files
 from kharness.result.records import ImageRecord
+from kharness.runner import deps as kdeps
 from kharness.runner.build import Built
 from kharness.runner.context import Context
 from kharness.runner.prepare import Prepared
@@ -26,18 +28,27 @@ class Staged:
     dtb: Path | None
     boot: BootSpec                # kernel + base initramfs: what a snapshot was saved from
     payload: dict[str, bytes]     # {"name.ko": bytes}: the modules under test (and khgpio)
+    deps: kdeps.Deps              # the kernel's own modules they need (in ``base``, under /kh)
 
 
 def image(run: Context, prep: Prepared, built: Built) -> Staged:
     with run.phase("image"):
+        # First: a kernel module the target lacks is bad input (exit 2), named before any image
+        # is made or a guest booted.
+        spec, headers, built_kernel, target = built.spec, built.headers, built.kernel, run.profile.name
+        deps = kdeps.resolve(lambda: kdeps.open_tree(spec, headers, built_kernel, target), built.load, prep.config)
+        run.result.dependencies = deps.record()
         kernel, base, dtb = prep.guest.image(built.spec, built.kernel)
         run.workdir = make_run_dir()
-        payload = {f"{m.name}.ko": m.path.read_bytes() for m in built.modules}
+        payload = {f"{m.name}.ko": m.path.read_bytes() for m in built.load}
         if run.khgpio is not None:
             payload[f"{khgpio.MODULE}.ko"] = run.khgpio.path.read_bytes()
+        # The kernel's own modules go into the image, not over the command channel (see
+        # kharness.image.overlay): as the packages ship them, never through strip_debug.
+        base = with_files(base, kdeps.payload(deps, set(payload)))
         run.result.image = ImageRecord(base=str(base.path), key=base.key, busybox=base.busybox,
                                        kernel=str(kernel.kernel))
-        return Staged(kernel, base, dtb, BootSpec(kernel.kernel, base.path, dtb), payload)
+        return Staged(kernel, base, dtb, BootSpec(kernel.kernel, base.path, dtb), payload, deps)
 
 
 def strip_debug(data: bytes, profile: TargetProfile) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from typing import Callable
 
 from kharness import agent_client as agent
 from kharness import checks, ui
@@ -13,7 +14,10 @@ from kharness.build.kbuild import BuiltModule
 from kharness.errors import InfraError
 from kharness.hw import gpio as khgpio
 from kharness.kernels import debug as debugk
-from kharness.modconfig import ModuleConfig, insmod_arg
+from kharness.kernels.symbols import SymbolReport
+from kharness.checks.fields import errno_of
+from kharness.modconfig import ModuleConfig, insmod_arg, judge_load
+from kharness.runner import deps as kdeps
 from kharness.runner import verdict
 from kharness.runner.context import Context
 from kharness.vm.errors import GuestError
@@ -27,42 +31,140 @@ def insmod_args(params: dict[str, str]) -> list[str]:
 
 
 def load(run: Context, modules, per_module: dict[str, dict[str, str]], config: ModuleConfig,
-         timeout: float) -> None:
+         timeout: float, deps: kdeps.Deps | None = None, expected: dict[str, str] | None = None) -> list:
+    """Load the kernel's own modules ``deps`` names, khgpio, then ``modules`` (those
+    ``expected`` names must fail to load, with that errno); the modules under test now loaded."""
+    expected = expected or {}
     with run.phase("load") as ph:
-        run.values.update(checks.values_for([m.name for m in modules], {}))
+        run.deps = deps
+        if deps is not None and deps.chain:
+            load_chain(run, deps, timeout)
         if config.gpio is not None:
             _load_khgpio(run, config, timeout)
+        run.values.update(checks.values_for([m.name for m in modules if m.name not in expected], {}))
+        loaded = []
         for m in modules:
             # Parameters may name resolved values: button_gpio = "{gpio.17}".
             per_module[m.name] = {k: checks.substitute(v, run.values, f"parameter {m.name}.{k}")
                                   for k, v in per_module[m.name].items()}
             argv = ["insmod", f"/kh/{m.name}.ko", *insmod_args(per_module[m.name])]
-            module_command(run, "load", m.name, argv, timeout)
+            if m.name in expected:
+                must_fail(run, m.name, argv, expected[m.name], timeout)
+                continue
+            module_command(run, "load", m.name, argv, timeout,
+                           explain=(lambda window, m=m: kdeps.explain(deps, m, window)) if deps is not None else None)
+            loaded.append(m)
             if "kmemleak" in run.debug:
                 _map_module(run, m, timeout)
-        loaded = [m.name for m in modules] + ([khgpio.MODULE] if config.gpio is not None else [])
-        run.check_health("load", timeout, loaded, listed=True)
-        expect_dmesg(run, "load", config.load_expect_dmesg, modules)
+        listed = ([m.name for m in loaded] + ([khgpio.MODULE] if config.gpio is not None else [])
+                  + (deps.to_unload() if deps is not None else []))
+        run.check_health("load", timeout, listed, listed=True)
+        expect_dmesg(run, "load", config.load_expect_dmesg, [m for m in modules if m.name not in expected])
         _resolve_majors(run)
-        ph.message = ", ".join(m.name for m in modules)
+        ph.message = ", ".join(m.name for m in loaded)
+        if expected:
+            ph.message += (", " if loaded else "") + ", ".join(f"{m.name} failed with {expected[m.name]} as expected"
+                                                              for m in modules if m.name in expected)
+        if deps is not None and deps.chain:
+            first = [c.name for c in deps.chain if deps.status.get(c.name) in ("loaded", "already loaded")]
+            ph.message += f" (after the kernel's own {', '.join(first)})"
+        return loaded
 
 
-def module_command(run: Context, phase: str, name: str, argv: list[str], timeout: float) -> None:
-    """insmod/rmmod one module; a failure is explained by the kernel's report when it has one.
+def load_chain(run: Context, deps: kdeps.Deps, timeout: float) -> None:
+    """insmod the kernel's own modules, in order. A hard dependency that does not load fails the
+    load (the module under test cannot load without it); a soft one is noted and left out, as
+    modprobe leaves it out. One the guest already has stays as it is (and loaded after the run)."""
+    pending = list(deps.chain)
+    try:
+        while pending:
+            steps = [(["insmod", f"/kh/{c.guest_file}", *deps.args.get(c.name, [])], f"/kh/{c.guest_file}")
+                     for c in pending]
+            failed, res = run_batch(run, "load", steps, timeout, "loading the kernel's modules")
+            for c in pending[:failed]:
+                deps.status[c.name] = "loaded"
+            run.last_module_change = time.monotonic()
+            if failed is None:
+                return
+            c, out = pending[failed], (res.stderr or res.stdout).strip()
+            pending = pending[failed + 1:]
+            if errno_of(out) == "EEXIST":
+                deps.status[c.name] = "already loaded"
+            elif c.soft:
+                deps.status[c.name] = "failed"
+                run.result.phase("load").log += f"(a soft dependency of {c.wanted_by}: left out, as modprobe would)\n"
+            else:
+                run.result.dependencies = deps.record()
+                bad = _look(run, "load", timeout)
+                why = f"kernel reported {bad[0].kind}: {bad[0].summary}" if bad else (out or f"exit {res.rc}")
+                raise run.fail("load", f"kernel module {c.name}, which {c.wanted_by} needs, did not load: {why}")
+    finally:
+        run.result.dependencies = deps.record()
+
+
+def run_batch(run: Context, phase: str, steps: list[tuple[list[str], str]], timeout: float, what: str):
+    """``steps`` (``(argv, what its error message names)``) as one guest command joined by
+    ``&&``: each command costs tens of milliseconds under TCG, and a chain is several. Returns
+    (the index of the step that failed, or None; the command's result). The steps before the
+    failed one succeeded; the ones after it did not run."""
+    res = run.step(phase, " && ".join(shlex.join(argv) for argv, _ in steps), timeout, what)
+    failed = None
+    if res.rc != 0:
+        out = res.stderr + res.stdout
+        # busybox names the file or module it could not insert or unload; if it named none, the
+        # first step is blamed (and said so by its own message).
+        failed = next((i for i, (_, mark) in enumerate(steps) if mark in out), 0)
+    ran = steps if failed is None else steps[:failed + 1]
+    run.result.phase(phase).log += "".join(f"$ {shlex.join(argv)}\n" for argv, _ in ran) + res.stdout + res.stderr
+    return failed, res
+
+
+def must_fail(run: Context, name: str, argv: list[str], errno: str, timeout: float) -> None:
+    """``[load] expect_errno``: insmod ``name`` must fail with ``errno`` (the health look that
+    ends the phase still fails the run on an oops or a WARN meanwhile)."""
+    cmd = shlex.join(argv)
+    res = run.step("load", cmd, timeout, f"insmod {name}")
+    run.result.phase("load").log += f"$ {cmd}\n{res.stdout}{res.stderr}"
+    out = (res.stderr or res.stdout).strip()
+    why = judge_load(name, errno, res.rc, out)
+    got = errno_of(out) if res.rc != 0 else None
+    record = run.result.expected_load_failures = run.result.expected_load_failures or {}
+    record[name] = {"expected": errno, "got": got, "as_expected": why is None, "output": out}
+    run.last_module_change = time.monotonic()
+    if why is not None:
+        bad = _look(run, "load", timeout) if res.rc != 0 else []
+        if bad:   # an oops that killed insmod: the kernel's report says it best
+            why = f"kernel reported {bad[0].kind} during insmod {name}: {bad[0].summary} (insmod: {out or res.rc})"
+        raise run.fail("load", why)
+
+
+def _look(run: Context, phase: str, timeout: float):
+    try:
+        return run.look(phase, timeout)
+    except GuestError:
+        return []
+
+
+def module_command(run: Context, phase: str, name: str, argv: list[str], timeout: float,
+                   explain: Callable[[str], SymbolReport | None] | None = None) -> None:
+    """insmod/rmmod one module; a failure is explained by the kernel's report when it has one, and
+    by ``explain`` (the kernel log of the failure -> why its symbols did not resolve) when given.
     (Whether /proc/modules agrees is read by the health look that ends the phase.)"""
     tool = argv[0]
     cmd = shlex.join(argv)
     res = run.step(phase, cmd, timeout, f"{tool} {name}")
     run.result.phase(phase).log += f"$ {cmd}\n{res.stdout}{res.stderr}"
     if res.rc != 0:
-        try:
-            bad = run.look(phase, timeout)
-        except GuestError:
-            bad = []
+        seen = len(run.result.dmesg.get(phase, ""))
+        bad = _look(run, phase, timeout)
         why = (res.stderr or res.stdout).strip() or "no message"
         if bad:
             raise run.fail(phase, f"kernel reported {bad[0].kind} during {tool} {name}: "
                                   f"{bad[0].summary} ({tool}: {why})")
+        report = explain(run.result.dmesg.get(phase, "")[seen:]) if explain is not None else None
+        if report is not None and report.problems:
+            run.result.unknown_symbols = report.to_dict()
+            raise run.fail(phase, f"{tool} {name} failed (exit {res.rc}): {why}; {report.summary}")
         raise run.fail(phase, f"{tool} {name} failed (exit {res.rc}): {why}")
     run.last_module_change = time.monotonic()
 

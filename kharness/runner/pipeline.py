@@ -41,7 +41,7 @@ class Run(Context):
                 # A clean run's guest is quiet: stop it while the caller writes the result.
                 self.close(background=clean)
             self.settle(None)
-        except (ModuleFailure, KharnessError) as e:
+        except (ModuleFailure, KharnessError, verdict.Skipped) as e:
             self.settle(e)
         except Exception as e:   # unforeseen (a bug, a host failure): an infrastructure error, not a crash
             from kharness.unexpected import InternalError
@@ -76,8 +76,10 @@ class Run(Context):
         staged = image(self, prep, built)
         boot(self, prep, built, staged)
         self.tested = {m.name for m in built.modules}
-        load(self, built.modules, built.params, prep.config, prep.timeout)
-        self.modules, self.config, self.step_timeout = built.modules, prep.config, prep.timeout
+        loaded = load(self, built.load, built.params, prep.config, prep.timeout, staged.deps, built.expected)
+        # Only what loaded is checked against and unloaded: not a module [module] skip left out,
+        # nor one whose load failed as [load] expect_errno said it must.
+        self.modules, self.config, self.step_timeout = loaded, prep.config, prep.timeout
 
     def down(self) -> None:
         """Unload the module(s) and look at the kernel's health. The guest is then simply stopped

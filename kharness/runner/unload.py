@@ -14,7 +14,7 @@ from kharness.modconfig import ModuleConfig
 from kharness.result.finding import FindingKind
 from kharness.result.model import cap
 from kharness.runner.context import Context
-from kharness.runner.load import expect_dmesg, module_command
+from kharness.runner.load import expect_dmesg, module_command, run_batch
 
 
 def unload(run: Context, modules, config: ModuleConfig, timeout: float) -> None:
@@ -23,9 +23,20 @@ def unload(run: Context, modules, config: ModuleConfig, timeout: float) -> None:
             module_command(run, "unload", m.name, ["rmmod", m.name], timeout)
         if run.khgpio is not None:
             module_command(run, "unload", khgpio.MODULE, ["rmmod", khgpio.MODULE], timeout)
+        # The kernel's own modules last, in reverse load order: one still in use after the
+        # modules under test are gone was left holding a reference (rmmod says so).
+        chain = run.deps.to_unload() if run.deps is not None else []
+        if chain:
+            failed, res = run_batch(run, "unload", [(["rmmod", n], f"'{n}'") for n in chain], timeout,
+                                    "unloading the kernel's modules")
+            if failed is not None:
+                why = (res.stderr or res.stdout).strip() or f"exit {res.rc}"
+                raise run.fail("unload", f"rmmod {chain[failed]} (a kernel module loaded for the module under "
+                                         f"test) failed: {why}")
+            run.last_module_change = time.monotonic()
         if "kmemleak" in run.debug:
             kmemleak_scan(run, modules, timeout)
-        unloaded = [m.name for m in modules] + ([khgpio.MODULE] if run.khgpio is not None else [])
+        unloaded = [m.name for m in modules] + ([khgpio.MODULE] if run.khgpio is not None else []) + chain
         run.check_health("unload", timeout, unloaded, listed=False)
         expect_dmesg(run, "unload", config.unload_expect_dmesg, modules)
 

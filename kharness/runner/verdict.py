@@ -116,12 +116,24 @@ def expect_dmesg_miss(phase: str, regex: str | None, values: dict[str, str], log
     return None if rx.search(log) else f"kernel log did not match expect_dmesg {rx.pattern!r}"
 
 
+class Skipped(Exception):
+    """The module's own files exclude this cell (a dkms.conf's ``BUILD_EXCLUSIVE_*``): the run
+    stops before anything is built or booted, and its status is ``skipped``, not a failure."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def settle(r: Result, e: BaseException | None) -> None:
-    """The verdict: pass, a module failure (``fail``) or a usage/infrastructure error; a phase
-    still running when the run ended is in error."""
+    """The verdict: pass, skipped, a module failure (``fail``) or a usage/infrastructure error; a
+    phase still running when the run ended is in error."""
     if e is None:
         r.status = "pass"
         r.summary = "built, loaded, checked and unloaded cleanly"
+    elif isinstance(e, Skipped):
+        r.status = "skipped"
+        r.summary = f"skipped: {e.reason}"
     elif isinstance(e, ModuleFailure):
         r.status = "fail"
         r.summary = f"{e.phase}: {e.message}"

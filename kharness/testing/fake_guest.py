@@ -190,12 +190,14 @@ class FakeGuest(AgentCalls):
         if argv[:2] == ["kh-agent", "restored"]:
             return "", "", 0
         if argv[0] == "insmod" and len(argv) > 1:
-            name = PurePosixPath(argv[1]).name.removesuffix(".ko")
+            # As the kernel names it: snd-dummy.ko.xz is the module snd_dummy.
+            name = PurePosixPath(argv[1]).name.split(".ko", 1)[0].replace("-", "_")
             if name in self.modules:
                 return "", f"insmod: can't insert '{argv[1]}': File exists\n", 1
             self.modules.append(name)
             return "", "", 0
         if argv[0] == "rmmod" and len(argv) > 1:
+            argv[1] = argv[1].replace("-", "_")
             if argv[1] not in self.modules:
                 return "", f"rmmod: can't unload module '{argv[1]}': No such file or directory\n", 1
             self.modules.remove(argv[1])

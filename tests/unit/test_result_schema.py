@@ -71,7 +71,7 @@ def test_every_field_and_kind_is_documented_and_the_document_has_no_other():
 
 def test_the_schema_holds_the_closed_sets():
     s = gen.json_schema()
-    assert s["properties"]["status"]["enum"] == ["pass", "fail", "error"]
+    assert s["properties"]["status"]["enum"] == ["pass", "fail", "error", "skipped"]
     assert s["$defs"]["Phase"]["properties"]["status"]["enum"] == ["pass", "fail", "error", "skipped"]
     assert s["$defs"]["Finding"]["properties"]["kind"]["enum"] == [k.value for k in FindingKind]
     assert s["$defs"]["Finding"]["required"] == ["kind", "summary", "report", "line", "module", "phase", "blocking"]

@@ -59,7 +59,7 @@ def no_build(tmp_path, monkeypatch):
         return BuildOutcome(ok=True, modules=[BuiltModule(name, ko, f"{RELEASE} SMP preempt mod_unload", {})],
                             diagnostics=[], log="", duration=0.0, cached=True, command=["make"], build_dir=tmp_path)
 
-    monkeypatch.setattr(build, "run_kbuild", kbuild)
+    monkeypatch.setattr(build, "build_module", kbuild)   # the module under test's build (kharness.build.route)
     monkeypatch.setattr(plan.GuestPlan, "image", lambda self, spec, built: (
         SimpleNamespace(kernel=tmp_path / "vmlinuz"),
         SimpleNamespace(path=tmp_path / "base.cpio.gz", key="0123", busybox={"name": "busybox-static"}), None))
