@@ -55,11 +55,14 @@ def _state(o) -> tuple[int, str]:
     return int(out[0]), out[1]
 
 
-@pytest.mark.parametrize("target", ["x86_64", "arm64", "ppc64le"])
-def test_two_restored_runs_cannot_see_each_other(private, target):
-    """Save, wait, restore twice: each restored guest reads the host's clock (not the save's,
-    which is WAIT seconds behind) and fresh randomness."""
-    kh = private
+# QEMU 7.2 restores a pseries TCG guest with its decrementer stopped now and then (kh-agent
+# restored repairs most: see kharness/hw/agent/kh-agent.c); kharness then boots instead, as it
+# should, and discards the snapshot. Measured in this suite under load: 1 save in ~10 on ppc64le.
+# The property tested here is about restored guests, so such a save is made again, once.
+SAVES = {"ppc64le": 2}
+
+
+def _save_and_restore_twice(kh, target):
     o = kh("image", "build", "--target", target, "--kernel", "6.1", "--snapshot", "--boot-timeout", "600",
            json_out=False)
     assert o.rc == 0, (o.stdout, o.stderr)
@@ -73,9 +76,26 @@ def test_two_restored_runs_cannot_see_each_other(private, target):
                "--boot-timeout", "600", "--timeout", "120")
         end = time.time()
         assert o.rc == 0, (o.stdout, o.stderr, o.result and o.result["summary"])
-        assert o.result["boot_mode"] == "snapshot", o.result["boot_mode_note"]
+        if o.result["boot_mode"] != "snapshot":
+            return None, o.result["boot_mode_note"]
         assert o.result["image"]["snapshot"] == saved          # restored from that save
         runs.append((o, start, end))
+    return (saved_by, runs), None
+
+
+@pytest.mark.parametrize("target", ["x86_64", "arm64", "ppc64le"])
+def test_two_restored_runs_cannot_see_each_other(private, target):
+    """Save, wait, restore twice: each restored guest reads the host's clock (not the save's,
+    which is WAIT seconds behind) and fresh randomness."""
+    notes = []
+    for _ in range(SAVES.get(target, 1)):
+        done, note = _save_and_restore_twice(private, target)
+        if done is not None:
+            break
+        assert "timer probe" in note, note     # only a stalled restore may be saved again
+        notes.append(note)
+    assert done is not None, notes
+    saved_by, runs = done
     for o, start, end in runs:
         t, _ = _state(o)
         # The guest read its clock during the run: the host's time then (date +%s truncates, and
