@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kharness.checks import BaseCheck, Check, parse_check  # noqa: F401 (Check: callers build checks through it)
-from kharness.checks.fields import errno_name, errno_of
+from kharness.checks.fields import errno_name, errno_of, same_errno
 from kharness.errors import UsageError
 from kharness.hw import gpio as khgpio
 
@@ -308,7 +308,7 @@ def judge_load(name: str, expected: str, rc: int, output: str) -> str | None:
     if rc == 0:
         return f"insmod {name} succeeded; [load] expect_errno says it must fail with {expected}"
     got = errno_of(output)
-    if got != expected:
+    if not same_errno(got, expected):
         msg = output.strip().splitlines()[-1] if output.strip() else f"exit {rc}"
         return f"insmod {name} failed with {got or 'an error kharness cannot name'}, expected {expected} ({msg})"
     return None

@@ -12,7 +12,9 @@ kharness.build.buildview. A kernel or architecture the conf excludes raises
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -48,6 +50,16 @@ def run_dkms(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, *, jobs: in
         return _build(plan, headers, tc, bdir, jobs or os.cpu_count() or 2, timeout)
 
 
+def _dir_name(value: str) -> str:
+    """A dkms.conf value (PACKAGE_NAME, PACKAGE_VERSION) used as ONE directory name under the
+    build's dkms tree: a value with ``/`` or that is ``.``/``..`` would lead out of it (kharness
+    removes and writes that directory), so it gets a harmless name, as odd names do."""
+    if "/" in value or value in (".", ".."):
+        stem = re.sub(r"[^A-Za-z0-9_.+-]+", "_", value).strip("_.")[:40] or "dir"
+        return f"{stem}-{hashlib.sha256(value.encode(errors='surrogateescape')).hexdigest()[:8]}"
+    return kbuild.shadow_name(value)
+
+
 def _build(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, bdir: Path, jobs: int, timeout: float) -> BuildOutcome:
     deadline = time.monotonic() + timeout
     dkms_tree, source_tree = bdir / "dkms", bdir / "src"
@@ -62,8 +74,9 @@ def _build(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, bdir: Path, j
     first = dkms.evaluate(source / dkms.FILENAME, ctx, cwd=source, wrap=wrap_in(source))
     # $dkms_tree/$module/$module_version/build, with names make and the shell take as they are.
     ctx = dkms.Context(ctx.kernelver, ctx.arch, ctx.kernel_source_dir, dkms_tree, source_tree,
-                       kbuild.shadow_name(first.package_name), kbuild.shadow_name(first.package_version))
+                       _dir_name(first.package_name), _dir_name(first.package_version))
     build = dkms_tree / ctx.module / ctx.module_version / "build"
+    assert build.resolve().is_relative_to(dkms_tree.resolve()), build
     if dkms_tree.exists():
         shutil.rmtree(dkms_tree)
     kbuild.copy_dir(source, build)
@@ -79,7 +92,8 @@ def _build(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, bdir: Path, j
     env.pop("PATH")
     steps: list[tuple[str, list[str]]] = []
     for p in conf.patches:
-        if "/../" in f"patches/{p}/" or not (build / "patches" / p).is_file():
+        patch = (build / "patches" / p).resolve()
+        if not patch.is_relative_to((build / "patches").resolve()) or not patch.is_file():
             return _failed(plan, tc, bdir, build, make_cmd, "",
                            f"dkms.conf PATCH {p!r} is not a file in patches/ (DKMS reads patches from there)")
         steps.append((f"applying patch {p}", ["bash", "-c", 'cd -- "$1" && patch -p1 < "./patches/$2"', "kh", str(build), p]))

@@ -143,7 +143,18 @@ def copy_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
     count = 0
-    for root, dirs, files in os.walk(src):
+    seen: set[str] = set()
+    top, out = os.path.realpath(src), os.path.realpath(dst)
+    # Linked directories are copied too (include -> ../common builds with kbuild M=, whose shadow
+    # keeps the link), each real directory once; never a link to the module's own ancestors (or
+    # the copy itself): that would copy the copy, or the world.
+    for root, dirs, files in os.walk(src, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen or (real != top and top.startswith(real + os.sep)) or \
+                real == out or real.startswith(out + os.sep):
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if not _is_product(d) and not d.startswith("."))
         here = dst / os.path.relpath(root, src)
         here.mkdir(exist_ok=True)
@@ -154,8 +165,8 @@ def copy_dir(src: Path, dst: Path) -> None:
             if count > MAX_FILES:
                 raise UsageError(f"{src} holds more than {MAX_FILES} files", hint="point kharness at the module's own directory")
             s, d = Path(root) / f, here / f
-            if s.is_symlink() and not s.exists():
-                continue   # a dangling link copies to nothing
+            if not s.is_file():
+                continue   # a dangling link copies to nothing; a device or FIFO (/dev/zero) is no source
             shutil.copy2(s, d)
 
 

@@ -63,7 +63,10 @@ def run_own_makefile(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, *, 
             if own.ok:
                 return own
             why = own.error
-            (bdir / FALLBACK).write_text(json.dumps({"why": why, "inputs": kbuild.manifest_inputs(plan, bdir, headers)}))
+            # Remembered only when the same inputs would fail the same way again (no module, a
+            # compiler error), never a timeout on a busy host or a missing tool.
+            if own.error == "built no .ko file" or any(d.severity == "error" for d in own.diagnostics):
+                (bdir / FALLBACK).write_text(json.dumps({"why": why, "inputs": kbuild.manifest_inputs(plan, bdir, headers)}))
         else:
             why, own = failed["why"], None
     fallback = kbuild.run_kbuild(plan, headers, tc, jobs=jobs, timeout=timeout)

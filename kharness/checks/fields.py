@@ -12,6 +12,20 @@ Err = Callable[[str], UsageError]     # message -> the error naming file, check 
 
 # strerror text -> errno name, from this (Linux) host's C library: what busybox prints.
 _ERRNO_BY_MESSAGE = {os.strerror(n): name for n, name in errno_module.errorcode.items()}
+# busybox insmod's own words for some errors (modutils' moderror()), not strerror's.
+_ERRNO_BY_MESSAGE.update({
+    "invalid module format": "ENOEXEC",
+    "unknown symbol in module, or unknown parameter": "ENOENT",
+    "module has wrong symbol version": "ESRCH",
+    "kernel does not support requested operation": "ENOSYS",
+})
+
+
+def same_errno(a: str | None, b: str | None) -> bool:
+    """Two errno names for one number (EOPNOTSUPP is ENOTSUP, EWOULDBLOCK is EAGAIN on Linux)."""
+    if a is None or b is None:
+        return a == b
+    return getattr(errno_module, a, a) == getattr(errno_module, b, b)
 
 
 def errno_of(stderr: str) -> str | None:

@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import zstandard
 
@@ -148,14 +148,6 @@ def payload_paths(chain: Iterable[ChainModule]) -> dict[str, Path]:
 def payload_for(chain: Iterable[ChainModule]) -> dict[str, bytes]:
     """``{guest file name: bytes}`` for the chain's modules (see :func:`payload_paths`)."""
     return {name: path.read_bytes() for name, path in payload_paths(chain).items()}
-
-
-def payload_key(payload: Mapping[str, bytes]) -> str:
-    """A digest of a payload's names and contents: what an image or snapshot holding it is cached by."""
-    h = hashlib.sha256()
-    for name in sorted(payload):
-        h.update(f"{name}\0{hashlib.sha256(payload[name]).hexdigest()}\n".encode())
-    return h.hexdigest()
 
 
 def _unzstd(src: Path) -> Path:

@@ -91,9 +91,3 @@ class Supervisor:
             _wait(p, self.grace)
             if p.poll() is None:
                 kill_tree(p, self.grace)
-
-
-def run_with_deadline(argv: list[str], log: IO, deadline: float, env: dict | None = None,
-                      grace: float = GRACE) -> int | None:
-    """One command under a deadline: its exit code, or None when it was killed at the deadline."""
-    return Supervisor(grace).run(argv, log, deadline, env)

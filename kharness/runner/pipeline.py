@@ -113,15 +113,6 @@ class Run(Context):
     def console_tail(self, last: int = 32768) -> str:
         return self.guest.console_text(last) if self.guest is not None else ""
 
-    def _expect_dmesg(self, phase: str, regex: str | None, modules) -> None:
-        """The old method form of ``load.expect_dmesg``, kept only because
-        tests/unit/test_checks.py calls it on a stand-in that has ``values``, ``result`` and
-        ``_fail``; new code uses ``verdict.expect_dmesg_miss``."""
-        values = dict(self.values, **checks.values_for([m.name for m in modules], self.result.params))
-        miss = verdict.expect_dmesg_miss(phase, regex, values, self.result.dmesg.get(phase, ""))
-        if miss:
-            raise self._fail(phase, miss)
-
     def command(self, command: str, timeout: float | None = None, phase: str = "check") -> CommandResult:
         """A shell command in the guest (``step`` with the run's step timeout)."""
         return self.step(phase, command, timeout or self.step_timeout, command[:60])

@@ -213,3 +213,19 @@ def test_build_exclusive_config_reads_auto_conf_first(tmp_path, ksrc):
 def test_a_regex_bash_cannot_compile_is_an_error_not_a_silent_pass(tmp_path, ksrc):
     with pytest.raises(UsageError, match="BUILD_EXCLUSIVE_ARCH '\\(x86' is not a regular expression"):
         _excl(tmp_path, ksrc, 'BUILD_EXCLUSIVE_ARCH="(x86"\n')
+
+
+@pytest.mark.parametrize("value", ["../../../../tmp/evil", "..", ".", "a/b", "/abs"])
+def test_a_package_name_or_version_is_one_directory_name_never_a_path(value):
+    # kharness removes and writes $dkms_tree/<name>/<version>/build itself: a value that is a
+    # path would lead it out of the build's tree.
+    from kharness.build.dkmsbuild import _dir_name
+
+    name = _dir_name(value)
+    assert "/" not in name and name not in (".", "..") and name
+
+
+def test_an_ordinary_package_name_and_version_are_kept():
+    from kharness.build.dkmsbuild import _dir_name
+
+    assert (_dir_name("v4l2loopback"), _dir_name("0.12.7")) == ("v4l2loopback", "0.12.7")

@@ -197,3 +197,21 @@ def test_a_cache_path_kbuild_cannot_take_is_refused_with_the_fix(tmp_path, monke
         run_kbuild(plan_build(tmp_path / "mod"), headers, tc)
     assert ei.value.message.startswith("the kharness cache is at ") and "kbuild cannot build in" in ei.value.message
     assert ei.value.hint.startswith("set KHARNESS_CACHE to a directory")
+
+
+def test_a_copy_keeps_linked_directories_and_leaves_out_devices(tmp_path):
+    from kharness.build.kbuild import copy_dir
+
+    common = tmp_path / "common"
+    common.mkdir()
+    (common / "shared.h").write_text("#define X 1\n")
+    mod = tmp_path / "mod"
+    mod.mkdir()
+    (mod / "a.c").write_text("int a;\n")
+    (mod / "include").symlink_to("../common")      # a linked directory: copied
+    (mod / "loop").symlink_to("..")                # a link to an ancestor: copied once, no cycle
+    (mod / "zero").symlink_to("/dev/zero")         # not a regular file: left out
+    copy_dir(mod, tmp_path / "copy")
+    assert (tmp_path / "copy" / "include" / "shared.h").read_text() == "#define X 1\n"
+    assert not (tmp_path / "copy" / "include").is_symlink()
+    assert not (tmp_path / "copy" / "zero").exists()

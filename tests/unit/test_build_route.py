@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -131,3 +132,32 @@ def test_a_sysroot_build_gets_the_view_among_its_mounts(tmp_path):
     assert view < argv.index("--chdir")
     path = argv[argv.index("PATH") + 1]
     assert path.startswith(str(tmp_path / "b" / "khbin") + ":")
+
+
+@pytest.mark.parametrize("own_error, diagnosed, remembered", [
+    ("failed (exit -1)", False, False),        # timed out on a busy host: try again next time
+    ("failed (exit 127)", False, False),       # make missing: the host's problem
+    ("built no .ko file", False, True),        # the same inputs make no module again
+    ("failed: a.c:1: error: x", True, True),   # a compiler error: the same again
+])
+def test_only_a_failure_that_would_repeat_is_remembered(tmp_path, monkeypatch, own_error, diagnosed, remembered):
+    from kharness.build import kbuild, ownmake
+    from kharness.build.diagnostics import Diagnostic
+    from kharness.build.kbuild import BuildOutcome
+
+    bdir = tmp_path / "b"
+    bdir.mkdir()
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "Makefile").write_text("all:\n\ttrue\n")
+    plan = SimpleNamespace(directory=tmp_path / "m")
+    diags = [Diagnostic("a.c", 1, 0, "error", "x")] if diagnosed else []
+    monkeypatch.setattr(ownmake, "own_makefile", lambda d: d / "Makefile")
+    monkeypatch.setattr(kbuild, "build_dir", lambda *a: bdir)
+    monkeypatch.setattr(kbuild, "reuse", lambda *a: None)
+    monkeypatch.setattr(kbuild, "manifest_inputs", lambda *a: {})
+    monkeypatch.setattr(ownmake, "_build", lambda *a: BuildOutcome(False, [], diags, "", 0.0, False, ["make"], bdir,
+                                                                   None, error=own_error))
+    monkeypatch.setattr(kbuild, "run_kbuild", lambda *a, **k: BuildOutcome(True, [], [], "", 0.0, False, ["make"],
+                                                                            bdir, None))
+    ownmake.run_own_makefile(plan, None, None)
+    assert (bdir / ownmake.FALLBACK).exists() == remembered

@@ -367,21 +367,16 @@ def test_run_refuses_shell_special_values(value):
 def test_load_expect_dmesg_escapes_placeholders():
     """[load] expect_dmesg = 'greeting is {param.greeting}$' with greeting 1.5: 175 is no match,
     and "hi (there" is no syntax error."""
-    from types import SimpleNamespace
+    from kharness.checks import values_for
+    from kharness.runner.verdict import expect_dmesg_miss
 
-    from kharness.errors import ModuleFailure
-    from kharness.runner import Run
+    def miss(value: str, log: str) -> str | None:
+        values = values_for(["m"], {"m": {"greeting": value}})
+        return expect_dmesg_miss("load", r"greeting is {param.greeting}$", values, log)
 
-    def run_with(value: str, log: str) -> None:
-        fake = SimpleNamespace(values={}, result=SimpleNamespace(params={"m": {"greeting": value}},
-                                                                 dmesg={"load": log}),
-                               _fail=lambda phase, msg: ModuleFailure(phase, msg))
-        Run._expect_dmesg(fake, "load", r"greeting is {param.greeting}$", [SimpleNamespace(name="m")])
-
-    run_with("1.5", "[ 2.0] m: greeting is 1.5\n")
-    with pytest.raises(ModuleFailure, match="did not match expect_dmesg"):
-        run_with("1.5", "[ 2.0] m: greeting is 175\n")
-    run_with("hi (there", "[ 2.0] m: greeting is hi (there\n")
+    assert miss("1.5", "[ 2.0] m: greeting is 1.5\n") is None
+    assert "did not match expect_dmesg" in miss("1.5", "[ 2.0] m: greeting is 175\n")
+    assert miss("hi (there", "[ 2.0] m: greeting is hi (there\n") is None
 
 
 def test_run_values_can_be_given_directly():

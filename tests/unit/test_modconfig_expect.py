@@ -86,19 +86,24 @@ def test_skip_names_must_be_built_and_leave_one(tmp_path):
         apply_skip(c, ["silly"])
 
 
-@pytest.mark.parametrize("rc, output, problem", [
-    (1, "insmod: can't insert 'kdatasize.ko': No such device\n", None),
-    (1, "insmod: ERROR: could not insert module kdatasize.ko: No such device\n", None),
-    (0, "", "insmod kdatasize succeeded; [load] expect_errno says it must fail with ENODEV"),
+@pytest.mark.parametrize("rc, output, problem, expected", [
+    (1, "insmod: can't insert 'kdatasize.ko': No such device\n", None, "ENODEV"),
+    (1, "insmod: ERROR: could not insert module kdatasize.ko: No such device\n", None, "ENODEV"),
+    (0, "", "insmod kdatasize succeeded; [load] expect_errno says it must fail with ENODEV", "ENODEV"),
     (1, "insmod: can't insert 'kdatasize.ko': Invalid argument\n",
-     "insmod kdatasize failed with EINVAL, expected ENODEV (insmod: can't insert 'kdatasize.ko': Invalid argument)"),
+     "insmod kdatasize failed with EINVAL, expected ENODEV (insmod: can't insert 'kdatasize.ko': Invalid argument)",
+     "ENODEV"),
     (1, "insmod: can't insert 'kdatasize.ko': unknown symbol in module, or unknown parameter\n",
-     "insmod kdatasize failed with an error kharness cannot name, expected ENODEV"),
+     "insmod kdatasize failed with ENOENT, expected ENODEV", "ENODEV"),
+    (1, "insmod: can't insert 'kdatasize.ko': unknown symbol in module, or unknown parameter\n", None, "ENOENT"),
+    (1, "insmod: can't insert 'kdatasize.ko': invalid module format\n", None, "ENOEXEC"),
+    (1, "insmod: can't insert 'kdatasize.ko': Operation not supported\n", None, "EOPNOTSUPP"),
+    (1, "insmod: can't insert 'kdatasize.ko': Resource temporarily unavailable\n", None, "EWOULDBLOCK"),
 ])
-def test_judging_a_load_that_must_fail(rc, output, problem):
+def test_judging_a_load_that_must_fail(rc, output, problem, expected):
     from kharness.modconfig import judge_load
 
-    got = judge_load("kdatasize", "ENODEV", rc, output)
+    got = judge_load("kdatasize", expected, rc, output)
     if problem is None:
         assert got is None
     else:

@@ -74,7 +74,7 @@ def judge(c: FileCheck, rc: int, stdout: str, stderr: str, values: dict[str, str
         got = None if rc == 0 else (fields.errno_of(stderr) or f"exit status {rc}")
         if c.expect_errno is None and got is not None:
             return [f"write of {c.write!r} failed with {got}, expected success"]
-        if c.expect_errno is not None and got != c.expect_errno:
+        if c.expect_errno is not None and not fields.same_errno(got, c.expect_errno):
             return [f"write of {c.write!r} {'succeeded' if got is None else 'failed with ' + got}, "
                     f"expected {c.expect_errno}"]
         return []

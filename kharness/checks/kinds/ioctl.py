@@ -125,7 +125,7 @@ def judge(c: IoctlCheck, rc: int, stdout: str, stderr: str, values: dict[str, st
     got_errno = reply.get("errno", "0")
     if reply.get("ret") != c.expect_ret:
         problems.append(f"ioctl returned {reply.get('ret')} ({got_errno}), expected {c.expect_ret}")
-    if c.expect_errno is not None and got_errno != c.expect_errno:
+    if c.expect_errno is not None and not fields.same_errno(got_errno, c.expect_errno):
         problems.append(f"errno {got_errno}, expected {c.expect_errno}")
     if c.expect_out and not problems:
         types = [t for t, _ in c.expect_out]
