@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pytest
+
+from bounded import bounded
 
 from kharness import proc
 from kharness.errors import InfraError
@@ -34,21 +35,7 @@ def _gone(pid: int, within: float = 20.0) -> bool:
     return True
 
 
-def _bounded(fn, limit: float = 60.0):
-    """Run ``fn`` in a thread so that a hang fails the test instead of wedging the suite."""
-    box: dict = {}
-
-    def body():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            box["error"] = e
-
-    t = threading.Thread(target=body, daemon=True)
-    t.start()
-    t.join(limit)
-    assert not t.is_alive(), f"the call did not return within {limit:g}s"
-    return box
+_bounded = bounded
 
 
 def test_run_captures_output_and_status():

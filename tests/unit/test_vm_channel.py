@@ -9,6 +9,8 @@ import threading
 
 import pytest
 
+from bounded import bounded
+
 from kharness.vm.channel import READY_RE, CommandChannel, CommandResult, parse_framed
 from kharness.vm.errors import CommandTimeout
 
@@ -129,21 +131,7 @@ def test_channel_timeout_calls_check():
             os.close(fd)
 
 
-def _bounded(fn, limit: float = 60.0) -> dict:
-    """Run ``fn`` in a thread so that a hang fails the test instead of wedging the suite."""
-    box: dict = {}
-
-    def body():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            box["error"] = e
-
-    t = threading.Thread(target=body, daemon=True)
-    t.start()
-    t.join(limit)
-    assert not t.is_alive(), f"the call did not return within {limit:g}s"
-    return box
+_bounded = bounded
 
 
 def _fifo(path) -> int:

@@ -12,27 +12,15 @@ from types import SimpleNamespace
 
 import pytest
 
+from bounded import bounded
+
 from kharness.errors import InfraError
 from kharness.lock import file_lock
 from kharness.vm import qmp, snapshot
 from kharness.vm.qemu import BootSpec
 
 
-def _bounded(fn, limit: float = 60.0) -> dict:
-    """Run ``fn`` in a thread so that a hang fails the test instead of wedging the suite."""
-    box: dict = {}
-
-    def body():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            box["error"] = e
-
-    t = threading.Thread(target=body, daemon=True)
-    t.start()
-    t.join(limit)
-    assert not t.is_alive(), f"the call did not return within {limit:g}s"
-    return box
+_bounded = bounded
 
 
 class FakeMonitor:
