@@ -55,7 +55,34 @@ def parse_check(path: Path, index: int, c) -> BaseCheck:
                   f"{', '.join(sorted(kind.KEYS | COMMON_KEYS - {'kind'}))}")
     if "name" in c and not isinstance(c["name"], str):
         raise err("'name' must be a string")
+    c = resolve_paths(c, getattr(kind, "PATH_KEYS", ()), path.parent, err)
     return kind.parse(c, _common(c, err), err)
+
+
+def resolve_paths(table: dict, keys, base: Path, err) -> dict:
+    """``table`` with the values of ``keys`` (a path or a list of paths, relative to ``base``,
+    the module directory) made absolute; a path that does not exist is a one-line error. The
+    paths are the user's own files (sources, headers, expected outputs) and may lie above
+    ``base`` (``../chardev.h``, as the LKMPG's programs include it)."""
+    out = dict(table)
+    for key in keys:
+        if key not in table:
+            continue
+        v = table[key]
+        single = isinstance(v, str)
+        items = [v] if single else v
+        if not (isinstance(items, list) and items and all(isinstance(x, str) and x.strip() for x in items)):
+            raise err(f"'{key}' must be a path or a non-empty list of paths, relative to the module directory")
+        resolved = []
+        for x in items:
+            if "\0" in x or "\n" in x:
+                raise err(f"'{key}': {x!r} is not a usable path")
+            p = (base / x).resolve()
+            if not p.exists():
+                raise err(f"'{key}': {x} does not exist (paths are relative to {base})")
+            resolved.append(str(p))
+        out[key] = resolved[0] if single else resolved
+    return out
 
 
 def _common(c: dict, err) -> dict:

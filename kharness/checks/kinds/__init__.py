@@ -11,7 +11,11 @@ A kind module defines
   what placeholders resolve to; ``target``: the target profile);
 * ``judge(check, rc, stdout, stderr, values, target)`` - what failed (empty: it passed);
 * ``texts(check)`` - ``(field, text)`` for every string placeholders may appear in;
-* optionally ``validate(check, target)`` - raise ValueError for what only the target decides.
+* optionally ``validate(check, target)`` - raise ValueError for what only the target decides;
+* optionally ``PATH_KEYS`` - keys whose values (a string or a list of strings) name files or
+  directories relative to the module directory (``"other/test.c"``, ``"../chardev.h"``, which may
+  point above it): :func:`kharness.checks.parse_check` hands them to ``parse`` as absolute paths,
+  each checked to exist.
 
 Every module of this package is a kind, named for it (``program.py`` holds ``NAME = "program"``),
 so a new kind is one new file here. A kind's module is imported when a check of that kind is
