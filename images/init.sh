@@ -58,25 +58,33 @@ kh_emit() {  # tag id file: a size line, then the (capped) content in base64
   head -c "$KH_MAX" "$3" | base64
 }
 
-kh_run_sh() {  # id base64-script: the protocol in shell, for when kh-agent cannot run
+kh_run_sh() {  # id base64-script [stdin file]: the protocol in shell, for when kh-agent cannot run
   echo "$2" | base64 -d > /tmp/.kh.sh
-  ( cd / && exec sh /tmp/.kh.sh ) < /dev/null > /tmp/.kh.out 2> /tmp/.kh.err
+  ( cd / && exec sh /tmp/.kh.sh ) < "${3:-/dev/null}" > /tmp/.kh.out 2> /tmp/.kh.err
   rc=$?
   kh_emit KHO "$1" /tmp/.kh.out
   kh_emit KHR "$1" /tmp/.kh.err
   printf '\036KHE %s %s\n' "$1" "$rc"
 }
 
-kh_run() {  # id base64-script
+kh_run() {  # id base64-script [stdin file]
   # kh-agent does the same in one process (a shell needs half a dozen, slow under TCG).
-  kh-agent run "$1" "$2" "$KH_MAX" && return
+  kh-agent run "$1" "$2" "$KH_MAX" ${3:+"$3"} && return
   rc=$?
   case $rc in
-    126|127) kh_run_sh "$1" "$2" ;;   # no agent to run: do it in shell
+    126|127) kh_run_sh "$1" "$2" "$3" ;;   # no agent to run: do it in shell
     # The agent was killed (a module killing processes): answer for it, so that the host is
     # never left waiting and sees the signal in the exit status.
     *) printf '\036KHO %s 0\n\036KHR %s 0\n\036KHE %s %s\n' "$1" "$1" "$1" "$rc" ;;
   esac
+}
+
+kh_recv() {  # size file
+  kh-agent recv "$1" "$2" && return
+  rc=$?
+  # No agent to run: head reads no further than asked, and the host sends nothing more
+  # before this command's answer.
+  [ $rc -ge 126 ] && head -c "$1" | base64 -d > "$2"
 }
 
 kh_serve() {
@@ -85,6 +93,10 @@ kh_serve() {
     set -- $line
     case "$1" in
       run) kh_run "$2" "$3" ;;
+      # put: <size> bytes of base64 follow the line, the command's stdin. kh-agent reads them
+      # in large reads (this shell's read takes a byte per system call).
+      put) if kh_recv "$3" /tmp/.kh.in; then kh_run "$2" "$4" /tmp/.kh.in; rm -f /tmp/.kh.in
+           else printf '\036KHO %s 0\n\036KHR %s 0\n\036KHE %s 125\n' "$2" "$2" "$2"; fi ;;
       bye) printf '\036KH-BYE\n'; sync; poweroff -f ;;
     esac
   done

@@ -9,7 +9,6 @@ the protocol's ``put_file``, ``dmesg_since`` and ``health`` on top of it.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import re
 import shlex
@@ -220,28 +219,23 @@ def parse_khgpio_events(stdout: str) -> list[tuple[int, ...]]:
 
 
 # --- file delivery --------------------------------------------------------------------------------
-# Base64 characters per piece: a piece is one argument of one guest command, and the command's
-# own base64 travels as one argument of `kh-agent run` (Linux limits an argument to 128 KiB).
-CHUNK = 64 * 1024
+# Files reach the guest as a command's stdin (a ``put`` request, docs/protocol.md): the bytes follow
+# the request line and kh-agent reads them in bulk. gzip first: they cross an emulated serial port,
+# where each byte costs far more than decompressing it (a stripped module is a quarter of its size
+# gzipped).
 PAYLOAD_DIR = "/kh"
 
 
-def put_file_commands(path: str, data: bytes) -> list[str]:
-    """Guest commands that write ``data`` to ``path``, gzip-compressed and base64-encoded: the
-    bytes cross an emulated serial port, where each one costs far more than decompressing it (a
-    stripped module is a quarter of its size gzipped)."""
-    b64 = base64.b64encode(gzip.compress(data, 9, mtime=0)).decode()
-    dest = shlex.quote(path)
-    if len(b64) <= CHUNK:
-        return [f"printf '%s' {b64} | base64 -d | gunzip > {dest}"]
-    tmp = shlex.quote(f"/tmp/.kh-payload-{path.rsplit('/', 1)[-1]}.b64")
-    cmds = [f"printf '%s' {b64[i:i + CHUNK]} {'>' if i == 0 else '>>'} {tmp}" for i in range(0, len(b64), CHUNK)]
-    return cmds + [f"base64 -d {tmp} | gunzip > {dest} && rm -f {tmp}"]
+def put_file_command(path: str) -> str:
+    """The guest command that writes its (gzip-compressed) stdin to ``path``."""
+    parent = path.rsplit("/", 1)[0] or "/"
+    return f"mkdir -p {shlex.quote(parent)} && gunzip > {shlex.quote(path)}"
 
 
-def delivery_commands(name: str, data: bytes) -> list[str]:
-    """Guest commands that write a module (or any payload file) to ``/kh/<name>``."""
-    return put_file_commands(f"{PAYLOAD_DIR}/{name}", data)
+def unpack_command(dest: str = PAYLOAD_DIR) -> str:
+    """The guest command that unpacks a bundle (a gzip-compressed cpio, its stdin: see
+    kharness.image.initramfs.bundle) into ``dest``: by default /kh, where modules are loaded from."""
+    return f"mkdir -p {shlex.quote(dest)} && cd {shlex.quote(dest)} && gunzip | cpio -idmu"
 
 
 # --- the protocol's agent calls for any guest that can run a command ----------------------------------
@@ -250,15 +244,14 @@ class AgentCalls:
     """``put_file``, ``dmesg_since`` and ``health`` of the Guest protocol, over the guest's own
     ``run`` (what a guest must provide)."""
 
-    def run(self, command: str, timeout: float) -> "CommandResult":   # pragma: no cover - abstract
+    def run(self, command: str, timeout: float, stdin: bytes = b"") -> "CommandResult":   # pragma: no cover - abstract
         raise NotImplementedError
 
     def put_file(self, path: str, data: bytes, timeout: float) -> None:
         """Write ``data`` to ``path`` in the guest; GuestError when the guest could not."""
-        for cmd in put_file_commands(path, data):
-            r = self.run(cmd, timeout)
-            if r.rc != 0:
-                raise GuestError(f"writing {path} in the guest failed (exit {r.rc}): {r.stderr.strip()[:200]}")
+        r = self.run(put_file_command(path), timeout, stdin=gzip.compress(data, 6, mtime=0))
+        if r.rc != 0:
+            raise GuestError(f"writing {path} in the guest failed (exit {r.rc}): {r.stderr.strip()[:200]}")
 
     def dmesg_since(self, cursor: str, timeout: float) -> str:
         return self.run(dmesg_since(cursor), timeout).stdout

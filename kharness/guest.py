@@ -8,7 +8,7 @@ distro VM or a real board) will be a third. docs/protocol.md specifies the wire 
 What the runner uses of a guest today, and where it belongs:
 
 =========================================  ==============================================
-``run(command, timeout)``                  core: every guest step (insmod, checks, rmmod)
+``run(command, timeout, stdin)``           core: every guest step (insmod, checks, rmmod)
 ``put_file``, ``dmesg_since``, ``health``  core; ``agent_client.AgentCalls`` gives them
                                            to any guest that has ``run``
 ``console_text(last)``                     core: the kernel log as the console shows it
@@ -41,8 +41,9 @@ class Guest(Protocol):
     release: str | None          # the kernel's `uname -r`, once the guest answered
     boot_seconds: float | None   # from start to the first answer (boot or restore)
 
-    def run(self, command: str, timeout: float) -> CommandResult:
-        """A shell command; its exact stdout, stderr and status within ``timeout`` seconds."""
+    def run(self, command: str, timeout: float, stdin: bytes = b"") -> CommandResult:
+        """A shell command; its exact stdout, stderr and status within ``timeout`` seconds.
+        ``stdin``: its standard input (empty: /dev/null), which is how files reach the guest."""
         ...
 
     def put_file(self, path: str, data: bytes, timeout: float) -> None:

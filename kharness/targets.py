@@ -52,6 +52,10 @@ class TargetProfile:
     guest_modules: tuple[str, ...] = ()   # kernel modules /init loads before the command channel opens
     kvm_host_arch: str | None = None      # host `uname -m` on which KVM may be tried
     snapshot: bool = True       # restore a saved ready guest (savevm/-loadvm) instead of booting
+    # Bytes per second the command channel carries into the guest under TCG (bench/bench_delivery.py):
+    # whether files that rarely change (the kernel's own modules, programs) ride along with every
+    # restored run or are baked into an image of their own, with its own snapshot.
+    channel_rate: int = 30_000
     notes: str = ""
     source: Path = field(default=Path(), compare=False)
 

@@ -98,6 +98,27 @@ def ensure_base_image(profile: TargetProfile, kernel: KernelBundle) -> BaseImage
     return BaseImage(path=final / "initramfs.cpio.gz", key=key, busybox=bb_pkg)
 
 
+PROGRAM_DIR = "bin/"      # payload names under it are programs: executable in the guest
+
+
+def payload_mode(name: str) -> int:
+    """The permissions of payload file ``name`` in the guest: programs (``bin/...``) run."""
+    return 0o755 if name.startswith(PROGRAM_DIR) else 0o644
+
+
+def bundle(files: dict[str, bytes]) -> bytes:
+    """``files`` ({name under /kh: bytes}) as one gzip-compressed cpio for a running guest, the
+    stdin of ``agent_client.unpack_command()``. Deterministic: the same files, the same bytes."""
+    w = CpioWriter()
+    for d in sorted({name.rsplit("/", 1)[0] for name in files if "/" in name}):
+        w.dir(d)
+    for name in sorted(files):
+        if name.startswith("/") or ".." in name.split("/"):
+            raise ValueError(f"payload name {name!r} must stay under {PAYLOAD_DIR}")
+        w.file(name, files[name], payload_mode(name))
+    return gzip.compress(w.getvalue(), 6, mtime=0)   # level 9: 10x the time, 0.3% smaller
+
+
 def payload_cpio(files: dict[str, bytes]) -> bytes:
     """An uncompressed cpio with the run's files under /kh (the modules under test)."""
     w = CpioWriter()

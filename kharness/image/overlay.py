@@ -1,12 +1,12 @@
 """A base initramfs with files added under /kh, cached by content: the kernel's own modules a
-run needs (kharness.kernels.modstore.payload_for).
+run needs (kharness.kernels.modstore.payload_for) and its programs, on a target whose command
+channel is too slow to send them with every run (kharness.runner.image.rides_along).
 
-Why not deliver them to a restored guest over the command channel like the module under test:
-that channel is a serial port, about 18 KB/s under TCG, and a chain such as snd-dummy's
-(soundcore, snd, snd-timer, snd-pcm) is 270 KB as base64, 15 s per run. In the image instead,
-the guest's ready snapshot holds them: its key follows the image's identity
-(kharness.vm.snapshot.snapshot_key), so the first run with a given chain saves a snapshot of
-its own and every later run restores it with the files already in place, at no cost per run.
+Over the Raspberry Pis' mini-UART (~30 KB/s under TCG) a chain such as videodev's would cost
+seconds on every run. In the image instead, the guest's ready snapshot holds them: its key
+follows the image's identity (kharness.vm.snapshot.snapshot_key), so the first run with given
+files saves a snapshot of its own and every later run restores it with the files in place, at
+no cost per run. Over a virtio console (x86_64, arm64) they simply ride along.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import time
 from kharness import agent_client as agent
 from kharness import ui
 from kharness.errors import InfraError
-from kharness.image.initramfs import write_run_initrd
+from kharness.image.initramfs import bundle, write_run_initrd
 from kharness.result.model import cap
 from kharness.runner.build import Built
 from kharness.runner.context import Context
@@ -22,6 +22,10 @@ from kharness.vm.accel import choose_accel
 from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, QemuStartError
 from kharness.vm.machine import Guest as QemuGuest
 from kharness.vm.qemu import BootSpec, reproducer
+
+# Bytes per second a restored guest's setup allows for its files (the channel moves several
+# times more even on a loaded host; see bench/bench_delivery.py).
+SLOWEST_CHANNEL = 50_000
 
 # What a restored guest runs first; tests/integration/test_snapshot.py patches it to stall a restore.
 RESTORED_CMD = agent.RESTORED_CMD
@@ -88,7 +92,7 @@ def boot(run: Context, prep: Prepared, built: Built, staged: Staged) -> None:
         snap = choose_snapshot(run, staged.boot, accel)
         try:
             if snap is not None and not restore(run, snap, staged.boot, staged.payload, built.spec.release,
-                                                prep.timeout):
+                                                prep.timeout, staged.as_is):
                 snap = None   # the restored guest did not work: boot one instead
             if snap is None:
                 initrd = write_run_initrd(staged.base, staged.payload, run.workdir / "initrd.img")
@@ -138,7 +142,8 @@ class _At:
     step, limit = "", ""
 
 
-def restore(run: Context, snap, boot: BootSpec, payload: dict[str, bytes], release: str, timeout: float) -> bool:
+def restore(run: Context, snap, boot: BootSpec, payload: dict[str, bytes], release: str, timeout: float,
+            as_is: frozenset[str] = frozenset()) -> bool:
     """Start the guest from its ready snapshot and hand it this run's modules. False (the guest
     torn down, the reason in the result) when the restored guest does not work: the caller boots
     one instead. Nothing of the module has run yet, so this is never its fault."""
@@ -155,7 +160,7 @@ def restore(run: Context, snap, boot: BootSpec, payload: dict[str, bytes], relea
         with ui.step(f"restoring {release} on {profile.name} from its snapshot ({r.accelerator})"):
             at.step = "the restored guest's first answer"
             run.guest.wait_restored(opts.boot_timeout, snap.release)
-            run.first_look = restored_setup(run, payload, timeout, at)
+            run.first_look = restored_setup(run, payload, timeout, at, as_is)
         return True
     except (QemuStartError, BootTimeout, GuestDied, CommandTimeout, InfraError) as e:
         why = f"at {at.step}: {getattr(e, 'message', str(e))}; limit {at.limit}"
@@ -171,32 +176,29 @@ def restore(run: Context, snap, boot: BootSpec, payload: dict[str, bytes], relea
         return False
 
 
-def restored_setup(run: Context, payload: dict[str, bytes], timeout: float, at: _At | None = None):
+def restored_setup(run: Context, payload: dict[str, bytes], timeout: float, at: _At | None = None,
+                   as_is: frozenset[str] = frozenset()):
     """A restored guest is the saved one: check that its timers run, give it the host's clock,
-    fresh randomness, and this run's modules (debug info stripped), then take the first health
-    look; in as few guest commands as the line length allows (usually one: each command costs
-    tens of milliseconds under TCG). Returns the result of the command that took the look."""
+    fresh randomness, and this run's files (its modules with their debug info stripped; those in
+    ``as_is``, such as the kernel's own modules, as they are),
+    then take the first health look; all in ONE guest command (each costs tens of milliseconds
+    under TCG), the files its stdin as one compressed bundle. Returns that command's result."""
     at = at or _At()
     seed = os.urandom(32).hex()
+    files = {name: strip_debug(data, run.profile) if name.endswith(".ko") and name not in as_is else data
+             for name, data in payload.items()}
+    data = bundle(files) if files else b""
     steps = [agent.restored(int(time.time()), seed, template=_public().RESTORED_CMD)]
-    for name, data in payload.items():
-        steps += agent.delivery_commands(name, strip_debug(data, run.profile))
-    batches, size = [[]], 0
-    for step in steps:
-        if batches[-1] and size + len(step) > agent.CHUNK:
-            batches.append([])
-            size = 0
-        batches[-1].append(step)
-        size += len(step) + 4
-    batches[-1] += [agent.LOAD_MARK, agent.health()]
+    if files:
+        steps.append(agent.unpack_command())
+    steps += [agent.LOAD_MARK, agent.health()]
     probe_limit, reckoning = restore_limit(run.opts.boot_timeout)
-    for i, batch in enumerate(batches):
-        # The first command carries the timer probe: a guest that cannot answer it is broken.
-        at.step = (f"setup command {i + 1} of {len(batches)} "
-                   f"({'timer probe, module delivery' if i == 0 else 'module delivery'})")
-        limit = probe_limit if i == 0 else timeout
-        at.limit = reckoning if i == 0 else f"the step timeout {timeout:g}s"
-        res = run.guest.run(" && ".join(batch), limit)
-        if res.rc != 0:
-            raise InfraError(f"the restored guest could not be set up: {res.stderr.strip()[:200] or res.rc}")
+    # The command carries the timer probe: a guest that cannot answer it is broken. Its limit
+    # also covers sending the files (well above the channel's speed under TCG on a busy host).
+    extra = round(len(data) / SLOWEST_CHANNEL, 1)
+    at.step = "the setup command (timer probe" + (f", {len(files)} file(s) in {len(data)} bytes)" if files else ")")
+    at.limit = reckoning + (f" + {extra:g}s for the files" if extra else "")
+    res = run.guest.run(" && ".join(steps), probe_limit + extra, stdin=data)
+    if res.rc != 0:
+        raise InfraError(f"the restored guest could not be set up: {res.stderr.strip()[:200] or res.rc}")
     return res

@@ -1,8 +1,9 @@
-"""The image phase: the kernel and base initramfs to boot, the run's directory, and the modules
+"""The image phase: the kernel and base initramfs to boot, the run's directory, and the files
 to hand the guest (in its initrd for a cold boot, over the channel for a restored one)."""
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import subprocess
 import tempfile
@@ -27,8 +28,10 @@ class Staged:
     base: object                  # the base initramfs (path, key, busybox)
     dtb: Path | None
     boot: BootSpec                # kernel + base initramfs: what a snapshot was saved from
-    payload: dict[str, bytes]     # {"name.ko": bytes}: the modules under test (and khgpio)
-    deps: kdeps.Deps              # the kernel's own modules they need (in ``base``, under /kh)
+    payload: dict[str, bytes]     # {"name.ko": bytes}: the modules under test (and khgpio), and the
+                                  # kernel's own modules they need when those ride along
+    deps: kdeps.Deps              # the kernel's own modules they need (in ``payload`` or ``base``)
+    as_is: frozenset[str] = frozenset()   # payload names sent as they are (not through strip_debug)
 
 
 def image(run: Context, prep: Prepared, built: Built) -> Staged:
@@ -43,12 +46,34 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
         payload = {f"{m.name}.ko": m.path.read_bytes() for m in built.load}
         if run.khgpio is not None:
             payload[f"{khgpio.MODULE}.ko"] = run.khgpio.path.read_bytes()
-        # The kernel's own modules go into the image, not over the command channel (see
-        # kharness.image.overlay): as the packages ship them, never through strip_debug.
-        base = with_files(base, kdeps.payload(deps, set(payload)))
+        # The kernel's own modules, as the packages ship them (never through strip_debug).
+        resident = kdeps.payload(deps, set(payload))
+        as_is = frozenset()
+        if rides_along(resident, run.profile):
+            payload.update(resident)
+            as_is = frozenset(resident)
+        else:
+            base = with_files(base, resident)
         run.result.image = ImageRecord(base=str(base.path), key=base.key, busybox=base.busybox,
                                        kernel=str(kernel.kernel))
-        return Staged(kernel, base, dtb, BootSpec(kernel.kernel, base.path, dtb), payload, deps)
+        return Staged(kernel, base, dtb, BootSpec(kernel.kernel, base.path, dtb), payload, deps, as_is)
+
+
+# How long sending files that rarely change may add to a restored run before they are baked into
+# an image of their own instead (whose snapshot then costs one cold boot, once).
+RIDE_ALONG_SECONDS = 0.15
+
+
+def rides_along(files: dict[str, bytes], profile: TargetProfile) -> bool:
+    """Whether ``files`` (the kernel's own modules a run needs, its programs: the same run after
+    run) go to a restored guest with the run's modules, or into an image with its own snapshot
+    (kharness.image.overlay). Over a virtio console (x86_64, arm64) a chain such as videodev's
+    costs a few milliseconds; over the Pi's mini-UART, seconds every run, where the image costs
+    one cold boot once."""
+    if not files:
+        return True
+    size = sum(len(gzip.compress(data, 1)) for data in files.values())
+    return size / profile.channel_rate <= RIDE_ALONG_SECONDS
 
 
 def strip_debug(data: bytes, profile: TargetProfile) -> bytes:

@@ -18,14 +18,15 @@ exit 127, so a test never passes by accident. A command is matched whole first, 
 
 from __future__ import annotations
 
-import base64
 import gzip
 import re
+import stat
 import shlex
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from kharness.agent_client import AgentCalls, HealthLook, format_health
+from kharness.image.cpio import read_newc
 from kharness.vm.channel import CommandResult
 from kharness.vm.errors import CommandTimeout, GuestDied, GuestError
 
@@ -63,6 +64,9 @@ class FakeGuest(AgentCalls):
         self.argv = ["fake-guest"]
         self.commands: list[str] = []         # every command run, in order
         self.files: dict[str, bytes] = {}     # what was written to the guest
+        self.modes: dict[str, int] = {}       # the modes of the files a bundle unpacked
+        self._stdin = b""                     # the stdin of the command being run
+        self._cwd = "/"
         self.modules: list[str] = []
         self.char_devices = dict(char_devices or {})
         self.module_states = dict(module_states or {})
@@ -96,8 +100,9 @@ class FakeGuest(AgentCalls):
         self.release, self.boot_seconds = release, 0.0
 
     # -- Guest -------------------------------------------------------------------------------------
-    def run(self, command: str, timeout: float) -> CommandResult:
+    def run(self, command: str, timeout: float, stdin: bytes = b"") -> CommandResult:
         self.commands.append(command)
+        self._stdin = stdin
         if self.closed:
             raise GuestDied("the guest was closed", self._console)
         if self._broken is not None:
@@ -205,20 +210,22 @@ class FakeGuest(AgentCalls):
         return self._delivery(simple)
 
     def _delivery(self, simple: str) -> tuple[str, str, int]:
-        """agent_client.put_file_commands, decoded."""
-        m = re.fullmatch(r"printf '%s' (\S+) \| base64 -d \| gunzip > (\S+)", simple)
-        if m:
-            self.files[shlex.split(m.group(2))[0]] = gzip.decompress(base64.b64decode(m.group(1)))
+        """agent_client's file delivery (put_file_command, unpack_command's tar), from the stdin."""
+        if re.fullmatch(r"mkdir -p \S+", simple):
             return "", "", 0
-        m = re.fullmatch(r"printf '%s' (\S+) (>>?) (\S+)", simple)
+        m = re.fullmatch(r"gunzip > (\S+)", simple)
         if m:
-            tmp = shlex.split(m.group(3))[0]
-            self.files[tmp] = (self.files.get(tmp, b"") if m.group(2) == ">>" else b"") + m.group(1).encode()
+            self.files[shlex.split(m.group(1))[0]] = gzip.decompress(self._stdin)
             return "", "", 0
-        m = re.fullmatch(r"base64 -d (\S+) \| gunzip > (\S+)", simple)
+        m = re.fullmatch(r"cd (\S+)", simple)
         if m:
-            tmp = shlex.split(m.group(1))[0]
-            self.files[shlex.split(m.group(2))[0]] = gzip.decompress(base64.b64decode(self.files.pop(tmp, b"")))
+            self._cwd = shlex.split(m.group(1))[0]
+            return "", "", 0
+        if re.fullmatch(r"gunzip \| cpio -idmu", simple):
+            for name, mode, data in read_newc(gzip.decompress(self._stdin)):
+                if stat.S_ISREG(mode):
+                    self.files[f"{self._cwd}/{name}"] = data
+                    self.modes[f"{self._cwd}/{name}"] = stat.S_IMODE(mode)
             return "", "", 0
         if re.fullmatch(r"rm -f \S+", simple):
             return "", "", 0

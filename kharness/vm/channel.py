@@ -124,15 +124,22 @@ class CommandChannel:
         m = self._wait(READY_RE, time.monotonic() + timeout, check, "boot", timeout)
         return m.group(1).decode(errors="replace").strip()
 
-    def run(self, command: str, timeout: float, check: Callable[[], None]) -> CommandResult:
+    def run(self, command: str, timeout: float, check: Callable[[], None], stdin: bytes = b"") -> CommandResult:
+        """``command`` in the guest; ``stdin``, when given, is its standard input (a ``put``
+        request: the bytes follow the request line, and the guest reads them in bulk)."""
         cid = self._next
         self._next += 1
         payload = base64.b64encode(command.encode()).decode()
         start = time.monotonic()
         deadline = start + timeout   # one deadline for sending the request and for the answer
         shown = command if len(command) <= 80 else command[:77] + "..."
+        if stdin:
+            data = base64.b64encode(stdin)
+            request = f"put {cid} {len(data)} {payload}\n".encode() + data
+        else:
+            request = f"run {cid} {payload}\n".encode()
         try:
-            self.child.send(f"run {cid} {payload}\n", deadline, check)
+            self.child.send(request, deadline, check)
         except _SendStalled as e:
             raise CommandTimeout(f"command {shown!r} did not finish within {timeout:g}s "
                                  f"(the guest stopped reading its input: {e})") from None

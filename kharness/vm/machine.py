@@ -128,9 +128,9 @@ class Guest(AgentCalls):
         self.release = release
         self.boot_seconds = time.monotonic() - self._t0
 
-    def run(self, command: str, timeout: float) -> CommandResult:
+    def run(self, command: str, timeout: float, stdin: bytes = b"") -> CommandResult:
         assert self.channel
-        return self.channel.run(command, timeout, self.check_alive)
+        return self.channel.run(command, timeout, self.check_alive, stdin)
 
     def console_text(self, last: int = 32768) -> str:
         """The last ``last`` bytes of the kernel console ("" before the guest starts)."""

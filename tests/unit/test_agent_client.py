@@ -18,6 +18,7 @@ import pytest
 
 from kharness import agent_client as agent
 from kharness.agent_client import HEALTH_SEP, HealthLook
+from kharness.image.initramfs import bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,22 +98,30 @@ def test_khgpio_commands_and_replies():
     assert agent.parse_khgpio_events("100 3 1\nbad\n200 3 0\n") == [(100, 3, 1), (200, 3, 0)]
 
 
-@pytest.mark.parametrize("size", [10, 300_000])   # one command; several pieces
-def test_put_file_commands_carry_the_bytes_exactly(size, tmp_path):
-    data = random.Random(size).randbytes(size)      # incompressible: several pieces when large
-    cmds = agent.put_file_commands(str(tmp_path / "m.ko"), data)
-    assert (len(cmds) == 1) == (size == 10)
-    assert all(len(c) < agent.CHUNK + 200 for c in cmds)
-    # run them with the host's shell, as the guest's busybox would
-    script = "\n".join(cmds).replace("/tmp/.kh-payload-", str(tmp_path) + "/.kh-payload-")
-    subprocess.run(["sh"], input=script.encode(), check=True)
-    assert (tmp_path / "m.ko").read_bytes() == data
-    assert not list(tmp_path.glob(".kh-payload-*"))
+@pytest.mark.parametrize("size", [10, 300_000])
+def test_put_file_command_writes_its_stdin_exactly(size, tmp_path):
+    data = random.Random(size).randbytes(size)
+    dest = tmp_path / "new dir" / "m.ko"
+    # run it with the host's shell, as the guest's busybox would
+    subprocess.run(["sh", "-c", agent.put_file_command(str(dest))], input=gzip.compress(data), check=True)
+    assert dest.read_bytes() == data
 
 
-def test_delivery_is_put_file_into_the_payload_directory():
-    b64 = base64.b64encode(gzip.compress(b"\x7fELF", 9, mtime=0)).decode()
-    assert agent.delivery_commands("hello.ko", b"\x7fELF") == [f"printf '%s' {b64} | base64 -d | gunzip > /kh/hello.ko"]
+def test_a_bundle_unpacks_with_tar_programs_executable(tmp_path):
+    files = {"hello.ko": b"\x7fELF module", "bin/test": b"\x7fELF program", "bin/sub/x": b"x"}
+    data = bundle(files)
+    assert bundle(dict(reversed(files.items()))) == data          # deterministic
+    subprocess.run(["sh", "-c", agent.unpack_command(str(tmp_path / "kh"))], input=data, check=True)
+    for name, content in files.items():
+        assert (tmp_path / "kh" / name).read_bytes() == content
+    assert (tmp_path / "kh/bin/test").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "kh/hello.ko").stat().st_mode & 0o111 == 0
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../x", "bin/../../x"])
+def test_a_bundle_keeps_every_file_under_the_payload_directory(name):
+    with pytest.raises(ValueError, match="must stay under"):
+        bundle({name: b""})
 
 
 # --- against the real kh-agent -------------------------------------------------------------------

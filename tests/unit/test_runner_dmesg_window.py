@@ -57,7 +57,7 @@ class FakeGuest:
             self.modules.append(name)
         return ""
 
-    def run(self, command: str, timeout: float) -> CommandResult:
+    def run(self, command: str, timeout: float, stdin: bytes = b"") -> CommandResult:
         self.commands.append(command)
         if self.stall and "kh-agent restored" in command.split(" && ")[0]:
             raise CommandTimeout(f"command did not finish within {timeout:g}s")
@@ -189,7 +189,7 @@ def test_an_abandoned_restore_says_at_which_step_and_under_which_limit(tmp_path,
     assert boot.restore(run, snap, None, {"clean.ko": b"\0"}, spec.release, 10.0) is False
     note = run.result.boot_mode_note
     assert run.result.boot_mode == "cold" and closed == [1]
-    assert note.startswith("restoring x86_64-0123 abandoned (at setup command 1 of 1 (timer probe, module delivery): ")
+    assert note.startswith("restoring x86_64-0123 abandoned (at the setup command (timer probe, 1 file(s) in ")
     assert "did not finish within 60s" in note                       # 10 s x3 (boot timeout) x2 (load)
     assert "limit 60s = 10s, x3 for --boot-timeout 900s, x2 for the host's load 4.00 on 2 CPU(s)" in note
     assert note.endswith("; booted instead")

@@ -23,6 +23,7 @@ from kharness.build.dkms import BuildExcluded
 from kharness.build.kbuild import BuildOutcome, BuiltModule
 from kharness.kernels.modtree import ModuleTree
 from kharness.kernels.resolve import KernelSpec
+from kharness.runner import image as runner_image
 from kharness.runner import boot, build, deps, prepare
 from kharness.testing.fake_guest import FakeGuest, Rule
 
@@ -128,7 +129,20 @@ V4L2_DEP = {"license": ["GPL"], "depends": ["videodev"]}
 
 # --- the kernel's own modules: loaded first, unloaded last, in reverse --------------------------
 
-def test_the_chain_is_loaded_in_order_before_the_module_and_unloaded_in_reverse(tmp_path, drivers):
+@pytest.fixture(params=["virtio console", "mini-UART"])
+def channel(request, monkeypatch):
+    """A target whose command channel is fast (the chain rides along with every run) or slow (the
+    chain is baked into an image with its own snapshot): kharness.runner.image.rides_along."""
+    if request.param == "mini-UART":
+        monkeypatch.setattr(runner_image, "RIDE_ALONG_SECONDS", 0.0)
+    return request.param
+
+
+CHAIN_FILES = {"kh/i2c-stub.ko": b"\x7fELF kernel module i2c_stub", "kh/fakesoft.ko": b"\x7fELF kernel module fakesoft",
+               "kh/mc.ko": b"\x7fELF kernel module mc", "kh/videodev.ko": b"\x7fELF kernel module videodev"}
+
+
+def test_the_chain_is_loaded_in_order_before_the_module_and_unloaded_in_reverse(tmp_path, drivers, channel):
     drivers.modinfo["v4l2dep"] = V4L2_DEP
     d = module_dir(tmp_path, '[module]\nrequires = ["i2c-stub chip_addr=0x48"]\n', "v4l2dep")
     guest = _guest()
@@ -144,13 +158,16 @@ def test_the_chain_is_loaded_in_order_before_the_module_and_unloaded_in_reverse(
         "rmmod videodev", "rmmod mc", "rmmod fakesoft", "rmmod i2c_stub"]
     # The chain costs one guest command each way (tens of milliseconds each under TCG).
     assert [c.count("&&") for c in guest.commands if c.startswith(("insmod", "rmmod"))] == [3, 0, 0, 3]
-    # In the image the guest boots (cached by content), as the tree has them; the run's payload
-    # is only the module under test.
-    assert set(drivers.initrd) == {"v4l2dep.ko"}
-    assert _kh_files(drivers.base.path) == {
-        "kh/i2c-stub.ko": b"\x7fELF kernel module i2c_stub", "kh/fakesoft.ko": b"\x7fELF kernel module fakesoft",
-        "kh/mc.ko": b"\x7fELF kernel module mc", "kh/videodev.ko": b"\x7fELF kernel module videodev"}
-    assert r.image.base == str(drivers.base.path) and "images-with" in r.image.base
+    if channel == "mini-UART":
+        # In the image the guest boots (cached by content), as the tree has them; the run's
+        # payload is only the module under test.
+        assert set(drivers.initrd) == {"v4l2dep.ko"}
+        assert _kh_files(drivers.base.path) == CHAIN_FILES
+        assert r.image.base == str(drivers.base.path) and "images-with" in r.image.base
+    else:
+        # With the module under test, as the tree has them; the base image is the plain one.
+        assert {f"kh/{n}": d for n, d in drivers.initrd.items() if n != "v4l2dep.ko"} == CHAIN_FILES
+        assert r.image.base == str(tmp_path / "base.cpio.gz")
     # The result lists the chain per module.
     chain = {k: [(e["name"], e["wanted_by"], e["soft"], e["status"]) for e in v] for k, v in r.dependencies.items()}
     assert chain == {"v4l2dep": [("i2c_stub", "v4l2dep", False, "loaded"), ("fakesoft", "videodev", True, "loaded"),
@@ -169,10 +186,10 @@ def test_a_module_that_needs_nothing_reads_no_tree(tmp_path, drivers):
     assert "dependencies" not in r.to_dict()
 
 
-def test_a_restored_guest_has_the_chain_from_its_own_snapshot_without_a_cold_boot(tmp_path, drivers,
-                                                                                   monkeypatch):
-    """The chain is in the image the snapshot was saved from (a snapshot per chain, by content):
-    the restored run delivers only the module under test over the slow command channel."""
+def test_a_restored_guest_has_the_chain_without_a_cold_boot(tmp_path, drivers, monkeypatch, channel):
+    """Over a slow channel the chain is in the image the snapshot was saved from (a snapshot per
+    chain, by content) and the restored run delivers only the module under test; over a fast one
+    the chain rides along with the module and every run restores the base image's snapshot."""
     drivers.modinfo["v4l2dep"] = V4L2_DEP
     snap_file = tmp_path / "ready.qcow2"
     snap_file.write_bytes(b"vmstate")
@@ -189,14 +206,20 @@ def test_a_restored_guest_has_the_chain_from_its_own_snapshot_without_a_cold_boo
     r = _run(d, guest, cold=False)
     assert r.status == "pass", r.summary
     assert r.boot_mode == "snapshot" and drivers.initrd == {}            # no cold boot
-    assert set(_kh_files(saved_from[0])) == {"kh/fakesoft.ko", "kh/mc.ko", "kh/videodev.ko"}
-    assert set(guest.files) == {"/kh/v4l2dep.ko"}                         # delivered: only the module
-    # The same chain again: the same image (so the same snapshot); another chain: another one.
     again = _guest()
     _run(d, again, cold=False)
     d2 = module_dir(tmp_path, '[module]\nrequires = ["i2c-stub"]\n', "other")
     _run(d2, _guest(), cold=False)
-    assert saved_from[1] == saved_from[0] and saved_from[2] != saved_from[0]
+    if channel == "mini-UART":
+        assert set(_kh_files(saved_from[0])) == {"kh/fakesoft.ko", "kh/mc.ko", "kh/videodev.ko"}
+        assert set(guest.files) == {"/kh/v4l2dep.ko"}                     # delivered: only the module
+        # The same chain again: the same image (so the same snapshot); another chain: another one.
+        assert saved_from[1] == saved_from[0] and saved_from[2] != saved_from[0]
+    else:
+        assert saved_from == [tmp_path / "base.cpio.gz"] * 3               # one snapshot for all
+        assert {f: d for f, d in guest.files.items() if f != "/kh/v4l2dep.ko"} == {
+            f"/{n}": d for n, d in CHAIN_FILES.items() if n != "kh/i2c-stub.ko"}
+        assert guest.modes["/kh/videodev.ko"] == 0o644
 
 
 def test_a_module_that_needs_nothing_boots_the_plain_base_image(tmp_path, drivers):

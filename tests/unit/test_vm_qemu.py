@@ -38,9 +38,10 @@ def test_tcg_argv_exact(x86):
         "-M", "pc", "-m", "256", "-smp", "1",
         "-accel", "tcg",
         "-kernel", "/k/vmlinux", "-initrd", "/run/initrd.img",
-        "-append", "console=ttyS0 panic=-1 kh_cmd=ttyS1 quiet",
+        "-append", "console=ttyS0 panic=-1 kh_cmd=hvc0 quiet",
         "-chardev", "pipe,id=kh_con,path=/run/chan/con", "-serial", "chardev:kh_con",
-        "-chardev", "pipe,id=kh_cmd,path=/run/chan/cmd", "-serial", "chardev:kh_cmd",
+        "-chardev", "pipe,id=kh_cmd,path=/run/chan/cmd", "-device", "virtio-serial-pci",
+        "-device", "virtconsole,chardev=kh_cmd",
     ]
 
 
@@ -51,7 +52,7 @@ def test_argv_contents(x86):
         assert argv.count(flag) == 1
     (append,) = _after(argv, "-append")
     words = append.split()
-    assert words[:3] == ["console=ttyS0", "panic=-1", "kh_cmd=ttyS1"]
+    assert words[:3] == ["console=ttyS0", "panic=-1", "kh_cmd=hvc0"]
     assert words[-1] == "kh_extra=1"
     chardevs = _after(argv, "-chardev")
     assert len(chardevs) == 2
@@ -81,17 +82,17 @@ def test_tcg_cpu_smp_dtb_and_extra_args(x86):
 
 
 def test_kernel_cmdline(x86):
-    assert kernel_cmdline(x86) == "console=ttyS0 panic=-1 kh_cmd=ttyS1 quiet"
+    assert kernel_cmdline(x86) == "console=ttyS0 panic=-1 kh_cmd=hvc0 quiet"
     bare = dataclasses.replace(x86, append="")
-    assert kernel_cmdline(bare, "") == "console=ttyS0 panic=-1 kh_cmd=ttyS1"
-    assert kernel_cmdline(bare, "a=b c") == "console=ttyS0 panic=-1 kh_cmd=ttyS1 a=b c"
+    assert kernel_cmdline(bare, "") == "console=ttyS0 panic=-1 kh_cmd=hvc0"
+    assert kernel_cmdline(bare, "a=b c") == "console=ttyS0 panic=-1 kh_cmd=hvc0 a=b c"
 
 
 def test_real_profile_append_is_passed_through(monkeypatch):
     monkeypatch.setattr(qemu.shutil, "which", lambda name: QEMU)
     prof = get_target("x86_64")
     (append,) = _after(build_argv(prof, BOOT, CHAN, "tcg"), "-append")
-    assert append == f"console=ttyS0 panic=-1 kh_cmd=ttyS1 {prof.append}".rstrip()
+    assert append == f"console=ttyS0 panic=-1 kh_cmd=hvc0 {prof.append}".rstrip()
 
 
 def test_qemu_missing(monkeypatch):

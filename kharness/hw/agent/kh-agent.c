@@ -19,7 +19,8 @@
  *   kh-agent gpio-line CHIP LINE in|0|1              ret=0 errno=0 value=V (GPIO uAPI v2)
  *   kh-agent dmesg-since [NAME]                      the kernel log since the previous call
  *   kh-agent health                                  taint, log since the last look, modules, chardevs
- *   kh-agent run ID SCRIPT_B64 MAX                   one command of the channel protocol
+ *   kh-agent run ID SCRIPT_B64 MAX [STDIN]           one command of the channel protocol
+ *   kh-agent recv SIZE PATH                          SIZE bytes of base64 from stdin, decoded into PATH
  *   kh-agent restored EPOCH SEED_HEX                 set up a guest restored from a snapshot
  *   kh-agent version                                 kh-agent 3
  *
@@ -42,6 +43,11 @@
  * writes the framed reply (KHO stdout, KHR stderr, each capped at MAX bytes and base64-encoded,
  * then KHE and the exit status) in one write. One process instead of the half-dozen a shell
  * needs for the same, which is most of a command's cost under TCG.
+ *
+ * recv is the guest half of a `put` request: the SIZE bytes of base64 that follow the request
+ * line on the command channel, read in large reads (a shell's `read` takes one byte per system
+ * call, the slowest part of a transfer under TCG) and decoded into PATH, the stdin of the
+ * command that follows. It never reads past SIZE: the next request follows on the same tty.
  *
  * A session opens PATH once (MODE r, w or rw) and runs its steps on that one open file, the
  * way a program would: w:HEX (write), r:N (read up to N bytes), s:N (seek to N), i:REQ:IN:LEN
@@ -809,7 +815,46 @@ static void frame(char **buf, size_t *blen, size_t *bcap, const char *tag, const
 	free(data);
 }
 
-static void do_run(const char *id, const char *script_b64, const char *max_s)
+/* recv: SIZE bytes of base64 from stdin (the command channel) decoded into PATH; exit 1 if they
+ * do not all arrive within the deadline (the host then fails the command). */
+static void do_recv(const char *size_s, const char *path)
+{
+	size_t size = parse_len(size_s), got = 0, len;
+	char *text = malloc(size + 1);
+	unsigned char *data;
+	int fd;
+
+	if (text == NULL)
+		exit(1);
+	/* Generous: the host sends it all at once; a guest that stops getting bytes must not
+	 * wait forever on its own channel. */
+	alarm(60 + (unsigned int)(size >> 14));
+	while (got < size) {
+		ssize_t r = read(0, text + got, size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			fprintf(stderr, "kh-agent: recv: %zu of %zu bytes\n", got, size);
+			exit(1);
+		}
+		got += (size_t)r;
+	}
+	alarm(0);
+	text[size] = 0;
+	data = b64decode(text, &len);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "kh-agent: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	write_all(fd, (const char *)data, len);
+	close(fd);
+	free(text);
+	free(data);
+}
+
+static void do_run(const char *id, const char *script_b64, const char *max_s, const char *stdin_path)
 {
 	size_t len, blen = 0, bcap = 4096, max = parse_len(max_s);
 	unsigned char *script = b64decode(script_b64, &len);
@@ -826,7 +871,7 @@ static void do_run(const char *id, const char *script_b64, const char *max_s)
 	free(script);
 	pid = fork();
 	if (pid == 0) {
-		int in = open("/dev/null", O_RDONLY);
+		int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
 		int out = open("/tmp/.kh.out", O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		int err = open("/tmp/.kh.err", O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
@@ -888,8 +933,10 @@ int main(int argc, char **argv)
 		do_restored(argv[2], argv[3]);
 	else if (strcmp(op, "health") == 0 && argc == 2)
 		do_health();
-	else if (strcmp(op, "run") == 0 && argc == 5)
-		do_run(argv[2], argv[3], argv[4]);
+	else if (strcmp(op, "run") == 0 && (argc == 5 || argc == 6))
+		do_run(argv[2], argv[3], argv[4], argc == 6 ? argv[5] : NULL);
+	else if (strcmp(op, "recv") == 0 && argc == 4)
+		do_recv(argv[2], argv[3]);
 	else
 		usage(argc > 1 ? "unknown operation or wrong number of arguments" : "no operation");
 	return fflush(stdout) == 0 ? 0 : 1;
