@@ -14,21 +14,31 @@ from kharness.modconfig import ModuleConfig
 from kharness.result.finding import FindingKind
 from kharness.result.model import cap
 from kharness.runner.context import Context
-from kharness.runner.load import expect_dmesg, module_command, run_batch
+from kharness.runner.load import expect_dmesg, module_command, module_failed, run_batch
 
 
 def unload(run: Context, modules, config: ModuleConfig, timeout: float) -> None:
     with run.phase("unload"):
-        for m in reversed(modules):
-            module_command(run, "unload", m.name, ["rmmod", m.name], timeout)
-        if run.khgpio is not None:
-            module_command(run, "unload", khgpio.MODULE, ["rmmod", khgpio.MODULE], timeout)
         # The kernel's own modules last, in reverse load order: one still in use after the
         # modules under test are gone was left holding a reference (rmmod says so).
         chain = run.deps.to_unload() if run.deps is not None else []
+        # The last rmmod of a module under test rides with the chain's (one guest command fewer).
+        last = modules[0] if modules and chain and run.khgpio is None else None
+        for m in reversed(modules):
+            if m is not last:
+                module_command(run, "unload", m.name, ["rmmod", m.name], timeout)
+        if run.khgpio is not None:
+            module_command(run, "unload", khgpio.MODULE, ["rmmod", khgpio.MODULE], timeout)
         if chain:
-            failed, res = run_batch(run, "unload", [(["rmmod", n], f"'{n}'") for n in chain], timeout,
-                                    "unloading the kernel's modules")
+            steps = [(["rmmod", n], f"'{n}'") for n in chain]
+            if last is not None:
+                steps.insert(0, (["rmmod", last.name], f"'{last.name}'"))
+            failed, res = run_batch(run, "unload", steps, timeout, "unloading the kernel's modules")
+            if last is not None:
+                if failed == 0:
+                    module_failed(run, "unload", last.name, "rmmod", res, timeout)
+                run.last_module_change = time.monotonic()
+                failed = None if failed is None else failed - 1
             if failed is not None:
                 why = (res.stderr or res.stdout).strip() or f"exit {res.rc}"
                 raise run.fail("unload", f"rmmod {chain[failed]} (a kernel module loaded for the module under "

@@ -156,8 +156,9 @@ def test_the_chain_is_loaded_in_order_before_the_module_and_unloaded_in_reverse(
         "insmod /kh/v4l2dep.ko",                    # the module under test last
         "rmmod v4l2dep",                            # and first out, then the chain in reverse
         "rmmod videodev", "rmmod mc", "rmmod fakesoft", "rmmod i2c_stub"]
-    # The chain costs one guest command each way (tens of milliseconds each under TCG).
-    assert [c.count("&&") for c in guest.commands if c.startswith(("insmod", "rmmod"))] == [3, 0, 0, 3]
+    # The chain and the module under test cost one guest command each way (tens of milliseconds
+    # each under TCG).
+    assert [c.count("&&") for c in guest.commands if c.startswith(("insmod", "rmmod"))] == [4, 4]
     if channel == "mini-UART":
         # In the image the guest boots (cached by content), as the tree has them; the run's
         # payload is only the module under test.
@@ -414,3 +415,29 @@ def test_a_kernel_module_still_held_after_the_unload_fails_it(tmp_path, drivers)
                          "rmmod: can't unload module 'videodev': Resource temporarily unavailable")
     assert _module_commands(guest)[-3:] == ["rmmod videodev", "rmmod mc", "rmmod fakesoft"]   # one command
     assert "rmmod mc" not in r.phase("unload").log          # which stopped at the refusal (&&)
+
+
+def test_a_module_whose_insmod_fails_after_its_chain_is_explained_as_alone(tmp_path, drivers):
+    """The module's insmod runs in the chain's guest command: its failure is still the module's
+    own, explained from the kernel's lines, with the chain recorded as loaded."""
+    drivers.modinfo["v4l2dep"] = V4L2_DEP
+    guest = _guest(Rule(r"^insmod /kh/v4l2dep\.ko$", rc=1, kernel_log=UNKNOWN, stderr="insmod: can't insert "
+                        "'/kh/v4l2dep.ko': unknown symbol in module, or unknown parameter\n"))
+    r = _run(module_dir(tmp_path, "", "v4l2dep"), guest)
+    assert r.status == "fail"
+    assert r.summary.startswith("load: insmod v4l2dep failed (exit 1): insmod: can't insert '/kh/v4l2dep.ko'")
+    assert "`no_such_export_anywhere`" in r.summary
+    assert [c.count("&&") for c in guest.commands if c.startswith("insmod")] == [3]   # one command
+    assert {e["name"]: e["status"] for e in r.dependencies["v4l2dep"]} == {
+        "fakesoft": "loaded", "mc": "loaded", "videodev": "loaded"}
+
+
+def test_a_module_whose_rmmod_fails_before_its_chain_keeps_the_chain(tmp_path, drivers):
+    drivers.modinfo["v4l2dep"] = V4L2_DEP
+    guest = _guest(Rule(r"^rmmod v4l2dep$", rc=1,
+                        stderr="rmmod: can't unload module 'v4l2dep': Resource temporarily unavailable\n"))
+    r = _run(module_dir(tmp_path, "", "v4l2dep"), guest)
+    assert r.status == "fail"
+    assert r.summary == ("unload: rmmod v4l2dep failed (exit 1): rmmod: can't unload module 'v4l2dep': "
+                         "Resource temporarily unavailable")
+    assert "rmmod videodev" not in r.phase("unload").log    # the chain's rmmods did not run (&&)
