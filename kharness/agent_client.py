@@ -117,9 +117,19 @@ def read(path: str, count: int) -> str:
     return f"kh-agent read {shlex.quote(path)} {int(count)}"
 
 
-def ioctl(path: str, request: int, payload: bytes = b"", out_len: int = 0) -> str:
-    """``ret=N errno=NAME|0 out=HEX`` (HEX: the ``out_len`` bytes of the argument afterwards)."""
-    return f"kh-agent ioctl {shlex.quote(path)} {int(request):#x} {_hex(payload)} {int(out_len)}"
+def _ioctl_in(payload: bytes, out_len: int, arg: int | None) -> str:
+    """The IN argument of an ioctl: the payload's hex, or ``=VALUE`` for an integer by value."""
+    if arg is None:
+        return _hex(payload)
+    if payload or out_len:
+        raise ValueError("an ioctl argument passed by value has no payload and no output")
+    return f"={int(arg)}"
+
+
+def ioctl(path: str, request: int, payload: bytes = b"", out_len: int = 0, arg: int | None = None) -> str:
+    """``ret=N errno=NAME|0 out=HEX`` (HEX: the ``out_len`` bytes of the argument afterwards);
+    ``arg``: pass this integer itself as the argument (``ioctl(fd, REQ, 5)``), no payload."""
+    return f"kh-agent ioctl {shlex.quote(path)} {int(request):#x} {_ioctl_in(payload, out_len, arg)} {int(out_len)}"
 
 
 def last_reply(stdout: str) -> dict:
@@ -144,8 +154,8 @@ def step_seek(offset: int) -> str:
     return f"s:{int(offset)}"
 
 
-def step_ioctl(request: int, payload: bytes = b"", out_len: int = 0) -> str:
-    return f"i:{int(request):x}:{_hex(payload)}:{int(out_len)}"
+def step_ioctl(request: int, payload: bytes = b"", out_len: int = 0, arg: int | None = None) -> str:
+    return f"i:{int(request):x}:{_ioctl_in(payload, out_len, arg)}:{int(out_len)}"
 
 
 def session(path: str, mode: str, ops: Iterable[str]) -> str:

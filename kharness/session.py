@@ -32,7 +32,7 @@ from kharness import agent_client as agent
 from kharness import checks
 from kharness.checks.kinds import ioctl as ioctl_check
 from kharness.errors import KharnessError, ModuleFailure, UsageError
-from kharness.hw.payload import layout, pack, parse_description, unpack
+from kharness.hw.payload import layout, pack, parse_description
 from kharness.result.model import CheckResult, Finding, Result
 from kharness.runner import DEFAULT_BOOT_TIMEOUT, Run, RunOptions, Skipped
 from kharness.vm.channel import CommandResult
@@ -64,7 +64,7 @@ class RunSkipped(RunFailed):
 class IoctlReply:
     ret: int
     errno: str          # "0" when the call succeeded
-    out: list           # the output fields, decoded for the target
+    out: list | dict    # the output fields, decoded for the target ({field: value} with payload_struct)
 
 
 class Session:
@@ -108,19 +108,37 @@ class Session:
         c = checks.parse_check(Path("<python>"), 1, table)
         return self._run.run_check(c, self.values, self._run.step_timeout)
 
-    def ioctl(self, device: str, request, payload=(), out=(), ) -> IoctlReply:
-        """``request``: a number or ``"_IOWR('k', 1, payload)"``; ``payload``/``out`` as in checks
-        (``[["u32", 5], ["char[16]", "hi"]]``; out values are ignored, only the types count)."""
-        c = ioctl_check.make(device, request, payload, out)
+    def ioctl(self, device: str, request, payload=(), out=(), *, header=None, headers=(), include_dirs=(),
+              payload_struct: str | None = None, arg: int | None = None) -> IoctlReply:
+        """``request``: a number, ``"_IOWR('k', 1, payload)"``, or C the target's compiler
+        evaluates with the module's ``header``/``headers`` (``"KH_SET"``; paths relative to the
+        module directory, ``include_dirs`` too). ``payload``/``out`` as in checks: field-by-field
+        lists (``[["u32", 5], ["char[16]", "hi"]]``), or with ``payload_struct="struct kh_msg"``
+        a dict by field name and the out fields' names (the reply's ``out`` is then a dict).
+        ``arg``: an integer passed by value (``ioctl(fd, REQ, 5)``)."""
+        paths: dict = {}
+        if header is not None:
+            paths["headers"] = [str(header)]
+        if headers:
+            paths["headers"] = paths.get("headers", []) + [str(h) for h in headers]
+        if include_dirs:
+            paths["include_dirs"] = [str(d) for d in include_dirs]
+        paths = checks.resolve_paths(paths, ("headers", "include_dirs"), self._run.opts.module_dir.resolve(),
+                                     lambda msg: UsageError(f"ioctl {device}: {msg}"))
+        c = ioctl_check.make(device, request, payload, out, payload_struct=payload_struct, arg=arg,
+                             headers=paths.get("headers", ()), include_dirs=paths.get("include_dirs", ()))
+        try:
+            ioctl_check.validate(c, self.target)
+        except ValueError as e:
+            raise UsageError(f"ioctl {device}: {e}") from None
         res = self.run(ioctl_check.command(c, self.values, self.target))
         reply = agent.last_reply(res.stdout)
         if "open_errno" in reply:
             raise GuestOSError(f"open {device}", reply["open_errno"])
         if "ret" not in reply:
             raise KharnessError(f"no answer from kh-agent: {(res.stderr or res.stdout).strip()[:200]}")
-        od = c.expect_out
-        values = unpack([t for t, _ in od], reply.get("out", b""), endian=self.target.endian,
-                        bits=self.target.bits) if od and reply["ret"] >= 0 else []
+        values = ioctl_check.out_values(c, reply.get("out", b""), self.target) \
+            if c.expect_out and reply["ret"] >= 0 else ({} if payload_struct is not None else [])
         return IoctlReply(reply["ret"], reply.get("errno", "0"), values)
 
     def pack(self, fields) -> bytes:
@@ -218,9 +236,10 @@ class CharDevice:
         """An open by another process while this one is held (GuestOSError if refused)."""
         self._ok(agent.OTHER, "open from another process of")
 
-    def ioctl(self, request: int, payload: bytes = b"", out_len: int = 0) -> tuple[int, bytes]:
-        """A raw ioctl on this open file: (return value, output bytes)."""
-        reply = self._ok(agent.step_ioctl(request, payload, out_len), "ioctl on")
+    def ioctl(self, request: int, payload: bytes = b"", out_len: int = 0, arg: int | None = None) -> tuple[int, bytes]:
+        """A raw ioctl on this open file: (return value, output bytes); ``arg``: an integer
+        passed by value instead of the payload."""
+        reply = self._ok(agent.step_ioctl(request, payload, out_len, arg), "ioctl on")
         return reply["ret"], reply.get("data", b"")
 
     def close(self) -> None:

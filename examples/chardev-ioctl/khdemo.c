@@ -2,7 +2,7 @@
 /*
  * khdemo: a character device (/dev/khdemo, a misc device so devtmpfs creates the node) with
  * read/write of a text buffer, _IO/_IOR/_IOW/_IOWR ioctls carrying a struct with mixed field
- * sizes, and exclusive open (a second open gets -EBUSY).
+ * sizes, one taking an integer by value, and exclusive open (a second open gets -EBUSY).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -106,6 +106,9 @@ static long khdemo_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		break;
 	case KH_RESET:
 		memset(&msg, 0, sizeof(msg));
+		break;
+	case KH_NTH:            /* arg is the index itself, not a pointer (LKMPG's IOCTL_GET_NTH_BYTE) */
+		ret = arg < text_len ? (unsigned char)text[arg] : -EINVAL;
 		break;
 	default:
 		ret = -ENOTTY;

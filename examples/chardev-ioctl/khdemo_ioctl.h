@@ -29,5 +29,7 @@ struct kh_msg {
 #define KH_GET   _IOR(KH_MAGIC, 2, struct kh_msg)   /* read the stored message back */
 #define KH_XFORM _IOWR(KH_MAGIC, 3, struct kh_msg)  /* a := 2a, b := b+1, c := c+1, text upper-cased, flag := !flag */
 #define KH_RESET _IO(KH_MAGIC, 4)                   /* forget the stored message */
+#define KH_NTH   _IO(KH_MAGIC, 5)                   /* ioctl(fd, KH_NTH, n): byte n of the text written
+                                                       to the device, the integer n passed by value */
 
 #endif

@@ -52,6 +52,31 @@ def _int(token: str, what: str) -> int:
         raise ValueError(f"ioctl {what} {token!r} is not a number or a 'c' character") from None
 
 
+def is_numeric_form(request) -> bool:
+    """Whether ``request`` is one kharness encodes itself: a number, or ``_IO/_IOR/_IOW/_IOWR``
+    of numbers (a ``'c'`` character for the type; the size a number, ``payload`` or left out).
+    Anything else (``KH_SET``, ``_IOW('k', 1, struct kh_msg)``) is C for the target's compiler."""
+    if isinstance(request, int) and not isinstance(request, bool):
+        return True
+    if not isinstance(request, str):
+        return False
+    m = _MACRO_RE.match(request)
+    if not m:
+        try:
+            int(request, 0)
+            return True
+        except ValueError:
+            return False
+    try:
+        _int(m.group(2), "type")
+        _int(m.group(3), "nr")
+        if m.group(4) not in (None, "payload"):
+            _int(m.group(4), "size")
+    except ValueError:
+        return False
+    return True
+
+
 def parse_request(request: str | int, layout: IoctlLayout, payload_size: int | None = None) -> int:
     """A request given as a number, or as ``_IO/_IOR/_IOW/_IOWR(type, nr[, size])``; a size of
     ``payload`` (or none, for _IOR/_IOW/_IOWR) means the size of the described payload struct."""

@@ -51,16 +51,18 @@
  *
  * A session opens PATH once (MODE r, w or rw) and runs its steps on that one open file, the
  * way a program would: w:HEX (write), r:N (read up to N bytes), s:N (seek to N), i:REQ:IN:LEN
- * (ioctl), again (open PATH a second time in this process, then close that), other (open
- * PATH from another process meanwhile), close, open. Every step prints
+ * (ioctl; IN may be =VALUE), again (open PATH a second time in this process, then close that),
+ * other (open PATH from another process meanwhile), close, open. Every step prints
  *   step=K op=NAME ret=N errno=NAME|0 [data=HEX]
  * (step 0 is the first open). `hold` is a session driven one step at a time: it makes the
  * FIFOs DIR/in and DIR/out, forks a server that keeps PATH open, and answers each step line
  * written to DIR/in with its reply line in DIR/out, until a `close` step.
  *
  * IN_HEX "-" is an empty payload; with OUT_LEN 0 too, ioctl gets the integer 0 as its
- * argument (for _IO requests). Exit status: 0 when the operation was attempted (its result is
- * in the line), 2 on bad usage, 3 when PATH cannot be opened (the line is open_errno=NAME).
+ * argument (for _IO requests). IN "=VALUE" (decimal with an optional sign, or 0x hex; OUT_LEN
+ * 0) passes that integer itself as the argument: ioctl(fd, REQ, 5). Exit status: 0 when the
+ * operation was attempted (its result is in the line), 2 on bad usage, 3 when PATH cannot be
+ * opened (the line is open_errno=NAME).
  */
 #define _DEFAULT_SOURCE
 
@@ -119,7 +121,7 @@ static const char *errname(int e)
 static void usage(const char *why)
 {
 	fprintf(stderr, "kh-agent: %s\n"
-		"usage: kh-agent ioctl PATH REQUEST_HEX IN_HEX|- OUT_LEN\n"
+		"usage: kh-agent ioctl PATH REQUEST_HEX IN_HEX|-|=VALUE OUT_LEN\n"
 		"       kh-agent write PATH DATA_HEX\n"
 		"       kh-agent read PATH COUNT\n"
 		"       kh-agent session PATH r|w|rw STEP...\n"
@@ -202,10 +204,42 @@ static int open_or_exit(const char *path, int flags)
 	return fd;
 }
 
+/*
+ * An ioctl argument passed by value: IN is "=VALUE", decimal with an optional sign or 0x hex,
+ * and fits the target's unsigned long (or long, when negative); OUT_LEN must be 0.
+ */
+static unsigned long parse_arg(const char *in, size_t out_len)
+{
+	const char *p = in + 1;
+	unsigned long long v, max = (unsigned long)-1;
+	int neg = 0, base = 10;
+	char *end;
+
+	if (*p == '-' || *p == '+')
+		neg = *p++ == '-';
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+		base = 16;
+		p += 2;
+	}
+	if (hexval(*p) < 0 || (base == 10 && hexval(*p) > 9))
+		usage("bad by-value argument (=VALUE: decimal or 0x hex)");
+	errno = 0;
+	v = strtoull(p, &end, base);
+	if (neg)
+		max = ((unsigned long)-1 >> 1) + 1ULL;
+	if (*end != '\0' || errno != 0 || v > max)
+		usage("by-value argument out of range");
+	if (out_len != 0)
+		usage("a by-value argument has no output: OUT_LEN must be 0");
+	return neg ? (unsigned long)(0 - v) : (unsigned long)v;
+}
+
 static void do_ioctl(const char *path, const char *req_hex, const char *in_hex, const char *out_s)
 {
 	size_t out_len = parse_len(out_s), in_len;
-	unsigned char *buf = parse_hex(in_hex, out_len > 8 ? out_len : 8, &in_len);
+	int by_value = in_hex[0] == '=';
+	unsigned long arg = by_value ? parse_arg(in_hex, out_len) : 0;
+	unsigned char *buf = parse_hex(by_value ? "-" : in_hex, out_len > 8 ? out_len : 8, &in_len);
 	unsigned long req;
 	char *end;
 	int fd, ret, err;
@@ -216,8 +250,8 @@ static void do_ioctl(const char *path, const char *req_hex, const char *in_hex, 
 		usage("bad request number");
 	fd = open_or_exit(path, O_RDWR);
 	errno = 0;
-	if (in_len == 0 && out_len == 0)
-		ret = ioctl(fd, req, (unsigned long)0);
+	if (by_value || (in_len == 0 && out_len == 0))
+		ret = ioctl(fd, req, arg);
 	else
 		ret = ioctl(fd, req, buf);
 	err = ret < 0 ? errno : 0;
@@ -302,15 +336,16 @@ static void session_step(FILE *out, int k, const char *op, const char *path, int
 		ret = lseek(*fd, (off_t)parse_len(op + 2), SEEK_SET);
 	} else if (strncmp(op, "i:", 2) == 0) {
 		char req_s[32], in_s[2 * 4096 + 2], len_s[16];
-		unsigned long req;
+		unsigned long req, arg;
 
 		name = "ioctl";
 		if (sscanf(op + 2, "%31[^:]:%8193[^:]:%15s", req_s, in_s, len_s) != 3)
 			usage("ioctl step is i:REQUEST_HEX:IN_HEX|-:OUT_LEN");
 		req = strtoul(req_s, NULL, 16);
 		out_len = parse_len(len_s);
-		buf = parse_hex(in_s, out_len > 8 ? out_len : 8, &n);
-		ret = (n == 0 && out_len == 0) ? ioctl(*fd, req, (unsigned long)0) : ioctl(*fd, req, buf);
+		arg = in_s[0] == '=' ? parse_arg(in_s, out_len) : 0;
+		buf = parse_hex(in_s[0] == '=' ? "-" : in_s, out_len > 8 ? out_len : 8, &n);
+		ret = (in_s[0] == '=' || (n == 0 && out_len == 0)) ? ioctl(*fd, req, arg) : ioctl(*fd, req, buf);
 		if (ret < 0)
 			out_len = 0;
 	} else if (strcmp(op, "again") == 0) {
