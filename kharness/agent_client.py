@@ -240,8 +240,15 @@ def put_file_commands(path: str, data: bytes) -> list[str]:
 
 
 def delivery_commands(name: str, data: bytes) -> list[str]:
-    """Guest commands that write a module (or any payload file) to ``/kh/<name>``."""
-    return put_file_commands(f"{PAYLOAD_DIR}/{name}", data)
+    """Guest commands that write a module (or any payload file) to ``/kh/<name>``: a name with a
+    directory (``bin/test``) gets its directory made, a program under ``bin/`` is made executable."""
+    path = f"{PAYLOAD_DIR}/{name}"
+    cmds = put_file_commands(path, data)
+    if "/" in name:
+        cmds.insert(0, f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])}")
+    if name.startswith("bin/"):
+        cmds.append(f"chmod 755 {shlex.quote(path)}")
+    return cmds
 
 
 # --- the protocol's agent calls for any guest that can run a command ----------------------------------

@@ -99,10 +99,19 @@ def ensure_base_image(profile: TargetProfile, kernel: KernelBundle) -> BaseImage
 
 
 def payload_cpio(files: dict[str, bytes]) -> bytes:
-    """An uncompressed cpio with the run's files under /kh (the modules under test)."""
+    """An uncompressed cpio with the run's files under /kh: the modules under test, and the
+    programs (``bin/<name>``, executable). The kernel makes no missing parent directory: each
+    has its own entry, before its files."""
     w = CpioWriter()
+    made: set[str] = set()
     for name, data in sorted(files.items()):
-        w.file(f"{PAYLOAD_DIR}/{name}", data)
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in made:
+                w.dir(f"{PAYLOAD_DIR}/{d}")
+                made.add(d)
+        w.file(f"{PAYLOAD_DIR}/{name}", data, 0o755 if name.startswith("bin/") else 0o644)
     return w.getvalue()
 
 

@@ -13,6 +13,7 @@ from kharness.hw import gpio as khgpio
 from kharness.image.overlay import with_files
 from kharness.result.records import ImageRecord
 from kharness.runner import deps as kdeps
+from kharness.runner import programs
 from kharness.runner.build import Built
 from kharness.runner.context import Context
 from kharness.runner.prepare import Prepared
@@ -27,7 +28,7 @@ class Staged:
     base: object                  # the base initramfs (path, key, busybox)
     dtb: Path | None
     boot: BootSpec                # kernel + base initramfs: what a snapshot was saved from
-    payload: dict[str, bytes]     # {"name.ko": bytes}: the modules under test (and khgpio)
+    payload: dict[str, bytes]     # {"name.ko": bytes}: the modules under test (and khgpio); "bin/<name>": programs
     deps: kdeps.Deps              # the kernel's own modules they need (in ``base``, under /kh)
 
 
@@ -43,6 +44,7 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
         payload = {f"{m.name}.ko": m.path.read_bytes() for m in built.load}
         if run.khgpio is not None:
             payload[f"{khgpio.MODULE}.ko"] = run.khgpio.path.read_bytes()
+        payload.update(programs.payload(run))   # bin/<name>: the program checks' programs
         # The kernel's own modules go into the image, not over the command channel (see
         # kharness.image.overlay): as the packages ship them, never through strip_debug.
         base = with_files(base, kdeps.payload(deps, set(payload)))
