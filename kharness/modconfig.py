@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kharness.build import companions
 from kharness.checks import BaseCheck, Check, parse_check  # noqa: F401 (Check: callers build checks through it)
 from kharness.checks.fields import errno_name, errno_of, same_errno
 from kharness.errors import UsageError
@@ -167,10 +168,11 @@ def load_config(directory: Path) -> ModuleConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{path}: not valid TOML: {e}") from None
-    unknown = set(data) - {"module", "load", "unload", "check", "build", "gpio"}
+    unknown = set(data) - {"module", "load", "unload", "check", "build", "gpio", companions.KEY}
     if unknown:
         raise _err(path, "top level",
-                   f"unknown section(s) {sorted(unknown)}; known: module, build, gpio, load, unload, check")
+                   f"unknown section(s) {sorted(unknown)}; known: module, build, gpio, load, unload, check, "
+                   f"{companions.KEY}")
     mod = data.get("module", {})
     build = data.get("build", {})
     if not isinstance(mod, dict) or not isinstance(build, dict):
@@ -212,6 +214,8 @@ def load_config(directory: Path) -> ModuleConfig:
     raw_checks = data.get("check", [])
     if not isinstance(raw_checks, list):
         raise _err(path, "check", "use [[check]] entries")
+    if companions.KEY in data:   # one line standing for a program check per companion program
+        raw_checks = raw_checks + companions.tables(data[companions.KEY], directory, f"{path}: {companions.KEY}")
     checks = [parse_check(path, i, c) for i, c in enumerate(raw_checks, 1)]
     gpio = None
     if "gpio" in data or any(c.kind == "gpio" for c in checks):

@@ -30,12 +30,16 @@ from typing import Iterator
 
 from kharness import agent_client as agent
 from kharness import checks
+from kharness.build.program import ProgramBuildError
 from kharness.checks.kinds import ioctl as ioctl_check
 from kharness.errors import KharnessError, ModuleFailure, UsageError
 from kharness.hw.payload import layout, pack, parse_description
 from kharness.result.model import CheckResult, Finding, Result
 from kharness.runner import DEFAULT_BOOT_TIMEOUT, Run, RunOptions, Skipped
 from kharness.vm.channel import CommandResult
+
+
+__all__ = ["GuestOSError", "IoctlReply", "ProgramBuildError", "RunFailed", "RunSkipped", "Session", "session"]
 
 
 class GuestOSError(Exception):
@@ -107,6 +111,31 @@ class Session:
         """Run one check written as in kharness.toml (``{"kind": "proc", "path": ...}``)."""
         c = checks.parse_check(Path("<python>"), 1, table)
         return self._run.run_check(c, self.values, self._run.step_timeout)
+
+    def program(self, source, args=(), stdin: str | None = None, timeout: float | None = None, *,
+                cflags=(), include_dirs=(), background: bool = False) -> CheckResult:
+        """Compile ``source`` (a C file, or a list of them, relative to the module directory) for
+        the guest's target (through the program cache), put it into the guest and run it in
+        /tmp with ``args`` and ``stdin``: its ``rc``, ``stdout`` and ``stderr`` (a CheckResult).
+        A compile error raises :class:`ProgramBuildError` with the compiler's output.
+
+        ``background=True`` returns at once; the result is completed when the program is stopped
+        (:meth:`stop_programs`, or when the session ends: stopped and judged before the unload)."""
+        table = {"kind": "program", "source": [str(x) for x in source] if isinstance(source, (list, tuple))
+                 else str(source), "args": [str(a) for a in args], "cflags": list(cflags),
+                 "background": background}
+        if include_dirs:
+            table["include_dirs"] = [str(d) for d in include_dirs]
+        if stdin is not None:
+            table["stdin"] = stdin
+        if timeout is not None:
+            table["timeout"] = timeout
+        c = checks.parse_check(Path(self._run.opts.module_dir).resolve() / "<python>", 1, table)
+        return self._run.run_check(c, self.values, self._run.step_timeout)
+
+    def stop_programs(self) -> list[CheckResult]:
+        """Stop the background programs still running (SIGTERM, then SIGKILL) and judge them."""
+        return self._run.stop_programs()
 
     def ioctl(self, device: str, request, payload=(), out=(), *, header=None, headers=(), include_dirs=(),
               payload_struct: str | None = None, arg: int | None = None) -> IoctlReply:

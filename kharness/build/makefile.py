@@ -8,6 +8,8 @@
   root of a module. One root and helper files: one multi-file module named after the directory
   (``name-objs := a.o b.o``). Several roots and no helpers: one module per root. No root: one
   module from all files. ``[module] name`` / ``sources`` in ``kharness.toml`` override this.
+  A top-level user-space program (a ``.c`` file with a ``main`` and no ``module_init``, such as
+  a ``test.c``) is not a module source (see kharness.build.companions).
 
 The generated Makefile is ``module_templates/kbuild/Makefile.in`` with its ``@{...}`` placeholders
 filled in (:func:`render_makefile`); every ``kharness run`` renders it, so it takes no template
@@ -25,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from kharness import __version__
+from kharness.build.companions import has_main
 from kharness.errors import UsageError
 from kharness.paths import data_dir
 
@@ -170,7 +173,8 @@ def plan_build(directory: Path, *, name: str | None = None, sources: list[str] |
                 raise UsageError(f"source {s!r} listed in kharness.toml does not exist in {directory}")
             files.append(s)
     else:
-        files = sorted(p.name for p in directory.glob("*.c"))
+        # A user-space program beside the module (a test.c with a main()) is no module source.
+        files = sorted(p.name for p in directory.glob("*.c") if not has_main(p))
     if not files:
         raise UsageError(f"{directory} has no .c files and no Kbuild/Makefile with obj-m",
                          hint="point kharness at a directory holding your module's sources")

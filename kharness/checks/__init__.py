@@ -50,6 +50,8 @@ def parse_check(path: Path, index: int, c) -> BaseCheck:
     if kind is None:
         raise err(f"unknown check kind {name!r}; known: {', '.join(kinds.names())}")
     bad = set(c) - COMMON_KEYS - kind.KEYS
+    if bad == {"programs"}:   # TOML puts a key written after a [[check]] table into that table
+        raise err("'programs' is a top-level key of kharness.toml: write it above the first [section]")
     if bad:
         raise err(f"unknown key(s) {sorted(bad)} for a {name} check; it takes "
                   f"{', '.join(sorted(kind.KEYS | COMMON_KEYS - {'kind'}))}")

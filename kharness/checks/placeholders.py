@@ -42,8 +42,9 @@ def substitute(text: str | None, values: dict[str, str], where: str, escape=None
 
     def repl(m: re.Match) -> str:
         if m.group(1) not in values:
-            raise UsageError(f"{where}: {{{m.group(1)}}} is not known here",
-                             hint=f"known: {', '.join('{' + k + '}' for k in sorted(values))}")
+            # (values may hold more than placeholders: a program check's binary, by its key)
+            known = ["{" + k + "}" for k in sorted(values) if TOKEN_RE.fullmatch("{" + k + "}")]
+            raise UsageError(f"{where}: {{{m.group(1)}}} is not known here", hint=f"known: {', '.join(known)}")
         v = values[m.group(1)]
         return escape(m.group(1), v) if escape else v
 

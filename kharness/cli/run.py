@@ -44,10 +44,21 @@ def run(
                                                                         "(repeatable)."),
     cold: bool = typer.Option(False, "--cold", help="Boot the guest instead of restoring its ready snapshot."),
     debug: Optional[str] = typer.Option(None, "--debug", help=DEBUG_HELP),
+    list_programs: bool = typer.Option(False, "--list-programs",
+                                       help="List the module directory's own user-space programs (test.c + "
+                                            "test.expected, tests/, test/, other/, misc-progs/, user*/) and the "
+                                            "kharness.toml line that runs each; build and boot nothing."),
     verbose: bool = VERBOSE,
 ) -> None:
     """Build MODULE_DIR against the target kernel, boot it in QEMU, insmod, run the checks, rmmod,
     and watch the kernel log throughout."""
+    if list_programs:
+        from kharness.build.companions import listing
+
+        if not module_dir.is_dir():
+            die(UsageError(f"module directory {module_dir} does not exist"))
+        typer.echo(listing(module_dir), nl=False)
+        raise typer.Exit(0)
     from kharness.outputs import check_output_file
     from kharness.result.model import Result
     from kharness.result.writers import print_summary, write_json

@@ -132,6 +132,13 @@ def ioctl(kh_guest):
 
 
 @pytest.fixture
+def program(kh_guest):
+    """``program("test.c", args=[...], stdin=..., timeout=...)``: the module's own C program,
+    compiled for the target and run in the guest (see Session.program)."""
+    return kh_guest.program
+
+
+@pytest.fixture
 def gpio(kh_guest):
     return kh_guest.gpio
 

@@ -70,6 +70,21 @@ class CheckResult:
     stderr: str = doc("capped at 64 KiB", default="")
     duration: float = doc("seconds", default=0.0)
     message: str = doc("which expectation failed and what came back", default="")
+    background: dict | None = doc(
+        "a `program` check with `background = true`: `{pid, ended}`, `ended` being `running` (not stopped yet), "
+        "`exited` (by itself: `rc` is its exit status, judged by `expect_rc`), `stopped` (still running after the "
+        "last check: SIGTERM), `killed` (it ignored SIGTERM: SIGKILL), `stuck` (still there after SIGKILL) or `not "
+        "started`; its `stdout`, `stderr` and status are what it did until then. Only for such a check",
+        optional=True, schema={"type": "object", "required": ["pid", "ended"], "properties": {
+            "pid": {"type": ["integer", "null"]},
+            "ended": {"enum": ["running", "exited", "stopped", "killed", "stuck", "not started"]}}})
+
+
+_PROGRAM = {"type": "object", "required": ["name", "sources", "target", "cached", "size", "binary", "guest_path"],
+            "properties": {"name": {"type": "string"}, "sources": {"type": "array", "items": {"type": "string"}},
+                           "target": {"type": "string"}, "cached": {"type": "boolean"}, "size": {"type": "integer"},
+                           "binary": {"type": "string"}, "guest_path": {"type": "string"},
+                           "compiler": {"type": "string"}}}
 
 
 @dataclass
@@ -126,6 +141,11 @@ class Result:
         "exporter, message, err}]}`, each symbol explained from the kernel's Module.symvers and module tree (`kind`: "
         "`exporter-not-loaded`, `gpl-only`, `not-exported`, `version-mismatch`, `namespace-not-imported`, "
         "`refused`). Only then", optional=True, schema=_UNKNOWN_SYMBOLS)
+    programs: list | None = doc(
+        "companion programs (`program` checks) built for the target: `{name, sources, target, cached (reused "
+        "without running the compiler), size (bytes of the static, stripped binary), binary (the cached file), "
+        "guest_path (`/kh/bin/<name>`), compiler}`. Only when the run has such a check", optional=True,
+        schema={"type": "array", "items": _PROGRAM})
     phases: list[Phase] = doc("always six, in order `build`, `image`, `boot`, `load`, `check`, `unload`",
                               default_factory=lambda: [Phase(n) for n in PHASES])
     checks: list[CheckResult] = doc("one per check run (or skipped)", default_factory=list)
@@ -181,6 +201,8 @@ class Result:
             p["duration"] = round(p["duration"], 3)
             p["log"] = cap(p["log"])
         for c in d["checks"]:
+            if c.get("background") is None:
+                c.pop("background", None)   # only a background program's
             c["duration"] = round(c["duration"], 3)
             c["stdout"] = cap(c["stdout"])
             c["stderr"] = cap(c["stderr"])

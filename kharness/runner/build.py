@@ -21,6 +21,7 @@ from kharness.modconfig import apply_skip, resolve_expect_errno
 from kharness.plan import insmod_order
 from kharness.result.model import cap
 from kharness.result.records import BuildRecord, KernelRecord
+from kharness.runner import programs
 from kharness.runner.context import Context
 from kharness.runner.options import reproducer_cmd
 from kharness.runner.prepare import Prepared
@@ -91,10 +92,13 @@ def build(run: Context, prep: Prepared) -> Built:
             if m.vermagic.split(" ")[0] != spec.release:
                 raise run.fail("build", f"{m.name}.ko has vermagic {m.vermagic.strip()!r}, "
                                         f"the target kernel is {spec.release}")
+        # The module's user-space programs (program checks), for the target: a compile error is
+        # the module's build failure.
+        progs = programs.build_all(run, prep.config.checks, opts.module_dir, ph)
         warnings = sum(1 for x in outcome.diagnostics if x.severity == "warning")
         ph.message = ("reused the cached build" if outcome.cached else f"{len(outcome.modules)} module(s)") + \
             (f", {warnings} warning(s)" if warnings else "") + \
-            (f" ({BUILT_BY[outcome.built_by]})" if outcome.built_by in BUILT_BY else "")
+            (f" ({BUILT_BY[outcome.built_by]})" if outcome.built_by in BUILT_BY else "") + progs
     if prep.config.gpio is not None:
         run.khgpio = _build_khgpio(run, headers, tc)
     modules = insmod_order(outcome.modules, prep.config)

@@ -21,6 +21,7 @@ from kharness.vm.errors import CommandTimeout, GuestError
 
 if TYPE_CHECKING:
     from kharness.build.kbuild import BuiltModule
+    from kharness.build.program import BuiltProgram
     from kharness.guest import Guest, GuestFactory
     from kharness.modconfig import ModuleConfig
     from kharness.runner.deps import Deps
@@ -44,6 +45,8 @@ class Context:
         self.shadow_map: tuple[str, str] | None = None   # (build tree, the user's directory)
         self.profile: TargetProfile | None = None
         self.khgpio: BuiltModule | None = None
+        self.programs: dict[str, tuple[BuiltProgram, str]] = {}   # program key -> (its build, its guest path)
+        self.background: list = []             # background programs started and not yet stopped (runner.programs)
         self.values: dict[str, str] = {}      # what {placeholders} in params and checks resolve to
         self.devices_at_boot: dict[str, str] = {}
         self.char_devices: dict[str, str] = {}    # {name: major}, as of the last health look

@@ -6,11 +6,17 @@ from __future__ import annotations
 from kharness import checks
 from kharness.modconfig import ModuleConfig
 from kharness.result.model import CheckResult
+from kharness.checks.kinds import program
+from kharness.runner import programs
 from kharness.runner.context import Context
 
 
 def run_check(run: Context, c: checks.BaseCheck, values: dict[str, str], timeout: float) -> CheckResult:
     """One check (all its repetitions) in the guest; a hang or a dead guest raises ModuleFailure."""
+    if c.kind == program.NAME:
+        values = programs.ensure(run, c, values, timeout)
+        if c.background:
+            return programs.start(run, c, values, timeout)
     cr = None
     for i in range(c.repeat):
         cmd = checks.command_for(c, values, run.profile)
@@ -41,6 +47,9 @@ def exercise(run: Context, config: ModuleConfig, timeout: float) -> None:
             run.result.checks.append(cr)
             if cr.status == "fail":
                 failed.append(cr)
+        # Before the health look and the unload: a program holding the device open would make
+        # rmmod fail, and what it did is judged now.
+        failed += [cr for cr in programs.stop_all(run, timeout) if cr.status == "fail"]
         run.check_health("check", timeout)
         if failed:
             raise run.fail("check", f"{len(failed)} of {len(config.checks)} check(s) failed: "

@@ -14,6 +14,7 @@ from kharness.hw import gpio as khgpio
 from kharness.image.overlay import with_files
 from kharness.result.records import ImageRecord
 from kharness.runner import deps as kdeps
+from kharness.runner import programs
 from kharness.runner.build import Built
 from kharness.runner.context import Context
 from kharness.runner.prepare import Prepared
@@ -28,8 +29,8 @@ class Staged:
     base: object                  # the base initramfs (path, key, busybox)
     dtb: Path | None
     boot: BootSpec                # kernel + base initramfs: what a snapshot was saved from
-    payload: dict[str, bytes]     # {"name.ko": bytes}: the modules under test (and khgpio), and the
-                                  # kernel's own modules they need when those ride along
+    payload: dict[str, bytes]     # {"name.ko": bytes}: the modules under test (and khgpio), and, when
+                                  # they ride along, the kernel's own modules and "bin/<name>": programs
     deps: kdeps.Deps              # the kernel's own modules they need (in ``payload`` or ``base``)
     as_is: frozenset[str] = frozenset()   # payload names sent as they are (not through strip_debug)
 
@@ -46,8 +47,10 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
         payload = {f"{m.name}.ko": m.path.read_bytes() for m in built.load}
         if run.khgpio is not None:
             payload[f"{khgpio.MODULE}.ko"] = run.khgpio.path.read_bytes()
-        # The kernel's own modules, as the packages ship them (never through strip_debug).
+        # Files that stay the same run after run, sent as they are (never through strip_debug):
+        # the kernel's own modules as the packages ship them, the program checks' programs.
         resident = kdeps.payload(deps, set(payload))
+        resident.update(programs.payload(run))   # bin/<name>
         as_is = frozenset()
         if rides_along(resident, run.profile):
             payload.update(resident)
@@ -61,7 +64,7 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
 
 # How long sending files that rarely change may add to a restored run before they are baked into
 # an image of their own instead (whose snapshot then costs one cold boot, once).
-RIDE_ALONG_SECONDS = 0.15
+RIDE_ALONG_SECONDS = 0.25
 
 
 def rides_along(files: dict[str, bytes], profile: TargetProfile) -> bool:

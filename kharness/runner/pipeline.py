@@ -13,7 +13,7 @@ from kharness import checks
 from kharness.errors import KharnessError, ModuleFailure
 from kharness.result.finding import Finding
 from kharness.result.model import CheckResult, Result
-from kharness.runner import verdict
+from kharness.runner import programs, verdict
 from kharness.runner.boot import boot
 from kharness.runner.build import build
 from kharness.runner.context import Context
@@ -82,9 +82,16 @@ class Run(Context):
         self.modules, self.config, self.step_timeout = loaded, prep.config, prep.timeout
 
     def down(self) -> None:
-        """Unload the module(s) and look at the kernel's health. The guest is then simply stopped
-        (by close())."""
+        """Stop the background programs a Session left running (judging them), unload the
+        module(s) and look at the kernel's health. The guest is then simply stopped (by close())."""
+        failed = [cr for cr in programs.stop_all(self, self.step_timeout) if cr.status == "fail"]
         unload(self, self.modules, self.config, self.step_timeout)
+        if failed:
+            raise self.fail("check", f"background program of check {failed[0].name!r}: {failed[0].message}")
+
+    def stop_programs(self) -> list[CheckResult]:
+        """Stop the background programs still running now; their judged results."""
+        return programs.stop_all(self, self.step_timeout)
 
     def settle(self, e: BaseException | None) -> None:
         """The verdict: pass, a module failure (``fail``) or a usage/infrastructure error."""

@@ -17,13 +17,13 @@ P = Path("/m/kharness.toml")
 KINDS_DIR = Path(kinds.__file__).parent
 
 PROGRAM_KIND = '''
-"""``program``: a companion program, as a later kind might be: this file is all it takes."""
+"""``exe``: a program already in the guest, as a later kind might be: this file is all it takes."""
 from dataclasses import dataclass
 from typing import ClassVar
 
 from kharness.checks.base import STEP_CURSOR, BaseCheck
 
-NAME = "program"
+NAME = "exe"
 ORDER = 90
 KEYS = frozenset({"program", "args"})
 
@@ -79,16 +79,16 @@ def program_kind(registry, tmp_path, monkeypatch):
     pkg = tmp_path / "morekinds_for_test"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "program.py").write_text(textwrap.dedent(PROGRAM_KIND))
+    (pkg / "exe.py").write_text(textwrap.dedent(PROGRAM_KIND))
     monkeypatch.syspath_prepend(str(tmp_path))
     import importlib
     kinds.discover(importlib.import_module("morekinds_for_test"))
-    return kinds.get("program")
+    return kinds.get("exe")
 
 
 def test_every_module_of_the_kinds_package_is_a_registered_kind():
     files = {p.stem for p in KINDS_DIR.glob("*.py")} - {"__init__"}
-    assert kinds.names() == ("run", "proc", "sysfs", "file", "dmesg", "ioctl", "chardev", "gpio")
+    assert kinds.names() == ("run", "proc", "sysfs", "file", "dmesg", "ioctl", "chardev", "gpio", "program")
     assert set(kinds.REGISTRY) == files and not kinds.FOUND
     for name, mod in kinds.REGISTRY.items():
         assert mod.NAME == name == mod.CHECK.kind
@@ -115,26 +115,26 @@ def test_check_builds_the_kinds_own_class():
 
 
 def test_a_new_kind_is_one_file(program_kind):
-    assert kinds.names()[-1] == "program"
-    c = checks.parse_check(P, 1, {"kind": "program", "program": "/kh/prog", "args": ["-v"], "repeat": 2})
+    assert kinds.names()[-1] == "exe"
+    c = checks.parse_check(P, 1, {"kind": "exe", "program": "/kh/prog", "args": ["-v"], "repeat": 2})
     assert (type(c).__name__, c.name, c.repeat) == ("ProgramCheck", "/kh/prog", 2)
     assert checks.command_for(c, {}) == STEP_CURSOR + "/kh/prog -v"
     assert checks.judge(c, 3, "", "", {}) == ["/kh/prog exited with 3"]
     assert checks.judge(c, 0, "", "", {}) == []
-    assert checks.Check("p", "program", program="/x").program == "/x"
+    assert checks.Check("p", "exe", program="/x").program == "/x"
     # the common rules and messages hold for it as for the built-in kinds
-    with pytest.raises(UsageError, match=r"unknown key\(s\) \['path'\] for a program check; it takes args, name, "
+    with pytest.raises(UsageError, match=r"unknown key\(s\) \['path'\] for a exe check; it takes args, name, "
                                          r"program, repeat, targets, timeout"):
-        checks.parse_check(P, 3, {"kind": "program", "program": "/x", "path": "/y"})
+        checks.parse_check(P, 3, {"kind": "exe", "program": "/x", "path": "/y"})
     with pytest.raises(UsageError, match=r"check #3: 'repeat' must be an integer"):
-        checks.parse_check(P, 3, {"kind": "program", "program": "/x", "repeat": 0})
+        checks.parse_check(P, 3, {"kind": "exe", "program": "/x", "repeat": 0})
     with pytest.raises(UsageError, match=r"^/m/kharness.toml: check #3: 'program' \(a path in the guest\)"):
-        checks.parse_check(P, 3, {"kind": "program"})
-    with pytest.raises(UsageError, match=r"known: run, proc, sysfs, file, dmesg, ioctl, chardev, gpio, program"):
+        checks.parse_check(P, 3, {"kind": "exe"})
+    with pytest.raises(UsageError, match=r"known: run, proc, sysfs, file, dmesg, ioctl, chardev, gpio, program, exe"):
         checks.parse_check(P, 3, {"kind": "prgram"})
     # its placeholders and its validation hook are judged before a run, like every kind's
     with pytest.raises(UsageError, match=r"check #1 \(/kh/\{param.p\}\): 'program' uses \{param.p\}"):
-        checks.validate_for_run(P, (checks.parse_check(P, 1, {"kind": "program", "program": "/kh/{param.p}"}),),
+        checks.validate_for_run(P, (checks.parse_check(P, 1, {"kind": "exe", "program": "/kh/{param.p}"}),),
                                 get_target("x86_64"), params=set(), gpio_lines=None)
     checks.validate_for_run(P, (c,), get_target("x86_64"), params=set(), gpio_lines=None)
     with pytest.raises(UsageError, match=r"^/m/kharness.toml: check #1 \(/kh/prog\): 'program' is not built for rpi2$"):
@@ -148,11 +148,11 @@ def test_registering_refuses_a_half_kind_and_a_second_of_a_name(registry, progra
     with pytest.raises(TypeError, match="lacks command, judge, texts"):
         kinds.register(half)
     twin = SimpleNamespace(**{a: getattr(program_kind, a) for a in kinds.REQUIRED}, __name__="twin")
-    with pytest.raises(TypeError, match="'program' is defined twice"):
+    with pytest.raises(TypeError, match="'exe' is defined twice"):
         kinds.register(twin)
     wrong = SimpleNamespace(**{a: getattr(program_kind, a) for a in kinds.REQUIRED}, __name__="wrong")
     wrong.NAME = "other"
-    with pytest.raises(TypeError, match="its CHECK class says kind 'program'"):
+    with pytest.raises(TypeError, match="its CHECK class says kind 'exe'"):
         kinds.register(wrong)
     assert "half" not in registry and "other" not in registry
 

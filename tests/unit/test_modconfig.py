@@ -99,7 +99,7 @@ def test_empty_file(tmp_path):
 
 def test_unknown_top_level_section(tmp_path):
     assert _error(tmp_path, "[modul]\nname = 'x'\n") == (
-        "top level: unknown section(s) ['modul']; known: module, build, gpio, load, unload, check")
+        "top level: unknown section(s) ['modul']; known: module, build, gpio, load, unload, check, programs")
 
 
 def test_unknown_module_key(tmp_path):
@@ -119,7 +119,7 @@ def test_unknown_key_in_a_check(tmp_path):
 def test_missing_run(tmp_path):
     text = '[[check]]\nrun = "true"\n[[check]]\nname = "second"\nexpect_rc = 0\n'
     assert _error(tmp_path, text) == ("check #2 (second): give 'run' (a shell command) or a 'kind' "
-                                      "(run, proc, sysfs, file, dmesg, ioctl, chardev, gpio)")
+                                      "(run, proc, sysfs, file, dmesg, ioctl, chardev, gpio, program)")
 
 
 def test_blank_run(tmp_path):
