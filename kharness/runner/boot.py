@@ -11,6 +11,7 @@ from kharness import agent_client as agent
 from kharness import ui
 from kharness.errors import InfraError
 from kharness.image.initramfs import bundle, write_run_initrd
+from kharness.image.overlay import files_key
 from kharness.result.model import cap
 from kharness.runner.build import Built
 from kharness.runner.context import Context
@@ -144,14 +145,31 @@ class _At:
 
 def restore(run: Context, snap, boot: BootSpec, payload: dict[str, bytes], release: str, timeout: float,
             as_is: frozenset[str] = frozenset()) -> bool:
-    """Start the guest from its ready snapshot and hand it this run's modules. False (the guest
+    """Start the guest from its ready snapshot and hand it this run's files. False (the guest
     torn down, the reason in the result) when the restored guest does not work: the caller boots
-    one instead. Nothing of the module has run yet, so this is never its fault."""
+    one instead. Nothing of the module has run yet, so this is never its fault.
+
+    The files in ``as_is`` stay the same run after run (the kernel's own modules, programs): the
+    first run with them saves the guest once they are in (kharness.vm.snapshot.save_derived) and
+    later runs restore that snapshot, so that only the module under test crosses the channel."""
     profile, r, opts = run.profile, run.result, run.opts
+    resident = {n: d for n, d in payload.items() if n in as_is}
+    key = files_key(resident) if resident else None
+    derived = snapshot.load_derived(snap, key) if key else None
+    use = derived or snap
     copy = run.workdir / "vmstate.qcow2"
-    shutil.copyfile(snap.path, copy)
-    run.guest = new_guest(run, profile, boot, run.workdir, r.accelerator, snap.restore_args(copy))
+    shutil.copyfile(use.path, copy)
+    args = use.restore_args(copy)
+    sock = None
+    if key and derived is None:   # the first run with these files: save the guest once it has them
+        sock = run.workdir / "qmp.sock"
+        args += ("-qmp", f"unix:{sock},server=on,wait=off")
+    run.guest = new_guest(run, profile, boot, run.workdir, r.accelerator, args)
     r.reproducer["qemu"] = reproducer(run.guest.argv)
+    if derived is not None:
+        r.boot_mode_note = f"restored {derived.key} (with the run's unchanging files)"
+        if r.image is not None:
+            r.image.snapshot = str(derived.path)
     at = _At()
     at.limit = f"--boot-timeout {opts.boot_timeout:g}s"
     try:
@@ -160,13 +178,21 @@ def restore(run: Context, snap, boot: BootSpec, payload: dict[str, bytes], relea
         with ui.step(f"restoring {release} on {profile.name} from its snapshot ({r.accelerator})"):
             at.step = "the restored guest's first answer"
             run.guest.wait_restored(opts.boot_timeout, snap.release)
-            run.first_look = restored_setup(run, payload, timeout, at, as_is)
+            rest = {n: d for n, d in payload.items() if n not in as_is}
+            if sock is not None:
+                restored_setup(run, resident, timeout, at, as_is, look=False)
+                at.step = "saving the guest with its files"
+                if snapshot.save_derived(snap, key, sock, copy) is not None:
+                    r.boot_mode_note += "; saved with the run's unchanging files for the next runs"
+                run.first_look = restored_setup(run, rest, timeout, at, probe=False)
+            else:
+                run.first_look = restored_setup(run, rest if derived is not None else payload, timeout, at, as_is)
         return True
     except (QemuStartError, BootTimeout, GuestDied, CommandTimeout, InfraError) as e:
         why = f"at {at.step}: {getattr(e, 'message', str(e))}; limit {at.limit}"
         ui.info(f"[yellow]the restored guest did not work ({why}); booting instead[/yellow]")
-        r.boot_mode, r.boot_mode_note = "cold", f"restoring {snap.key} abandoned ({why}); booted instead"
-        snapshot.discard(snap)   # saved in a bad moment: the next run saves a new one
+        r.boot_mode, r.boot_mode_note = "cold", f"restoring {use.key} abandoned ({why}); booted instead"
+        snapshot.discard(use)   # saved in a bad moment: the next run saves a new one
         if r.image is not None:
             r.image.snapshot = None
         run.boot_log = ""
@@ -177,26 +203,34 @@ def restore(run: Context, snap, boot: BootSpec, payload: dict[str, bytes], relea
 
 
 def restored_setup(run: Context, payload: dict[str, bytes], timeout: float, at: _At | None = None,
-                   as_is: frozenset[str] = frozenset()):
+                   as_is: frozenset[str] = frozenset(), *, probe: bool = True, look: bool = True):
     """A restored guest is the saved one: check that its timers run, give it the host's clock,
     fresh randomness, and this run's files (its modules with their debug info stripped; those in
-    ``as_is``, such as the kernel's own modules, as they are),
-    then take the first health look; all in ONE guest command (each costs tens of milliseconds
-    under TCG), the files its stdin as one compressed bundle. Returns that command's result."""
+    ``as_is``, such as the kernel's own modules, as they are), then take the first health look;
+    all in ONE guest command (each costs tens of milliseconds under TCG), the files its stdin as
+    one compressed bundle. Returns that command's result (None when there was nothing to do).
+    ``probe=False`` leaves out the timer probe (a later setup command), ``look=False`` the look
+    (one before the guest is saved with its files)."""
     at = at or _At()
     seed = os.urandom(32).hex()
     files = {name: strip_debug(data, run.profile) if name.endswith(".ko") and name not in as_is else data
              for name, data in payload.items()}
     data = bundle(files) if files else b""
-    steps = [agent.restored(int(time.time()), seed, template=_public().RESTORED_CMD)]
+    # ``probe``: the timer probe (the first command after the restore); ``look``: the first
+    # health look (the last setup command: what the kernel said from here on is the load's).
+    steps = [agent.restored(int(time.time()), seed, template=_public().RESTORED_CMD)] if probe else []
     if files:
         steps.append(agent.unpack_command())
-    steps += [agent.LOAD_MARK, agent.health()]
-    probe_limit, reckoning = restore_limit(run.opts.boot_timeout)
+    if look:
+        steps += [agent.LOAD_MARK, agent.health()]
+    if not steps:
+        return None
+    probe_limit, reckoning = restore_limit(run.opts.boot_timeout) if probe else (timeout, f"the step timeout {timeout:g}s")
     # The command carries the timer probe: a guest that cannot answer it is broken. Its limit
     # also covers sending the files (well above the channel's speed under TCG on a busy host).
     extra = round(len(data) / SLOWEST_CHANNEL, 1)
-    at.step = "the setup command (timer probe" + (f", {len(files)} file(s) in {len(data)} bytes)" if files else ")")
+    what = (["timer probe"] if probe else []) + ([f"{len(files)} file(s) in {len(data)} bytes"] if files else [])
+    at.step = f"the setup command ({', '.join(what) or 'health look'})"
     at.limit = reckoning + (f" + {extra:g}s for the files" if extra else "")
     res = run.guest.run(" && ".join(steps), probe_limit + extra, stdin=data)
     if res.rc != 0:

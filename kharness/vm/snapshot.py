@@ -152,6 +152,57 @@ def ensure(profile: TargetProfile, boot: BootSpec, accel: str, boot_timeout: flo
     return snap
 
 
+# --- derived snapshots: a ready snapshot with files that stay the same run after run ------------------
+# The kernel's own modules a run needs and its programs reach a restored guest over the command
+# channel (kharness.runner.image.rides_along). Sent once and saved with the guest, they cost later
+# runs nothing: a run with such files saves the guest, restored from the ready snapshot and given
+# them (and nothing of the module under test yet), as a snapshot of its own, keyed by the ready
+# snapshot and the files' content; later runs with the same files restore that one instead.
+
+def _derived_dir(base: Snapshot, files_key: str) -> Path:
+    return cache_dir() / "snapshots" / f"{base.key}+{files_key}"
+
+
+def load_derived(base: Snapshot, files_key: str) -> Snapshot | None:
+    """The snapshot of ``base``'s guest with the files ``files_key`` names in place, or None."""
+    d = _derived_dir(base, files_key)
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    qcow = d / "vmstate.qcow2"
+    if not qcow.is_file() or qcow.stat().st_size != meta.get("size"):
+        return None
+    return Snapshot(qcow, d.name, meta["release"], meta["save_seconds"], base.prepared)
+
+
+def save_derived(base: Snapshot, files_key: str, sock: Path, qcow: Path) -> Snapshot | None:
+    """``savevm`` the running guest (started from a copy of ``base``, ``qcow``, with a QMP socket
+    at ``sock``) and keep a copy of its state as the derived snapshot for ``files_key``; the guest
+    goes on running. None (and a note) if it could not be saved: the run goes on all the same."""
+    final = _derived_dir(base, files_key)
+    try:
+        with file_lock(final.with_name(final.name + ".lock"), timeout=QMP_TIMEOUT):
+            snap = load_derived(base, files_key)
+            if snap is not None:
+                return snap
+            with staging_dir(final) as tmp:
+                t = time.monotonic()
+                out = _qmp(sock, f"savevm {TAG}", QMP_TIMEOUT)
+                if out.strip():
+                    raise InfraError(f"savevm failed: {out.strip()}")
+                saved = time.monotonic() - t
+                shutil.copyfile(qcow, tmp / "vmstate.qcow2")
+                (tmp / "meta.json").write_text(json.dumps({
+                    "release": base.release, "save_seconds": round(saved, 3),
+                    "size": (tmp / "vmstate.qcow2").stat().st_size, "derived_from": base.key,
+                    "files": files_key}))
+    except (InfraError, OSError) as e:
+        ui.info(f"[yellow]could not save the guest with its files ({e}); the next run sends them again[/yellow]")
+        return None
+    return load_derived(base, files_key)
+
+
 def discard(snap: Snapshot) -> None:
     """Remove a snapshot that restored into a broken guest, so that the next run saves anew."""
     d = snap.path.parent

@@ -24,6 +24,7 @@ from kharness.build.kbuild import BuildOutcome, BuiltModule
 from kharness.kernels.modtree import ModuleTree
 from kharness.kernels.resolve import KernelSpec
 from kharness.runner import image as runner_image
+from kharness.vm import snapshot
 from kharness.runner import boot, build, deps, prepare
 from kharness.testing.fake_guest import FakeGuest, Rule
 
@@ -441,3 +442,40 @@ def test_a_module_whose_rmmod_fails_before_its_chain_keeps_the_chain(tmp_path, d
     assert r.summary == ("unload: rmmod v4l2dep failed (exit 1): rmmod: can't unload module 'v4l2dep': "
                          "Resource temporarily unavailable")
     assert "rmmod videodev" not in r.phase("unload").log    # the chain's rmmods did not run (&&)
+
+
+def test_the_chain_is_sent_once_then_restored_with_the_guest(tmp_path, drivers, monkeypatch):
+    """Over a fast channel the first run sends the chain alone, saves the guest with it (before
+    anything of the module under test reaches the guest) and then sends the module; the next run
+    restores that guest and sends only the module."""
+    drivers.modinfo["v4l2dep"] = V4L2_DEP
+    snap_file = tmp_path / "ready.qcow2"
+    snap_file.write_bytes(b"vmstate")
+    base = snapshot.Snapshot(snap_file, "x86_64-test", RELEASE, 0.1,
+                             format_health(HealthLook(0, BOOT_LOG, frozenset(), {})))
+    monkeypatch.setattr(boot.snapshot, "ensure", lambda *a, **kw: base)
+    derived: dict = {}
+    saves = []
+
+    def save_derived(snap, key, sock, qcow):
+        saves.append((snap.key, key, guest.files.copy()))
+        derived[key] = snapshot.Snapshot(snap_file, f"{snap.key}+{key}", RELEASE, 0.1, snap.prepared)
+        return derived[key]
+
+    monkeypatch.setattr(boot.snapshot, "load_derived", lambda snap, key: derived.get(key))
+    monkeypatch.setattr(boot.snapshot, "save_derived", save_derived)
+    d = module_dir(tmp_path, "", "v4l2dep")
+    guest = _guest()
+    r = _run(d, guest, cold=False)
+    assert r.status == "pass", r.summary
+    (_, key, files_at_save), = saves
+    assert set(files_at_save) == {"/kh/fakesoft.ko", "/kh/mc.ko", "/kh/videodev.ko"}   # not the module yet
+    assert "kh-agent health" not in guest.commands[0] and "kh-agent restored" in guest.commands[0]
+    assert "kh-agent restored" not in guest.commands[1] and guest.commands[1].endswith("kh-agent health")
+    assert "saved with the run's unchanging files" in r.boot_mode_note
+    guest = _guest()
+    r = _run(d, guest, cold=False)
+    assert r.status == "pass", r.summary
+    assert len(saves) == 1
+    assert set(guest.files) == {"/kh/v4l2dep.ko"}                          # only the module crossed
+    assert r.boot_mode_note == f"restored x86_64-test+{key} (with the run's unchanging files)"
