@@ -62,21 +62,23 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
         return Staged(kernel, base, dtb, BootSpec(kernel.kernel, base.path, dtb), payload, deps, as_is)
 
 
-# How long sending files that rarely change may add to a restored run before they are baked into
-# an image of their own instead (whose snapshot then costs one cold boot, once).
-RIDE_ALONG_SECONDS = 0.25
+# How long sending the files that stay the same run after run may take before they are baked into
+# an image of their own instead. They are sent once: the run that sends them saves the guest with
+# them (kharness.vm.snapshot.save_derived), so this is weighed against the cold boot and save an
+# image of its own costs once (~3 s on x86_64, ~13 s on rpi2), not against every run.
+RIDE_ALONG_SECONDS = 2.5
 
 
 def rides_along(files: dict[str, bytes], profile: TargetProfile) -> bool:
     """Whether ``files`` (the kernel's own modules a run needs, its programs: the same run after
     run) go to a restored guest with the run's modules, or into an image with its own snapshot
-    (kharness.image.overlay). Over a virtio console (x86_64, arm64) a chain such as videodev's
-    costs a few milliseconds; over the Pi's mini-UART, seconds every run, where the image costs
-    one cold boot once."""
+    (kharness.image.overlay). Over a virtio console (x86_64, arm64) even a static program or
+    videodev's chain takes a fraction of a second; over the Pis' mini-UART a big chain would
+    take longer than booting an image that has it."""
     if not files:
         return True
     size = sum(len(gzip.compress(data, 1)) for data in files.values())
-    return size / profile.channel_rate <= RIDE_ALONG_SECONDS
+    return size * 4 / 3 / profile.channel_rate <= RIDE_ALONG_SECONDS   # base64 of the gzip
 
 
 def strip_debug(data: bytes, profile: TargetProfile) -> bytes:
