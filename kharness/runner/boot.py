@@ -24,9 +24,9 @@ from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, QemuStart
 from kharness.vm.machine import Guest as QemuGuest
 from kharness.vm.qemu import BootSpec, reproducer
 
-# Bytes per second a restored guest's setup allows for its files (the channel moves several
-# times more even on a loaded host; see bench/bench_delivery.py).
-SLOWEST_CHANNEL = 50_000
+# A restored guest's setup allows its files this share of the target's measured channel rate
+# (profile.channel_rate, bench/bench_delivery.py): a loaded host slows the guest down that much.
+CHANNEL_SLACK = 4
 
 # What a restored guest runs first; tests/integration/test_snapshot.py patches it to stall a restore.
 RESTORED_CMD = agent.RESTORED_CMD
@@ -228,7 +228,7 @@ def restored_setup(run: Context, payload: dict[str, bytes], timeout: float, at: 
     probe_limit, reckoning = restore_limit(run.opts.boot_timeout) if probe else (timeout, f"the step timeout {timeout:g}s")
     # The command carries the timer probe: a guest that cannot answer it is broken. Its limit
     # also covers sending the files (well above the channel's speed under TCG on a busy host).
-    extra = round(len(data) / SLOWEST_CHANNEL, 1)
+    extra = round(len(data) * 4 / 3 * CHANNEL_SLACK / run.profile.channel_rate, 1)   # base64
     what = (["timer probe"] if probe else []) + ([f"{len(files)} file(s) in {len(data)} bytes"] if files else [])
     at.step = f"the setup command ({', '.join(what) or 'health look'})"
     at.limit = reckoning + (f" + {extra:g}s for the files" if extra else "")
