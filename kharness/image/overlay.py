@@ -1,12 +1,12 @@
 """A base initramfs with files added under /kh, cached by content: the kernel's own modules a
-run needs (kharness.kernels.modstore.payload_for) and its programs, on a target whose command
-channel is too slow to send them with every run (kharness.runner.image.rides_along).
+run needs (kharness.kernels.modstore.payload_for) and its programs, when sending them to a
+restored guest would take longer than booting one that has them (kharness.runner.image.rides_along:
+a videodev chain over the Raspberry Pis' ~20 KB/s mini-UART).
 
-Over the Raspberry Pis' mini-UART (~30 KB/s under TCG) a chain such as videodev's would cost
-seconds on every run. In the image instead, the guest's ready snapshot holds them: its key
-follows the image's identity (kharness.vm.snapshot.snapshot_key), so the first run with given
-files saves a snapshot of its own and every later run restores it with the files in place, at
-no cost per run. Over a virtio console (x86_64, arm64) they simply ride along.
+The guest's ready snapshot holds them: its key follows the image's identity
+(kharness.vm.snapshot.snapshot_key), so the first run with given files saves a snapshot of its
+own and every later run restores it with the files in place. Over a faster channel they are sent
+once instead and the guest saved with them (kharness.vm.snapshot.save_derived).
 """
 
 from __future__ import annotations
