@@ -8,17 +8,14 @@ PY      := $(VENV)/bin/python
 KH      := $(VENV)/bin/kharness
 JOBS    ?= 2
 
-# Everything kharness needs from Debian: QEMU, a compiler and make for kbuild, libelf/bc/flex/
-# bison that kbuild's scripts may call, kmod/cpio/xz/zstd for modules and images; mmdebstrap and
-# bubblewrap for the build environments of kernels the host's gcc cannot build (7.2, trixie's 6.12).
-APT_PACKAGES := qemu-system-x86 qemu-utils gcc make bc flex bison libelf-dev libssl-dev kmod cpio \
-                xz-utils zstd busybox-static ca-certificates python3 python3-venv python3-pip \
-                mmdebstrap bubblewrap uidmap device-tree-compiler chromium gpgv gnupg debian-archive-keyring \
-                qemu-system-arm qemu-system-ppc gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf \
-                gcc-powerpc64le-linux-gnu gcc-powerpc64-linux-gnu libc6-dev \
-                libc6-dev-ppc64-cross libc6-dev-arm64-cross libc6-dev-armhf-cross libc6-dev-ppc64el-cross
+# What kharness needs from Debian at run time is listed once, in kharness/hostdeps.py (QEMU per
+# target, the compilers and C libraries, kmod, gpgv and the archive keyring, mmdebstrap and
+# bubblewrap, what kernel builds need): `kharness doctor` checks it for a user. Developing kharness
+# needs these as well: the virtual environment, and what kharness's own tests use (chromium renders
+# the matrix report, gnupg signs a fake archive; cpio, zstd and busybox-static look inside images).
+DEV_PACKAGES := python3 python3-venv python3-pip chromium gnupg cpio zstd busybox-static
 
-.PHONY: all install system-deps python-deps demo test test-unit test-integration test-templates test-examples test-debug bench clean distclean help
+.PHONY: all install system-deps apt-ensure python-deps demo test test-unit test-integration test-templates test-examples test-debug bench clean distclean help
 
 all: help
 
@@ -31,9 +28,15 @@ help:
 
 install: system-deps python-deps
 
-# apt-get only when something is missing, so a warm machine pays nothing.
+# apt-get only when something is missing, so a warm machine pays nothing. Two rounds: python3
+# first, then the list it prints (asked when that line runs, after the first round).
 system-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do \
+	@$(MAKE) --no-print-directory apt-ensure PACKAGES="$(DEV_PACKAGES)"
+	@$(MAKE) --no-print-directory apt-ensure PACKAGES="$$($(PYTHON) -m kharness.hostdeps)"
+
+apt-ensure:
+	@test -n "$(PACKAGES)" || { echo "no package list (is $(PYTHON) there?)"; exit 1; }
+	@missing=$$(for p in $(PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing system packages:" $$missing; \

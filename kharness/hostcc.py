@@ -15,8 +15,9 @@ from kharness.targets import TargetProfile
 
 
 def gcc_package(profile: TargetProfile) -> str:
-    """The Debian package of the target's user-space C compiler."""
-    return f"gcc-{profile.cross_compile.rstrip('-')}" if profile.cross_compile else "gcc"
+    """The Debian package of the target's user-space C compiler (Debian's package names have no
+    ``_``: x86_64-linux-gnu-gcc is in gcc-x86-64-linux-gnu)."""
+    return f"gcc-{profile.cross_compile.rstrip('-').replace('_', '-')}" if profile.cross_compile else "gcc"
 
 
 def libc_package(profile: TargetProfile) -> str:
@@ -31,7 +32,7 @@ def target_cc(profile: TargetProfile, purpose: str) -> str:
     found = shutil.which(name)
     if found is None:
         raise InfraError(f"{name} is not installed (needed {purpose}; Debian package {gcc_package(profile)})",
-                         hint="run `make install`")
+                         hint="run `kharness doctor --install`")
     return found
 
 

@@ -22,8 +22,18 @@ def _probe(directory: Path, option: str, path: Path) -> None:
     os.unlink(name)
 
 
+STDOUT = "-"   # `--json -`: the result on stdout, and every other line of the run on stderr
+
+
+def is_stdout(path: Path | None) -> bool:
+    return path is not None and str(path) == STDOUT
+
+
 def check_output_file(path: Path, option: str) -> None:
-    """``path`` can be written as a regular file (it is replaced atomically, so an existing one is fine)."""
+    """``path`` can be written as a regular file (it is replaced atomically, so an existing one is
+    fine), or is ``-`` (stdout)."""
+    if is_stdout(path):
+        return
     if path.is_dir():
         raise UsageError(f"{option} {path} is a directory", hint=f"give a file path, e.g. {path / 'result.json'}")
     if path.exists() and not path.is_file():

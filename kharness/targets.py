@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from kharness import hostarch
 from kharness.errors import UsageError
 from kharness.paths import data_dir
 
@@ -24,7 +25,8 @@ class TargetProfile:
                                 # tests' default); what exists is the archive's to say (debian/suites.py)
     # kbuild side
     kernel_arch: str            # ARCH= for kbuild
-    cross_compile: str          # CROSS_COMPILE= prefix (empty when it is the host)
+    cross_compile: str          # CROSS_COMPILE= prefix; loaded as "" when the host is of debian_arch
+                                # (hostarch: an arm64 host builds arm64 natively, x86_64 with a cross gcc)
     endian: str                 # "little" | "big"
     bits: int                   # 32 | 64
     # QEMU side
@@ -75,7 +77,19 @@ def _load(path: Path) -> TargetProfile:
 
     for key, value in list(data.items()):
         data[key] = freeze(value)
+    data["cross_compile"] = host_cross_compile(data.get("debian_arch", ""), data.get("cross_compile", ""))
     return TargetProfile(source=path, **data)
+
+
+def host_cross_compile(debian_arch: str, declared: str) -> str:
+    """The CROSS_COMPILE prefix on this host: none where the host is of the target's Debian
+    architecture, else the profile's (or, if it names none, the architecture's GNU triplet)."""
+    if hostarch.native(debian_arch):
+        return ""
+    if declared:
+        return declared
+    t = hostarch.triplet(debian_arch)
+    return f"{t}-" if t else ""
 
 
 def all_targets() -> dict[str, TargetProfile]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from rich.console import Console
 
@@ -34,6 +35,20 @@ def set_verbose(value: bool) -> None:
 
 def verbose() -> bool:
     return _verbose
+
+
+_guest_console: BinaryIO | None = None
+
+
+def stream_guest_console(value: bool) -> None:
+    """``run -v``: every guest's kernel console is copied to stderr as it arrives."""
+    global _guest_console
+    _guest_console = sys.stderr.buffer if value else None
+
+
+def guest_console_stream() -> BinaryIO | None:
+    """Where a guest's console is copied as it arrives (None: nowhere, only to its log)."""
+    return _guest_console
 
 
 def _live() -> bool:

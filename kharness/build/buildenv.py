@@ -30,7 +30,7 @@ def _need(tool: str, package: str) -> str:
     path = shutil.which(tool)
     if path is None:
         raise InfraError(f"{tool} is not installed (needed for the build environment of this kernel)",
-                         hint=f"run `make install` or apt-get install {package}")
+                         hint=f"run `kharness doctor --install` ({package})")
     return path
 
 

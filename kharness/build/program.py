@@ -168,7 +168,7 @@ def _compile(profile: TargetProfile, spec: ProgramSpec, cc: Path, tmp: Path) -> 
         if p.returncode != 0:
             if _NO_LIBC_RE.search(p.stdout):
                 raise InfraError(f"{cc.name} has no static C library to build {spec.name} for {profile.name} "
-                                 f"(Debian package {libc_package(profile)})", hint="run `make install`")
+                                 f"(Debian package {libc_package(profile)})", hint="run `kharness doctor --install`")
             errors = [ln.strip() for ln in p.stdout.splitlines() if _ERROR_RE.search(ln)]
             raise ProgramBuildError(spec.name, p.stdout, shlex.join([cc.name, *argv]), errors)
     deps: dict[str, str] = {}

@@ -54,7 +54,7 @@ def pick_toolchain(profile: TargetProfile, spec: KernelSpec) -> Toolchain:
         return _sysroot_toolchain(profile, spec, wanted_gcc)
     if shutil.which(default) is None:
         raise InfraError(f"{default} is not installed (needed to build for {profile.name})",
-                         hint="run `make install` to install the cross compilers")
+                         hint="run `kharness doctor --install` to install the cross compilers")
     if wanted_gcc:
         exact = f"{prefix}{wanted_gcc}"
         if shutil.which(exact):

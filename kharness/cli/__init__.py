@@ -5,8 +5,8 @@ Exit codes never lie: 0 the module passed, 1 the module failed, 2 usage or infra
 This module is the app: the global options, every command registered in the order ``--help``
 lists them, and :func:`main`, the boundary that turns whatever escapes a command into one line
 and exit 2. The commands live in modules named for what they do (``run``: run and watch,
-``archive``: kernels and targets, ``templates``: new and makefile, ``matrix``, ``build``: kernel
-and image build, ``cache``); each imports what it uses inside its function, so a command pays
+``archive``: kernels and targets, ``templates``: new and makefile, ``matrix``, ``doctor``,
+``build``: kernel and image build, ``cache``); each imports what it uses inside its function, so a command pays
 only for its own imports (``python -X importtime -m kharness run ...`` shows them).
 """
 
@@ -18,7 +18,7 @@ import sys
 import typer
 
 from kharness import __version__, ui
-from kharness.cli import archive, build, cache, matrix, run, templates
+from kharness.cli import archive, build, cache, doctor, matrix, run, templates
 from kharness.cli.common import error_line, show_traceback
 from kharness.errors import KharnessError
 
@@ -53,6 +53,7 @@ app.command()(archive.targets)
 app.command(help=templates.NEW_HELP)(templates.new)
 app.command(help=templates.MAKEFILE_HELP)(templates.makefile)
 app.command()(matrix.matrix)
+app.command(help=doctor.HELP)(doctor.doctor)
 
 kernel_app = typer.Typer(help="Kernels kharness builds itself (targets Debian has no kernel for, your own tree).",
                          no_args_is_help=True)

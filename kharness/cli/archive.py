@@ -70,15 +70,37 @@ def kernels(
         die(e)
 
 
-def targets() -> None:
+def targets(
+    json_out: bool = typer.Option(False, "--json", help="Print every profile as JSON on stdout."),
+) -> None:
     """List the target boards and the kernel series each supports."""
-    from rich.table import Table
-
     from kharness.targets import all_targets
 
-    t = Table(title="Targets (profiles in images/)")
-    for col in ("target", "qemu", "machine", "debian arch", "series", "description"):
-        t.add_column(col)
-    for p in all_targets().values():
-        t.add_row(p.name, p.qemu, p.machine, p.debian_arch, ", ".join(p.series), p.description)
+    profiles = list(all_targets().values())
+    if json_out:
+        import json as _json
+
+        typer.echo(_json.dumps([_profile_dict(p) for p in profiles], indent=2))
+        return
+    from rich import box
+    from rich.table import Table
+
+    # Four columns, so that an 80-column terminal shows it whole: the description names the QEMU
+    # binary and machine; --json has every field.
+    t = Table(title="Targets (profiles in images/)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+              show_edge=False)
+    t.add_column("target", no_wrap=True)
+    t.add_column("debian arch", no_wrap=True)
+    t.add_column("series")
+    t.add_column("description", overflow="fold")
+    for p in profiles:
+        t.add_row(p.name, p.debian_arch, ", ".join(p.series), p.description)
     out().print(t)
+
+
+def _profile_dict(p) -> dict:
+    """A profile as JSON: its fields as loaded on this host (cross_compile is empty where the host
+    builds natively), the file it came from as ``source``."""
+    from dataclasses import asdict
+
+    return dict(asdict(p), source=str(p.source))

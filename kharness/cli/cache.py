@@ -11,12 +11,24 @@ from kharness.cli.common import VERBOSE, die, out
 from kharness.errors import UsageError
 
 
-def cache_ls(verbose: bool = VERBOSE) -> None:
+def cache_ls(
+    json_out: bool = typer.Option(False, "--json", help="Print the entries as JSON on stdout."),
+    verbose: bool = VERBOSE,
+) -> None:
     """What the cache holds, per kind, with sizes."""
     ui.set_verbose(verbose)
-    from rich.table import Table
+    from kharness.cachectl import abandoned_staging, cache_entries
+    from kharness.paths import cache_dir
 
-    from kharness.cachectl import cache_entries
+    if json_out:
+        import json
+
+        entries = [{"kind": kind, "entry": name, "bytes": size} for kind, name, size in cache_entries()]
+        typer.echo(json.dumps({"cache": str(cache_dir()), "entries": entries,
+                               "total_bytes": sum(e["bytes"] for e in entries),
+                               "abandoned_staging": [str(p) for p in abandoned_staging()]}, indent=2))
+        return
+    from rich.table import Table
 
     t = Table(title="kharness cache")
     for col in ("kind", "entry", "size"):
@@ -25,8 +37,6 @@ def cache_ls(verbose: bool = VERBOSE) -> None:
     for kind, name, size in cache_entries():
         total += size
         t.add_row(kind, name, f"{size / 1e6:.1f} MB")
-    from kharness.cachectl import abandoned_staging
-
     stale = abandoned_staging()
     for tmp in stale:
         t.add_row(tmp.parent.name, f"[yellow]{tmp.name} (left by a killed run)[/yellow]", "")

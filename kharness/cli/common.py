@@ -27,12 +27,17 @@ VERBOSE = typer.Option(False, "--verbose", help="On an internal error, print its
                                                   "the result JSON).")
 
 
-def out() -> Console:
+RUN_VERBOSE = typer.Option(False, "--verbose", "-v", help="Stream the guest's kernel console to stderr as it "
+                                                         "runs; on an internal error, print its traceback.")
+
+
+def out(stderr: bool = False) -> Console:
     """The console for results: stdout (paths never wrapped); progress and errors go to stderr
-    (:mod:`kharness.ui`). Made when a command prints (rich costs an import), once per command."""
+    (:mod:`kharness.ui`). Made when a command prints (rich costs an import), once per command.
+    ``stderr``: the same on stderr, when stdout carries JSON (``--json -``)."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, stderr=stderr)
 
 
 def error_line(message: str) -> None:

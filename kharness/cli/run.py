@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from kharness import ui
-from kharness.cli.common import DEBUG_HELP, VERBOSE, die, error_line, out, show_traceback
+from kharness.cli.common import DEBUG_HELP, RUN_VERBOSE, VERBOSE, die, error_line, out, show_traceback
 from kharness.errors import KharnessError, UsageError
 
 
@@ -28,7 +28,8 @@ def run(
     param: List[str] = typer.Option([], "--param", "-p", help="Module parameter KEY=VALUE (or MODULE.KEY=VALUE "
                                                              "when several modules are built); repeatable."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the structured result "
-                                                                  "(schema kharness/result/v1) here."),
+                                                                  "(schema kharness/result/v1) here; `-`: "
+                                                                  "on stdout (the summary goes to stderr)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=1,
                                             help="Seconds each guest step (insmod, a check, rmmod) may take "
                                                  "before it counts as a hang. Default 60."),
@@ -48,7 +49,7 @@ def run(
                                        help="List the module directory's own user-space programs (test.c + "
                                             "test.expected, tests/, test/, other/, misc-progs/, user*/) and the "
                                             "kharness.toml line that runs each; build and boot nothing."),
-    verbose: bool = VERBOSE,
+    verbose: bool = RUN_VERBOSE,
 ) -> None:
     """Build MODULE_DIR against the target kernel, boot it in QEMU, insmod, run the checks, rmmod,
     and watch the kernel log throughout."""
@@ -59,7 +60,7 @@ def run(
             die(UsageError(f"module directory {module_dir} does not exist"))
         typer.echo(listing(module_dir), nl=False)
         raise typer.Exit(0)
-    from kharness.outputs import check_output_file
+    from kharness.outputs import check_output_file, is_stdout
     from kharness.result.model import Result
     from kharness.result.writers import print_summary, write_json
     from kharness.runner import RunOptions, run as run_pipeline
@@ -67,6 +68,7 @@ def run(
 
     ui.set_quiet(quiet)
     ui.set_verbose(verbose)
+    ui.stream_guest_console(verbose)
     if json_path is not None:
         try:
             check_output_file(json_path, "--json")
@@ -90,7 +92,7 @@ def run(
         # build and before a boot (a kernel module the target lacks): one line says it all.
         error_line(result.error["message"])
     else:
-        print_summary(result, out())
+        print_summary(result, out(stderr=is_stdout(json_path)))
         if result.traceback:   # the summary went to stdout; the line CI greps goes to stderr
             error_line(result.error["message"])
     show_traceback(result.traceback)

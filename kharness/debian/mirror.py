@@ -83,9 +83,10 @@ def parse_deb822_sources(text: str) -> list[str]:
     return uris
 
 
-def parse_one_line_sources(text: str) -> list[str]:
-    """Archive URIs from a one-line ``sources.list``: ``deb [opts] URI SUITE COMPONENT...``."""
-    uris = []
+def _one_line_entries(text: str) -> list[tuple[str, str]]:
+    """``(URI, suite)`` of each ``deb`` line of a one-line ``sources.list``:
+    ``deb [opts] URI SUITE COMPONENT...``."""
+    entries = []
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
         if not line.startswith("deb "):
@@ -95,24 +96,31 @@ def parse_one_line_sources(text: str) -> list[str]:
             while words and not words[0].endswith("]"):
                 words.pop(0)
             words = words[1:]
-        if len(words) >= 2 and _is_main_archive(words[0], [words[1]]):
-            uris.append(words[0].rstrip("/"))
-    return uris
+        if len(words) >= 2:
+            entries.append((words[0], words[1]))
+    return entries
 
 
-def host_mirrors(apt_dir: Path = APT_DIR) -> list[str]:
-    """Main-archive mirror URIs configured on this host, in apt's reading order."""
-    found: list[str] = []
-    one_line = apt_dir / "sources.list"
-    if one_line.is_file():
-        found += parse_one_line_sources(one_line.read_text(errors="replace"))
+def parse_one_line_sources(text: str) -> list[str]:
+    """Archive URIs from a one-line ``sources.list``: ``deb [opts] URI SUITE COMPONENT...``."""
+    return [uri.rstrip("/") for uri, suite in _one_line_entries(text) if _is_main_archive(uri, [suite])]
+
+
+def _source_files(apt_dir: Path) -> list[Path]:
+    """apt's source lists, in its reading order."""
+    files = [apt_dir / "sources.list"] if (apt_dir / "sources.list").is_file() else []
     part = apt_dir / "sources.list.d"
     if part.is_dir():
-        for f in sorted(part.iterdir()):
-            if f.suffix == ".sources":
-                found += parse_deb822_sources(f.read_text(errors="replace"))
-            elif f.suffix == ".list":
-                found += parse_one_line_sources(f.read_text(errors="replace"))
+        files += [f for f in sorted(part.iterdir()) if f.suffix in (".sources", ".list")]
+    return files
+
+
+def host_mirrors(apt_dir: Path | None = None) -> list[str]:
+    """Main-archive mirror URIs configured on this host, in apt's reading order."""
+    found: list[str] = []
+    for f in _source_files(apt_dir or APT_DIR):
+        parse = parse_deb822_sources if f.suffix == ".sources" else parse_one_line_sources
+        found += parse(f.read_text(errors="replace"))
     seen: list[str] = []
     for u in found:
         if u not in seen:
@@ -120,15 +128,43 @@ def host_mirrors(apt_dir: Path = APT_DIR) -> list[str]:
     return seen
 
 
-def debian_mirror(apt_dir: Path = APT_DIR) -> str:
+def host_suites(apt_dir: Path | None = None) -> list[str]:
+    """Every suite the host's enabled ``deb`` sources name (Debian's or not), in reading order:
+    what to tell a user whose host has no Debian mirror (an Ubuntu runner names noble, ...)."""
+    suites: list[str] = []
+    for f in _source_files(apt_dir or APT_DIR):
+        text = f.read_text(errors="replace")
+        if f.suffix == ".sources":
+            named = [s for p in deb822_paragraphs(text)
+                     if p.get("enabled", "yes").strip().lower() != "no" and "deb" in p.get("types", "").split()
+                     for s in p.get("suites", "").split()]
+        else:
+            named = [suite for _uri, suite in _one_line_entries(text)]
+        suites += [s for s in named if s not in suites]
+    return suites
+
+
+NO_MIRROR_HINT = (f"run kharness in a Debian container (GitHub Actions: `container: debian:bookworm`) "
+                  f"or set {ENV_VAR}=<URL of a Debian archive mirror>")
+
+
+def no_mirror_message(apt_dir: Path | None = None) -> str:
+    """Why no Debian mirror was found, naming what the host's apt sources hold instead."""
+    apt_dir = apt_dir or APT_DIR
+    suites = host_suites(apt_dir)
+    if not suites:
+        return f"no Debian mirror: the host has no apt sources in {apt_dir} (not a Debian host)"
+    shown = ", ".join(suites[:4]) + (", ..." if len(suites) > 4 else "")
+    return f"no Debian mirror: the host's apt sources in {apt_dir} name no Debian suite, only {shown} " \
+           f"(not a Debian host)"
+
+
+def debian_mirror(apt_dir: Path | None = None) -> str:
     """The mirror to download from; raises :class:`InfraError` with the fix when there is none."""
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         return env.rstrip("/")
     mirrors = host_mirrors(apt_dir)
     if not mirrors:
-        raise InfraError(
-            "no Debian mirror found in the host's apt sources",
-            hint=f"set {ENV_VAR}=<URL of a Debian archive mirror>",
-        )
+        raise InfraError(no_mirror_message(apt_dir), hint=NO_MIRROR_HINT)
     return mirrors[0]

@@ -105,7 +105,7 @@ def keyring() -> Path:
     k = Path(os.environ.get("KHARNESS_KEYRING") or DEFAULT_KEYRING)
     if not k.is_file():
         raise InfraError(f"the archive keyring {k} is missing: cannot verify Debian's signatures",
-                         hint="install debian-archive-keyring (make install) or set KHARNESS_KEYRING")
+                         hint="run `kharness doctor --install` (debian-archive-keyring) or set KHARNESS_KEYRING")
     return k
 
 
@@ -163,7 +163,7 @@ def verify_inrelease(suite: str, signed: bytes, ring: Path | None = None) -> Sig
 
     gpgv = shutil.which("gpgv")
     if gpgv is None:
-        raise InfraError("gpgv is not installed: cannot verify Debian's signatures", hint="run `make install`")
+        raise InfraError("gpgv is not installed: cannot verify Debian's signatures", hint="run `kharness doctor --install`")
     ring = ring or keyring()
     with tempfile.TemporaryDirectory() as d:
         src, out = Path(d) / "InRelease", Path(d) / "Release"

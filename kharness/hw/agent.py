@@ -49,7 +49,7 @@ def build_agent(profile: TargetProfile) -> Path:
                     if re.search(r"cannot find -lc\b|\.h: No such file|cannot find crt1\.o", out):
                         raise InfraError(f"{cc_name} has no static C library to build kh-agent "
                                          f"(Debian package {libc_package(profile)})",
-                                         hint="run `make install`")
+                                         hint="run `kharness doctor --install`")
                     tail = " | ".join(out.strip().splitlines()[-5:])
                     raise InfraError(f"kh-agent build for {profile.name} failed: {tail}")
                 seal.seal(tmp)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from kharness import proc, seal
 from kharness.errors import InfraError
-from kharness.hostcc import cc_identity, target_cc
+from kharness.hostcc import cc_identity, libc_package, target_cc
 from kharness.hw.cstruct import ARRAY, INT, OTHER, POINTER, CField, CStruct
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
@@ -317,7 +317,7 @@ def _explain(stderr: str, asks: dict[int, tuple], headers, profile) -> str:
         if line not in asks:
             if "sys/ioctl.h: No such file" in d["msg"]:
                 raise InfraError(f"{profile.cross_compile}gcc has no C library headers for {profile.name} "
-                                 f"(Debian package libc6-dev-{profile.debian_arch}-cross)", hint="run `make install`")
+                                 f"(Debian package {libc_package(profile)})", hint="run `kharness doctor --install`")
             where = f"{Path(d['file']).name}:{d['line']}"
             return (f"{_headers_phrase(headers)} does not compile in user space for {profile.name}: "
                     f"{where}: {d['sev']}: {d['msg']}")

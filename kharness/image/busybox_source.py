@@ -41,7 +41,7 @@ def build_busybox(profile: TargetProfile) -> tuple[bytes, dict]:
         if not seal.usable(final, "busybox build"):
             cc = shutil.which(f"{profile.cross_compile}gcc")
             if cc is None:
-                raise InfraError(f"{profile.cross_compile}gcc is not installed", hint="run `make install`")
+                raise InfraError(f"{profile.cross_compile}gcc is not installed", hint="run `kharness doctor --install`")
             tarball = cache_dir() / "debs" / f"{pkg.sha256}-{pkg.name}"
             tarball.parent.mkdir(parents=True, exist_ok=True)
             fetch_verified(pkg.url(debian_mirror()), tarball, sha256=pkg.sha256, size=pkg.size,

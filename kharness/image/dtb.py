@@ -34,7 +34,7 @@ def prepare_dtb(dtb_dir: Path | None, name: str, fixups: tuple, release: str) ->
         fdtput = shutil.which("fdtput")
         if fdtput is None:
             raise InfraError("fdtput is not installed (needed to adapt the board's device tree)",
-                             hint="run `make install` or apt-get install device-tree-compiler")
+                             hint="run `kharness doctor --install` (device-tree-compiler)")
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         for node, prop, value in fixups:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from debian.debian_support import Version
 
-from kharness import ui
+from kharness import hostarch, ui
 from kharness.debian.index import PackageIndex, Pkg, dep_names, load_index
 from kharness.debian.suites import LAST_KNOWN, Suite, alias_names, archive_suites
 from kharness.errors import InfraError, UsageError
@@ -24,7 +24,6 @@ from kharness.targets import TargetProfile
 # Where the named series were last seen (a hint, see debian/suites.py); kept under its old name for callers.
 SERIES_SUITES = LAST_KNOWN
 DEFAULT_SERIES = "6.1"     # while the archive offers it; after that, the stable suite's series
-HOST_ARCH = "amd64"  # linux-kbuild-* holds host executables: always take the host's build
 
 _SERIES_RE = re.compile(r"^\d+\.\d+$")
 
@@ -88,7 +87,9 @@ def _spec(profile: TargetProfile, index: PackageIndex, release: str) -> KernelSp
         if dep.startswith(("linux-binary-", "linux-modules-", f"linux-base-{release}")) and index.get(dep):
             image_pkgs.append(index.get(dep))
     header_pkgs = [headers]
-    host = load_index(index.suite, HOST_ARCH) if profile.debian_arch != HOST_ARCH else index
+    # linux-kbuild-* holds host executables (fixdep, modpost): always the host's own build.
+    host_arch = hostarch.debian_arch()
+    host = load_index(index.suite, host_arch) if profile.debian_arch != host_arch else index
     gcc = None
     for dep in dep_names(headers.depends):
         if dep.startswith("linux-headers-") and dep.endswith("-common"):
@@ -98,7 +99,7 @@ def _spec(profile: TargetProfile, index: PackageIndex, release: str) -> KernelSp
         elif dep.startswith("linux-kbuild-"):
             kb = host.get(dep)
             if kb is None:
-                raise UsageError(f"{dep} is not in the {index.suite} {HOST_ARCH} index")
+                raise UsageError(f"{dep} is not in the {index.suite} {host_arch} index")
             header_pkgs.append(kb)
         m = re.match(r"^(?:linux-compiler-)?(gcc-\d+)", dep)
         if m and gcc is None:
@@ -262,7 +263,7 @@ def resolve_kernel(profile: TargetProfile, wanted: str | None) -> KernelSpec:
 
 
 def source_suites(series: str) -> list[str]:
-    """The suite whose amd64 index has ``linux-source-<series>`` (for kernels kharness builds), as a
+    """The suite whose index (the host's architecture) has ``linux-source-<series>`` (for kernels kharness builds), as a
     list of at most one: where it was last seen if it is still there, else the first that has it."""
     suites = _suites()
     names = [s.name for s in suites]
@@ -271,7 +272,7 @@ def source_suites(series: str) -> list[str]:
     out = []
     for name in ordered:
         try:
-            if load_index(name, HOST_ARCH).get(f"linux-source-{series}"):
+            if load_index(name, hostarch.debian_arch()).get(f"linux-source-{series}"):
                 out.append(name)
                 break
         except InfraError:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kharness import proc, seal, ui
+from kharness import hostarch, proc, seal, ui
 from kharness.debian.deb import extract_deb
 from kharness.debian.index import load_index
 from kharness.debian.pool import fetch_pkg
@@ -128,7 +128,7 @@ def build_tree(profile: TargetProfile, src: Path, key: str, fragments: list[Path
     with file_lock(final.with_name(final.name + ".lock")):
         if not seal.usable(final, "kernel build", adopt=lambda: _seal_build(final)):
             if shutil.which(f"{profile.cross_compile}gcc") is None:
-                raise InfraError(f"{profile.cross_compile}gcc is not installed", hint="run `make install`")
+                raise InfraError(f"{profile.cross_compile}gcc is not installed", hint="run `kharness doctor --install`")
             with staging_dir(final) as tmp:
                 out = tmp / "out"
                 out.mkdir()
@@ -216,7 +216,8 @@ def debian_source(profile: TargetProfile, series: str, debug: tuple[str, ...] = 
 def source_package(series: str):
     """The ``linux-source-<series>`` package record (from the first suite that ships it)."""
     for suite in source_suites(series):
-        pkg = load_index(suite, "amd64").get(f"linux-source-{series}")
+        # linux-source-* is Architecture: all, in every architecture's index: the host's is read anyway.
+        pkg = load_index(suite, hostarch.debian_arch()).get(f"linux-source-{series}")
         if pkg:
             return pkg
     raise UsageError(f"linux-source-{series} is not in Debian's archive",

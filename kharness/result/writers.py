@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -15,6 +16,11 @@ from kharness.result.status import style
 
 
 def write_json(result: Result, path: Path) -> None:
+    """The result as JSON in ``path`` (replaced whole), or on stdout when ``path`` is ``-``."""
+    if str(path) == "-":
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from kharness import hostarch
 from kharness.lock import file_lock
 from kharness.paths import cache_dir
 from kharness.targets import TargetProfile
@@ -25,9 +26,9 @@ ACCELS = ("auto", "kvm", "tcg")
 
 
 def kvm_possible(profile: TargetProfile) -> tuple[bool, str]:
-    # os.uname().machine is what platform.machine() returns on Linux, without importing platform.
-    if profile.kvm_host_arch != os.uname().machine:
-        return False, f"KVM not possible: host is {os.uname().machine}, guest is {profile.name}"
+    host = hostarch.machine()
+    if profile.kvm_host_arch != host:
+        return False, f"KVM not possible: host is {host}, guest is {profile.name}"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False, "KVM not available: /dev/kvm missing or not accessible"
     return True, ""

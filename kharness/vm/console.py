@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from kharness import ui
+
 PANIC_RE = re.compile(rb"Kernel panic - not syncing|---\[ end Kernel panic")
 CAP = 16 << 20          # bytes of console kept on disk
 TAIL = 256 << 10        # bytes kept in memory for reports
@@ -35,6 +37,7 @@ class ConsoleLog:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.panic_at: float | None = None
+        self._echo = ui.guest_console_stream()   # `run -v`: the console live on stderr
         self._thread = threading.Thread(target=self._pump, name="kh-console", daemon=True)
         self._thread.start()
 
@@ -66,6 +69,12 @@ class ConsoleLog:
                 self._written += min(room, len(data))
                 self._file.flush()
             self._dropped += max(0, len(data) - max(room, 0))
+        if self._echo is not None:
+            try:
+                self._echo.write(data)
+                self._echo.flush()
+            except (OSError, ValueError):   # stderr closed or gone: the log still has it all
+                self._echo = None
 
     def text(self, last: int = TAIL) -> str:
         with self._lock:

@@ -31,7 +31,7 @@ def qemu_binary(profile: TargetProfile) -> str:
     path = shutil.which(profile.qemu)
     if path is None:
         raise InfraError(f"{profile.qemu} is not installed",
-                         hint="run `make install` (or apt-get install qemu-system) to get it")
+                         hint="run `kharness doctor --install` to get it")
     return path
 
 

@@ -92,7 +92,7 @@ def _create_image(qcow: Path) -> None:
     p = proc.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow), "1G"], timeout=HOST_TOOL_TIMEOUT,
                  what="qemu-img create")
     if p.returncode != 0:
-        raise InfraError(f"qemu-img create failed: {p.stderr.strip()}", hint="run `make install`")
+        raise InfraError(f"qemu-img create failed: {p.stderr.strip()}", hint="run `kharness doctor --install`")
 
 
 def _read(d: Path, prepared: str | None = None) -> Snapshot | None:

@@ -65,7 +65,7 @@ def listed_commands(*argv: str) -> list[str]:
 
 
 def test_commands_are_listed_in_their_order():
-    assert listed_commands() == ["run", "watch", "kernels", "targets", "new", "makefile", "matrix", "kernel", "image", "cache"]
+    assert listed_commands() == ["run", "watch", "kernels", "targets", "new", "makefile", "matrix", "doctor", "kernel", "image", "cache"]
 
 
 @pytest.mark.parametrize("group,commands", [("kernel", ["build"]), ("image", ["build"]),

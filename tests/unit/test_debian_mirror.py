@@ -190,9 +190,54 @@ def test_debian_mirror_nothing_configured(tmp_path, monkeypatch):
     )
     with pytest.raises(InfraError) as ei:
         debian_mirror(apt)
-    assert ei.value.message == "no Debian mirror found in the host's apt sources"
-    assert ei.value.hint == "set KHARNESS_DEBIAN_MIRROR=<URL of a Debian archive mirror>"
+    assert ei.value.message == f"no Debian mirror: the host's apt sources in {apt} name no Debian suite, " \
+                               "only nodistro (not a Debian host)"
+    assert ei.value.hint == mirror.NO_MIRROR_HINT
     assert ei.value.exit_code == 2
+
+
+# An Ubuntu runner's sources (ubuntu-latest): deb822, Ubuntu's suites only.
+UBUNTU_SOURCES = """\
+Types: deb
+URIs: http://mirror.example/ubuntu/
+Suites: noble noble-updates noble-backports
+Components: main restricted universe multiverse
+Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.example/ubuntu/
+Suites: noble-security
+Components: main restricted universe multiverse
+Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg
+"""
+
+
+def test_an_ubuntu_host_is_told_it_is_not_debian_and_how_to_fix_it(tmp_path, monkeypatch):
+    monkeypatch.delenv(mirror.ENV_VAR, raising=False)
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list").write_text("# Ubuntu sources have moved to /etc/apt/sources.list.d/ubuntu.sources\n")
+    (apt / "sources.list.d" / "ubuntu.sources").write_text(UBUNTU_SOURCES)
+    # The default directory is read when asked (not bound at import): doctor and the CLI use it.
+    monkeypatch.setattr(mirror, "APT_DIR", apt)
+    with pytest.raises(InfraError) as ei:
+        debian_mirror()
+    line = str(ei.value)
+    assert "\n" not in line
+    assert line == (f"no Debian mirror: the host's apt sources in {apt} name no Debian suite, only noble, "
+                    "noble-updates, noble-backports, noble-security (not a Debian host) (run kharness in a "
+                    "Debian container (GitHub Actions: `container: debian:bookworm`) or set "
+                    "KHARNESS_DEBIAN_MIRROR=<URL of a Debian archive mirror>)")
+    monkeypatch.setenv(mirror.ENV_VAR, "http://mirror.example/debian")   # the other fix
+    assert debian_mirror() == "http://mirror.example/debian"
+
+
+def test_no_apt_sources_at_all(tmp_path, monkeypatch):
+    monkeypatch.delenv(mirror.ENV_VAR, raising=False)
+    with pytest.raises(InfraError) as ei:
+        debian_mirror(tmp_path / "none")
+    assert ei.value.message == f"no Debian mirror: the host has no apt sources in {tmp_path / 'none'} " \
+                               "(not a Debian host)"
 
 
 # --- the deb822 reader agrees with python-debian's -------------------------------------------
@@ -236,3 +281,22 @@ def test_deb822_paragraphs_of_this_hosts_apt_sources():
         text = f.read_text(errors="replace")
         assert deb822_paragraphs(text) == [{k.lower(): v for k, v in p.items()}
                                            for p in Deb822.iter_paragraphs(text.splitlines())], f
+
+
+def test_on_an_ubuntu_host_a_command_that_needs_the_archive_says_so_in_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from kharness.cli import app
+
+    monkeypatch.delenv(mirror.ENV_VAR, raising=False)
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list.d" / "ubuntu.sources").write_text(UBUNTU_SOURCES)
+    monkeypatch.setattr(mirror, "APT_DIR", apt)
+    r = CliRunner().invoke(app, ["kernels"], env={"KHARNESS_CACHE": str(tmp_path / "cache"), "COLUMNS": "80"})
+    assert r.exit_code == 2
+    assert r.output.splitlines() == [
+        f"kharness: error: no Debian mirror: the host's apt sources in {apt} name no Debian suite, only noble, "
+        "noble-updates, noble-backports, noble-security (not a Debian host) (run kharness in a Debian container "
+        "(GitHub Actions: `container: debian:bookworm`) or set KHARNESS_DEBIAN_MIRROR=<URL of a Debian archive "
+        "mirror>)"]

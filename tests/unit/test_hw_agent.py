@@ -80,7 +80,7 @@ def test_missing_compiler_is_an_infra_error():
     prof = dataclasses.replace(TARGETS["x86_64"], cross_compile="kh-no-such-arch-")
     with pytest.raises(InfraError) as e:
         build_agent(prof)
-    assert "kh-no-such-arch-gcc" in e.value.message and "make install" in e.value.hint
+    assert "kh-no-such-arch-gcc" in e.value.message and "kharness doctor --install" in e.value.hint
 
 
 def test_missing_static_libc_is_an_infra_error(tmp_path, monkeypatch):
@@ -94,7 +94,7 @@ def test_missing_static_libc_is_an_infra_error(tmp_path, monkeypatch):
     prof = dataclasses.replace(TARGETS["arm64"], cross_compile="kh-fake-")
     with pytest.raises(InfraError) as e:
         build_agent(prof)
-    assert "libc6-dev-arm64-cross" in e.value.message and "make install" in e.value.hint
+    assert "libc6-dev-arm64-cross" in e.value.message and "kharness doctor --install" in e.value.hint
     assert "\n" not in e.value.message
 
 

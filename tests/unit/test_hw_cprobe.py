@@ -221,7 +221,7 @@ def test_a_missing_compiler_is_an_infra_error():
     prof = dataclasses.replace(TARGETS["x86_64"], cross_compile="kh-no-such-arch-")
     with pytest.raises(InfraError) as e:
         cprobe.probe(prof, exprs=["1"])
-    assert "kh-no-such-arch-gcc" in e.value.message and "make install" in e.value.hint
+    assert "kh-no-such-arch-gcc" in e.value.message and "kharness doctor --install" in e.value.hint
 
 
 def test_a_hung_compiler_is_stopped_at_its_deadline(tmp_path, monkeypatch):

@@ -385,6 +385,23 @@ def test_kbuild_comes_from_the_host_arch_index(x86, indices):
     assert ("bookworm", "amd64") in calls
 
 
+def test_on_an_arm64_host_kbuild_comes_from_the_arm64_index(x86, indices, monkeypatch):
+    from kharness import hostarch
+
+    _, calls = indices
+    monkeypatch.setattr(hostarch, "machine", lambda: "aarch64")
+    spec = resolve_kernel(x86, "6.1")    # an amd64 kernel, built for on an arm64 host
+    assert [(p.name, p.arch) for p in spec.header_pkgs] == [
+        ("linux-headers-6.1.0-50-amd64", "amd64"),
+        ("linux-headers-6.1.0-50-common", "all"),
+        ("linux-kbuild-6.1", "arm64"),
+    ]
+    calls.clear()
+    arm = dataclasses.replace(x86, name="fake-arm64", debian_arch="arm64", kernel_flavour="arm64", series=("6.1",))
+    assert ("linux-kbuild-6.1", "arm64") in [(p.name, p.arch) for p in resolve_kernel(arm, "6.1").header_pkgs]
+    assert ("bookworm", "amd64") not in calls   # native: the target's own index has kbuild
+
+
 def test_missing_kbuild_in_host_index(x86, indices):
     table, _ = indices
     table[("bookworm", "amd64")] = [p for p in table[("bookworm", "amd64")] if "kbuild" not in p.name]
