@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from kharness import ui
+from kharness.cli import ci
 from kharness.cli.common import VERBOSE, die, out
 from kharness.errors import KharnessError, UsageError
 
@@ -22,13 +23,22 @@ def matrix(
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: run every N-th cell from the I-th."),
     output: Path = typer.Option(Path("kharness-matrix"), "--out", "-o", help="Directory for the reports."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous summary.json: newly broken cells first."),
-    emit: Optional[str] = typer.Option(None, "--emit", help="Print the matrix as CI config (github, gitlab) and exit."),
+    emit: Optional[str] = typer.Option(
+        None, "--emit", help="Print CI configuration and exit: github-workflow (a complete GitHub workflow fanning the "
+                             "cells out over jobs, each with the kharness action), github (the matrix JSON for "
+                             "strategy.matrix), gitlab (a GitLab CI job with parallel:matrix)."),
+    action_ref: str = typer.Option("", "--action", help="With --emit github-workflow: the kharness action to use "
+                                                       "(OWNER/REPO@REF of your kharness; default: "
+                                                       "kharness/kharness@main)."),
     timeout: Optional[float] = typer.Option(None, help="Per guest step timeout (seconds), for every cell."),
     cell_timeout: Optional[float] = typer.Option(
         None, "--cell-timeout", min=1,
         help="Seconds one cell (its whole `kharness run`: downloads, builds, boot, steps) may take before it "
              "is killed and reported as an infrastructure error. Default: derived from --timeout, with an "
              "hour for building a kernel."),
+    annotations: str = ci.ANNOTATIONS,
+    step_summary: Optional[str] = ci.STEP_SUMMARY,
+    codequality: Optional[Path] = ci.CODEQUALITY,
     verbose: bool = VERBOSE,
 ) -> None:
     """Run a module over targets x kernel series: a live view, a grid, summary.json, junit.xml and a
@@ -54,10 +64,9 @@ def matrix(
             raise UsageError(f"module directory {directory} does not exist")
         cells = plan(all_targets(), targets_, kernels, shard)
         if emit is not None:
-            if emit not in ("github", "gitlab"):
-                raise UsageError(f"--emit {emit!r}: use github or gitlab")
-            sys.stdout.write((emitters.github(cells) + "\n") if emit == "github" else emitters.gitlab(cells, str(directory)))
+            sys.stdout.write(emitters.emit(emit, cells, str(directory), action_ref))
             return
+        ci.check_options(annotations, codequality)
         base = None
         if baseline is not None:
             try:
@@ -65,7 +74,7 @@ def matrix(
             except (OSError, ValueError) as e:
                 raise UsageError(f"--baseline {baseline}: cannot read it as a matrix summary ({e})") from None
         prepare_output_dir(output, "--out", REPORT_FILES)
-        extra = ["--timeout", f"{timeout:g}"] if timeout else []
+        extra = (["--timeout", f"{timeout:g}"] if timeout else []) + ci.CELL_ARGS
         t = time.monotonic()
         results = run_all(directory.resolve(), cells, output, jobs, fail_fast, extra,
                           cell_timeout or cell_deadline(timeout))
@@ -80,6 +89,7 @@ def matrix(
         console.print(f"[bold red]newly broken[/bold red] {c['id']}: {escape(c['summary'])}")
     console.print(f"{s['counts']['pass']} passed, {s['counts']['fail']} failed, {s['counts']['error']} error(s), "
                   f"{s['counts']['skipped']} skipped in {s['wall_seconds']:.0f}s; report: {output / 'index.html'}")
+    ci.matrix_outputs(s, output, directory, annotations, step_summary, codequality)
     if s["counts"]["fail"]:
         raise typer.Exit(1)
     if s["counts"]["error"]:

@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from kharness import ui
+from kharness.cli import ci
 from kharness.cli.common import DEBUG_HELP, RUN_VERBOSE, VERBOSE, die, error_line, out, show_traceback
 from kharness.errors import KharnessError, UsageError
 
@@ -49,6 +50,9 @@ def run(
                                        help="List the module directory's own user-space programs (test.c + "
                                             "test.expected, tests/, test/, other/, misc-progs/, user*/) and the "
                                             "kharness.toml line that runs each; build and boot nothing."),
+    annotations: str = ci.ANNOTATIONS,
+    step_summary: Optional[str] = ci.STEP_SUMMARY,
+    codequality: Optional[Path] = ci.CODEQUALITY,
     verbose: bool = RUN_VERBOSE,
 ) -> None:
     """Build MODULE_DIR against the target kernel, boot it in QEMU, insmod, run the checks, rmmod,
@@ -74,6 +78,10 @@ def run(
             check_output_file(json_path, "--json")
         except KharnessError as e:
             die(e)
+    try:
+        ci.check_options(annotations, codequality)
+    except KharnessError as e:
+        die(e)
     opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
                       timeout=timeout, boot_timeout=boot_timeout, accel=accel, keep=keep,
                       kernel_tree=kernel_tree, kernel_config=list(kernel_config), cold=cold, debug=debug or ())
@@ -96,6 +104,7 @@ def run(
         if result.traceback:   # the summary went to stdout; the line CI greps goes to stderr
             error_line(result.error["message"])
     show_traceback(result.traceback)
+    ci.run_outputs(result.to_dict(), module_dir, annotations, step_summary, codequality, json_path)
     raise typer.Exit(result.exit_code)
 
 

@@ -67,7 +67,7 @@ def test_emitters():
     assert json.loads(emit.github(cells)) == {"include": [{"target": "x86_64", "kernel": "6.1"},
                                                           {"target": "x86_64", "kernel": "7.2"}]}
     g = emit.gitlab(cells, "mymod")
-    assert 'KH_TARGET: x86_64, KH_KERNEL: "7.2"' in g and "parallel:" in g
+    assert 'KH_TARGET: "x86_64", KH_KERNEL: "7.2"' in g and "parallel:" in g
 
 
 NASTY = ("\x1b[31mred\x1b[0m console \x00nul \x07bell \x1b]0;title\x07osc \x08bs \x7fdel \x85nel "
