@@ -39,6 +39,10 @@ def matrix(
     annotations: str = ci.ANNOTATIONS,
     step_summary: Optional[str] = ci.STEP_SUMMARY,
     codequality: Optional[Path] = ci.CODEQUALITY,
+    ktap_path: Optional[Path] = typer.Option(None, "--ktap", help="Also write the matrix as KTAP version 1 "
+                                                                  "here (a test per cell, its run nested)."),
+    kcidb_path: Optional[Path] = typer.Option(None, "--kcidb", help="Also write the matrix as KernelCI KCIDB "
+                                                                    "data here (a build per cell)."),
     verbose: bool = VERBOSE,
 ) -> None:
     """Run a module over targets x kernel series: a live view, a grid, summary.json, junit.xml and a
@@ -51,6 +55,7 @@ def matrix(
 
     from rich.markup import escape
 
+    from kharness.cli.interchange import check_outputs, write_matrix
     from kharness.matrix import emit as emitters
     from kharness.matrix.execute import cell_deadline, run_all
     from kharness.matrix.plan import plan
@@ -74,11 +79,14 @@ def matrix(
             except (OSError, ValueError) as e:
                 raise UsageError(f"--baseline {baseline}: cannot read it as a matrix summary ({e})") from None
         prepare_output_dir(output, "--out", REPORT_FILES)
+        check_outputs(ktap_path, kcidb_path)
         extra = (["--timeout", f"{timeout:g}"] if timeout else []) + ci.CELL_ARGS
         t = time.monotonic()
         results = run_all(directory.resolve(), cells, output, jobs, fail_fast, extra,
                           cell_timeout or cell_deadline(timeout))
         s = write_all(output, str(directory), results, time.monotonic() - t, base)
+        if ktap_path is not None or kcidb_path is not None:
+            write_matrix(output, directory, results, ktap_path, kcidb_path)
     except KharnessError as e:
         die(e)
     console = out()

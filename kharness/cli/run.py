@@ -31,6 +31,10 @@ def run(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the structured result "
                                                                   "(schema kharness/result/v1) here; `-`: "
                                                                   "on stdout (the summary goes to stderr)."),
+    ktap_path: Optional[Path] = typer.Option(None, "--ktap", help="Write the result as KTAP version 1 (the "
+                                                                  "kernel's test output format) here."),
+    kcidb_path: Optional[Path] = typer.Option(None, "--kcidb", help="Write the result as KernelCI KCIDB data "
+                                                                    "(checkout, build, tests) here."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=1,
                                             help="Seconds each guest step (insmod, a check, rmmod) may take "
                                                  "before it counts as a hang. Default 60."),
@@ -64,6 +68,7 @@ def run(
             die(UsageError(f"module directory {module_dir} does not exist"))
         typer.echo(listing(module_dir), nl=False)
         raise typer.Exit(0)
+    from kharness.cli.interchange import check_outputs, write_run
     from kharness.outputs import check_output_file, is_stdout
     from kharness.result.model import Result
     from kharness.result.writers import print_summary, write_json
@@ -80,6 +85,7 @@ def run(
             die(e)
     try:
         ci.check_options(annotations, codequality)
+        check_outputs(ktap_path, kcidb_path)
     except KharnessError as e:
         die(e)
     opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
@@ -94,6 +100,8 @@ def run(
         result = as_result(Result(module_dir=str(module_dir), target=target, kernel_wanted=kernel or "default"), e)
     if json_path is not None:
         write_json(result, json_path)
+    if ktap_path is not None or kcidb_path is not None:
+        write_run(result.to_dict(), module_dir, ktap_path, kcidb_path)
     if result.status == "error" and (result.phase("build").status == "skipped" or (
             result.error["kind"] == "usage" and result.phase("boot").status == "skipped")):
         # A usage or infrastructure error before anything ran, or bad input found after the

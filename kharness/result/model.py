@@ -85,6 +85,15 @@ _PROGRAM = {"type": "object", "required": ["name", "sources", "target", "cached"
                            "target": {"type": "string"}, "cached": {"type": "boolean"}, "size": {"type": "integer"},
                            "binary": {"type": "string"}, "guest_path": {"type": "string"},
                            "compiler": {"type": "string"}}}
+_KUNIT_STATUS = {"enum": ["pass", "fail", "skipped", "crashed"]}
+_KUNIT_PARAM = {"type": "object", "required": ["name", "status", "log"],
+                "properties": {"name": {"type": "string"}, "status": _KUNIT_STATUS, "log": {"type": "string"},
+                               "reason": {"type": "string"}}}
+_KUNIT_CASE = {"type": "object", "required": ["name", "status", "log"],
+               "properties": dict(_KUNIT_PARAM["properties"], params={"type": "array", "items": _KUNIT_PARAM})}
+_KUNIT_SUITE = {"type": "object", "required": ["name", "phase", "status", "cases", "log"],
+                "properties": {"name": {"type": "string"}, "phase": {"enum": list(PHASES)}, "status": _KUNIT_STATUS,
+                               "cases": {"type": "array", "items": _KUNIT_CASE}, "log": {"type": "string"}}}
 
 
 @dataclass
@@ -146,6 +155,14 @@ class Result:
         "without running the compiler), size (bytes of the static, stripped binary), binary (the cached file), "
         "guest_path (`/kh/bin/<name>`), compiler}`. Only when the run has such a check", optional=True,
         schema={"type": "array", "items": _PROGRAM})
+    kunit: list | None = doc(
+        "KUnit suites the modules under test ran (a module with `kunit_test_suite()` runs them when it is "
+        "loaded), read from the KTAP they printed to the kernel log: `{name, phase (whose kernel log had them), "
+        "status, cases: [{name, status, log (its diagnostic lines), reason (of a skip), params (a parameterised "
+        "case's results: [{name, status, log, reason}])}], log}`. `status`: `pass`, `fail`, `skipped` or "
+        "`crashed` (no result line: the kernel oopsed in it, or the log ended). A failed or crashed case fails "
+        "that phase. Only when the log held any", optional=True,
+        schema={"type": "array", "items": _KUNIT_SUITE})
     phases: list[Phase] = doc("always six, in order `build`, `image`, `boot`, `load`, `check`, `unload`",
                               default_factory=lambda: [Phase(n) for n in PHASES])
     checks: list[CheckResult] = doc("one per check run (or skipped)", default_factory=list)

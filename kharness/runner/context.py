@@ -122,6 +122,8 @@ class Context:
         if phase == "boot" and self.boot_log:
             log = self.boot_log + log
         self.result.dmesg[phase] = self.result.dmesg.get(phase, "") + log
+        if phase != "boot":   # KUnit at boot is the kernel's own (built-in suites), not the module's
+            self.result.kunit = verdict.kunit_record(self.result.kunit, phase, self.result.dmesg[phase])
         bad = self.findings(phase, log, baseline=(phase == "boot"))
         if phase != "boot":
             added = verdict.taint_findings(phase, self.taint, taint)
@@ -140,6 +142,9 @@ class Context:
             raise self.trouble(phase, e, f"the health check after {phase}") from None
         if bad:
             raise self.fail(phase, verdict.reported(bad[0]))
+        kunit = verdict.kunit_failure(self.result.kunit, phase)
+        if kunit:
+            raise self.fail(phase, kunit)
         for name in modules:
             if (name in self.listed) != listed:
                 tool = "insmod" if listed else "rmmod"

@@ -50,6 +50,25 @@ def taint_record(taint: int) -> TaintRecord:
                        [f"{t.letter}: {t.description}" for t in health.decode_taint(taint)])
 
 
+def kunit_record(suites: list | None, phase: str, log: str) -> list | None:
+    """The result's ``kunit`` with ``phase``'s suites read again from its whole kernel log so far
+    (a suite may span two looks); None while no phase printed any."""
+    found = health.kunit_results(log, phase)
+    kept = [s for s in suites or [] if s["phase"] != phase]
+    return (kept + found) or None
+
+
+def kunit_failure(suites: list | None, phase: str) -> str | None:
+    """Why ``phase`` fails on its KUnit results: a failed or crashed case (or suite)."""
+    mine = [s for s in suites or [] if s["phase"] == phase]
+    bad = health.kunit_failures(mine)
+    if not bad:
+        return None
+    total = sum(len(s["cases"]) for s in mine)
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return f"KUnit: {len(bad)} of {total} case(s) failed: {shown}"
+
+
 def reported(f: Finding) -> str:
     """How a blocking report ends a phase."""
     return f"kernel reported {f.kind}: {f.summary}"
