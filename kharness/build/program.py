@@ -19,12 +19,12 @@ import json
 import os
 import re
 import shlex
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from kharness import proc, seal
 from kharness.errors import InfraError
+from kharness.hostcc import libc_package, target_cc
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
 from kharness.targets import TargetProfile
@@ -84,22 +84,9 @@ class ProgramBuildError(Exception):
         super().__init__(f"program {name} did not compile: {first}")
 
 
-def gcc_package(profile: TargetProfile) -> str:
-    return f"gcc-{profile.cross_compile.rstrip('-')}" if profile.cross_compile else "gcc"
-
-
-def libc_package(profile: TargetProfile) -> str:
-    return f"libc6-dev-{profile.debian_arch}-cross" if profile.cross_compile else "libc6-dev"
-
-
 def compiler(profile: TargetProfile) -> Path:
     """The target's C compiler; InfraError naming the Debian package when it is missing."""
-    name = f"{profile.cross_compile}gcc"
-    found = shutil.which(name)
-    if found is None:
-        raise InfraError(f"{name} is not installed (needed to build companion programs for {profile.name}; "
-                         f"Debian package {gcc_package(profile)})", hint="run `make install`")
-    return Path(found)
+    return Path(target_cc(profile, f"to build companion programs for {profile.name}"))
 
 
 def _identity(cc: Path) -> str:

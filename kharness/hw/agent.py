@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 from pathlib import Path
 
 from kharness import proc, seal
 from kharness.errors import InfraError
+from kharness.hostcc import libc_package, target_cc
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
 from kharness.targets import TargetProfile
@@ -28,17 +28,10 @@ _HEX_KEYS = {"out", "data"}
 _PAIR_RE = re.compile(r"([a-z_]+)=(\S*)")
 
 
-def _libc_package(profile: TargetProfile) -> str:
-    return f"libc6-dev-{profile.debian_arch}-cross" if profile.cross_compile else "libc6-dev"
-
-
 def build_agent(profile: TargetProfile) -> Path:
     """The path of a static ``kh-agent`` for ``profile``, compiled on first use (well under a second)."""
     cc_name = f"{profile.cross_compile}gcc"
-    cc = shutil.which(cc_name)
-    if cc is None:
-        raise InfraError(f"{cc_name} is not installed (needed for the kh-agent guest agent)",
-                         hint="run `make install`")
+    cc = target_cc(profile, "for the kh-agent guest agent")
     env = dict(os.environ, LC_ALL="C")
     version = proc.run([cc, "--version"], timeout=60, env=env, what=f"{cc_name} --version").stdout
     source = SOURCE.read_bytes()
@@ -55,7 +48,7 @@ def build_agent(profile: TargetProfile) -> Path:
                     out = p.stdout + p.stderr
                     if re.search(r"cannot find -lc\b|\.h: No such file|cannot find crt1\.o", out):
                         raise InfraError(f"{cc_name} has no static C library to build kh-agent "
-                                         f"(Debian package {_libc_package(profile)})",
+                                         f"(Debian package {libc_package(profile)})",
                                          hint="run `make install`")
                     tail = " | ".join(out.strip().splitlines()[-5:])
                     raise InfraError(f"kh-agent build for {profile.name} failed: {tail}")

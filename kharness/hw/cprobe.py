@@ -20,13 +20,13 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from kharness import proc, seal
 from kharness.errors import InfraError
+from kharness.hostcc import cc_identity, target_cc
 from kharness.hw.cstruct import ARRAY, INT, OTHER, POINTER, CField, CStruct
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir
@@ -147,14 +147,8 @@ def _probe_text(headers, exprs, structs) -> tuple[str, dict[int, tuple]]:
 def _compiler(profile: TargetProfile) -> tuple[str, str]:
     """The compiler's path and its identity (its file's path, size and time: an upgrade changes
     them), found without running it."""
-    name = f"{profile.cross_compile}gcc"
-    cc = shutil.which(name)
-    if cc is None:
-        raise InfraError(f"{name} is not installed (needed to read ioctl numbers and struct layouts "
-                         f"for {profile.name} from the module's header)", hint="run `make install`")
-    real = os.path.realpath(cc)
-    st = os.stat(real)
-    return cc, f"{real}:{st.st_size}:{st.st_mtime_ns}"
+    cc = target_cc(profile, f"to read ioctl numbers and struct layouts for {profile.name} from the module's header")
+    return cc, cc_identity(cc)
 
 
 def _dep_record(path: str) -> list | None:

@@ -95,17 +95,23 @@ def _create_image(qcow: Path) -> None:
         raise InfraError(f"qemu-img create failed: {p.stderr.strip()}", hint="run `make install`")
 
 
-def load(profile: TargetProfile, boot: BootSpec, accel: str, prepare: str = "") -> Snapshot | None:
-    """The cached snapshot for this exact guest, or None."""
-    d = cache_dir() / "snapshots" / f"{profile.name}-{snapshot_key(profile, boot, accel, prepare)}"
+def _read(d: Path, prepared: str | None = None) -> Snapshot | None:
+    """The snapshot saved in ``d``, or None if there is none or it is damaged or partial (never
+    used). ``prepared``: what its prepare command printed, when it is not in its own meta.json."""
     try:
         meta = json.loads((d / "meta.json").read_text())
     except (OSError, ValueError):
         return None
     qcow = d / "vmstate.qcow2"
     if not qcow.is_file() or qcow.stat().st_size != meta.get("size"):
-        return None   # damaged or partial: never used
-    return Snapshot(qcow, d.name, meta["release"], meta["save_seconds"], meta.get("prepared", ""))
+        return None
+    return Snapshot(qcow, d.name, meta["release"], meta["save_seconds"],
+                    meta.get("prepared", "") if prepared is None else prepared)
+
+
+def load(profile: TargetProfile, boot: BootSpec, accel: str, prepare: str = "") -> Snapshot | None:
+    """The cached snapshot for this exact guest, or None."""
+    return _read(cache_dir() / "snapshots" / f"{profile.name}-{snapshot_key(profile, boot, accel, prepare)}")
 
 
 def ensure(profile: TargetProfile, boot: BootSpec, accel: str, boot_timeout: float, prepare: str = "") -> Snapshot:
@@ -165,15 +171,7 @@ def _derived_dir(base: Snapshot, files_key: str) -> Path:
 
 def load_derived(base: Snapshot, files_key: str) -> Snapshot | None:
     """The snapshot of ``base``'s guest with the files ``files_key`` names in place, or None."""
-    d = _derived_dir(base, files_key)
-    try:
-        meta = json.loads((d / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    qcow = d / "vmstate.qcow2"
-    if not qcow.is_file() or qcow.stat().st_size != meta.get("size"):
-        return None
-    return Snapshot(qcow, d.name, meta["release"], meta["save_seconds"], base.prepared)
+    return _read(_derived_dir(base, files_key), base.prepared)
 
 
 def save_derived(base: Snapshot, files_key: str, sock: Path, qcow: Path) -> Snapshot | None:

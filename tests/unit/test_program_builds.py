@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kharness import agent_client, checks
+from kharness import agent_client, checks, hostcc
 from kharness.build import companions
 from kharness.build import program as bp
 from kharness.build.makefile import plan_build
@@ -114,7 +114,7 @@ def test_a_compile_error_is_the_programs_with_its_first_error_lines(tmp_path, ca
 
 
 def test_a_missing_compiler_names_the_debian_package(tmp_path, cache, monkeypatch):
-    monkeypatch.setattr(bp.shutil, "which", lambda name: None)
+    monkeypatch.setattr(hostcc.shutil, "which", lambda name: None)
     with pytest.raises(InfraError, match=r"powerpc64-linux-gnu-gcc is not installed .*Debian package "
                                          r"gcc-powerpc64-linux-gnu"):
         bp.build_program(get_target("ppc64"), _spec(_module(tmp_path)))
@@ -125,7 +125,7 @@ def test_a_compiler_without_a_static_libc_names_the_libc_package(tmp_path, cache
 
     monkeypatch.setattr(bp.proc, "run", lambda argv, **kw: subprocess.CompletedProcess(
         argv, 1, "/usr/bin/arm-linux-gnueabihf-ld: cannot find -lc: No such file or directory\n", ""))
-    monkeypatch.setattr(bp.shutil, "which", lambda name: "/bin/true")
+    monkeypatch.setattr(hostcc.shutil, "which", lambda name: "/bin/true")
     with pytest.raises(InfraError, match=r"no static C library .*Debian package libc6-dev-armhf-cross"):
         bp.build_program(get_target("rpi2"), _spec(_module(tmp_path)))
 
