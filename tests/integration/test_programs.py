@@ -4,7 +4,7 @@ static for the target, handed to the guest with the module and run there.
 progbuf (tests/fixtures/modules/progbuf) is a one-message mailbox with a blocking read; its
 ``test.c`` must print exactly ``test.expected``, and ``tests/reader.c`` blocks on it in the
 background until a later check writes. The same flows through the fake guest, and the build
-cache, parsing and judging: tests/unit/test_programs.py and test_runner_programs.py.
+cache, parsing and judging: tests/unit/test_program_builds.py and test_runner_programs.py.
 """
 
 from __future__ import annotations
