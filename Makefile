@@ -15,7 +15,7 @@ JOBS    ?= 2
 # the matrix report, gnupg signs a fake archive; cpio, zstd and busybox-static look inside images).
 DEV_PACKAGES := python3 python3-venv python3-pip chromium gnupg cpio zstd busybox-static
 
-.PHONY: all install system-deps apt-ensure python-deps demo test test-unit test-integration test-templates test-examples test-debug bench clean distclean help
+.PHONY: all install system-deps apt-ensure python-deps demo test test-unit test-distro test-integration test-templates test-examples test-debug bench clean distclean help
 
 all: help
 
@@ -77,6 +77,11 @@ test-examples: install
 # this adds arm64 (its own debug kernel build, ~5 minutes once).
 test-debug: install
 	KH_DEBUG_TARGETS=x86_64,arm64 $(PY) -m pytest -n $(JOBS) -ra tests/integration/test_debug_kernels.py
+
+# Distro guests (--guest debian) and the remote board path on arm64 too (`make test` covers x86_64):
+# the first arm64 run configures its Debian root filesystem inside an emulated guest (minutes, once).
+test-distro: install
+	KH_DISTRO_GRID=1 $(PY) -m pytest -n $(JOBS) -ra tests/integration/test_distro_guest.py tests/integration/test_remote_board.py
 
 test-integration: install
 	$(PY) -m pytest -n $(JOBS) -ra tests/integration

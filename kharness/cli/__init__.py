@@ -18,7 +18,7 @@ import sys
 import typer
 
 from kharness import __version__, ui
-from kharness.cli import archive, build, cache, doctor, matrix, run, templates
+from kharness.cli import archive, build, cache, doctor, guest, matrix, run, templates
 from kharness.cli.common import error_line, show_traceback
 from kharness.errors import KharnessError
 
@@ -62,6 +62,12 @@ cache_app = typer.Typer(help="The content-addressed cache under ~/.cache/kharnes
 app.add_typer(kernel_app, name="kernel")
 app.add_typer(image_app, name="image")
 app.add_typer(cache_app, name="cache")
+guest_app = typer.Typer(help="Debian guests in the background, reachable over SSH on 127.0.0.1 (test against "
+                             "them with `kharness run --remote`).", no_args_is_help=True)
+app.add_typer(guest_app, name="guest")
+guest_app.command("up")(guest.guest_up)
+guest_app.command("down")(guest.guest_down)
+guest_app.command("ls")(guest.guest_ls)
 kernel_app.command("build")(build.kernel_build)
 image_app.command("build")(build.image_build)
 cache_app.command("ls")(cache.cache_ls)

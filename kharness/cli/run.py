@@ -21,7 +21,8 @@ from kharness.errors import KharnessError, UsageError
 def run(
     module_dir: Path = typer.Argument(..., help="Directory holding the module's sources (and optionally its "
                                                "Makefile/Kbuild and kharness.toml)."),
-    target: str = typer.Option("x86_64", "--target", "-t", help="Target board (see `kharness targets`)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target board (see `kharness targets`); "
+                                                                      "default x86_64 (with --remote: the board's)."),
     kernel: Optional[str] = typer.Option(None, "--kernel", "-k",
                                          help="Kernel series (5.10, 6.1, 6.12, 7.2) or exact release "
                                               "(6.1.0-50-amd64), or 6.1-debug for a debug kernel with every "
@@ -54,6 +55,23 @@ def run(
                                        help="List the module directory's own user-space programs (test.c + "
                                             "test.expected, tests/, test/, other/, misc-progs/, user*/) and the "
                                             "kharness.toml line that runs each; build and boot nothing."),
+    guest: str = typer.Option("busybox", "--guest", help="The system around the module: busybox (kharness's "
+                                                        "initramfs, fastest) or debian (a Debian root filesystem "
+                                                        "with systemd, udev, modprobe and sshd, driven over SSH)."),
+    guest_packages: Optional[str] = typer.Option(None, "--guest-packages", help="Debian packages to add to a "
+                                                 "--guest debian system, comma-separated (e.g. v4l-utils,i2c-tools)."),
+    guest_suite: Optional[str] = typer.Option(None, "--guest-suite", help="Debian suite of a --guest debian "
+                                              "system (default: the kernel's: bookworm for 6.1, trixie for 6.12, "
+                                              "sid for 7.2)."),
+    remote: Optional[str] = typer.Option(None, "--remote", help="Test on a machine over SSH instead of a guest: "
+                                         "USER@HOST[:PORT]. Its `uname -r` picks the kernel; it is never rebooted "
+                                         "and is left as found."),
+    identity: Optional[Path] = typer.Option(None, "--identity", "-i", help="SSH private key for --remote (default: "
+                                            "the SSH agent and ~/.ssh keys)."),
+    accept_new_host_key: bool = typer.Option(False, "--accept-new-host-key", help="With --remote: add an unknown "
+                                             "host's key to ~/.ssh/known_hosts (a changed key is always refused)."),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="With --remote: the known_hosts file "
+                                               "to check the host key against (default ~/.ssh/known_hosts)."),
     annotations: str = ci.ANNOTATIONS,
     step_summary: Optional[str] = ci.STEP_SUMMARY,
     codequality: Optional[Path] = ci.CODEQUALITY,
@@ -88,9 +106,14 @@ def run(
         check_outputs(ktap_path, kcidb_path)
     except KharnessError as e:
         die(e)
+    target_given, target = target is not None, target or "x86_64"
+    packages = tuple(p.strip() for p in (guest_packages or "").split(",") if p.strip())
     opts = RunOptions(module_dir=module_dir, target=target, kernel=kernel, params=list(param),
                       timeout=timeout, boot_timeout=boot_timeout, accel=accel, keep=keep,
-                      kernel_tree=kernel_tree, kernel_config=list(kernel_config), cold=cold, debug=debug or ())
+                      kernel_tree=kernel_tree, kernel_config=list(kernel_config), cold=cold, debug=debug or (),
+                      guest=guest, guest_packages=packages, guest_suite=guest_suite, remote=remote,
+                      identity=identity, accept_new_host_key=accept_new_host_key, known_hosts=known_hosts,
+                      target_given=target_given)
     try:
         result = run_pipeline(opts)
     except KeyboardInterrupt:

@@ -46,8 +46,10 @@ def _guest(request, cell: Cell):
     if cell is None:
         pytest.skip("no target x kernel selected")
     cfg = request.config
-    cm = session(_module_dir(request), target=cell.target, kernel=cell.kernel,
-                 accel=cfg.getoption("--kh-accel"), timeout=cfg.getoption("--kh-timeout"))
+    remote = cfg.getoption("--kh-remote")
+    cm = session(_module_dir(request), target=cell.target, kernel=None if remote else cell.kernel,
+                 accel=cfg.getoption("--kh-accel"), timeout=cfg.getoption("--kh-timeout"),
+                 guest=cfg.getoption("--kh-guest"), remote=remote, identity=cfg.getoption("--kh-identity"))
     try:
         s = cm.__enter__()
     except RunSkipped as e:   # the module's own files exclude this cell: no failure

@@ -18,6 +18,10 @@ def pytest_addoption(parser) -> None:
     g.addoption("--kh-keep-logs", default=None, metavar="DIR",
                 help="write each guest's result JSON, console and dmesg logs under DIR")
     g.addoption("--kh-timeout", type=float, default=None, help="per guest step timeout (seconds)")
+    g.addoption("--kh-guest", default="busybox", help="busybox (default) or debian: a Debian guest driven over SSH")
+    g.addoption("--kh-remote", default=None, metavar="USER@HOST[:PORT]",
+                help="test on this board over SSH instead of a guest (its kernel; --kh-target must fit it)")
+    g.addoption("--kh-identity", default=None, metavar="KEY", help="SSH private key for --kh-remote")
     parser.addini("kh_module", "the module directory, relative to the rootdir", default="")
 
 

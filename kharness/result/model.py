@@ -109,6 +109,10 @@ class Result:
     summary: str = doc("one line: what happened (for `fail`: `<phase>: <why>`; for `skipped`: `skipped: <why>`)",
                        default="")
     kernel: KernelRecord | None = doc("the kernel (see below); `{}` before one was chosen", default=None)
+    guest: dict = doc("the system around the module: `{kind}` is `busybox` (kharness's initramfs), `debian` (a "
+                      "Debian root filesystem driven over SSH: with `suite`, `packages`, `rootfs`, `key`, "
+                      "`ssh_port`) or `remote` (a board over SSH: with `address`, `machine`)",
+                      default_factory=lambda: {"kind": "busybox"}, schema={"type": "object"})
     accelerator: str | None = doc("what QEMU ran with: `tcg` or `kvm`", default=None)
     accelerator_note: str = doc("why (e.g. the KVM probe's failure)", default="")
     boot_mode: str = doc("`snapshot` (the ready guest was restored from its saved state) or `cold` (booted)",

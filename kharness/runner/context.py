@@ -13,7 +13,7 @@ from kharness import agent_client as agent
 from kharness import checks
 from kharness.errors import ModuleFailure
 from kharness.guest import ConsoleSideChannel
-from kharness.result.finding import Finding
+from kharness.result.finding import Finding, FindingKind
 from kharness.result.model import Phase, Result, cap
 from kharness.runner import verdict
 from kharness.runner.options import DEFAULT_TIMEOUT, RunOptions
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from kharness.vm.channel import CommandResult
 
 
+# How long a board that stopped answering gets to show its sshd is still there.
+BOARD_REACH_TIMEOUT = 5.0
+
+
 class Context:
     """The run's state: what the phases found out and what the next ones need."""
 
@@ -39,6 +43,7 @@ class Context:
         self.guest_factory = guest_factory
         self.result = Result(module_dir=str(opts.module_dir), target=opts.target,
                              kernel_wanted=opts.kernel or "default")
+        self.result.guest = {"kind": "remote" if opts.remote else opts.guest}
         self.guest: Guest | None = None
         self.workdir: Path | None = None
         self.taint = 0
@@ -62,6 +67,7 @@ class Context:
         self.module_maps: list = []            # where the modules were loaded (kmemleak attribution)
         self.last_module_change = 0.0          # when the last insmod/rmmod returned
         self._step_mark = 0                    # the console's mark when the last step began
+        self.after_load = ""                   # a guest command run once the modules are in (udevadm settle)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     @contextmanager
@@ -96,6 +102,7 @@ class Context:
         assert self.guest
         if isinstance(self.guest, ConsoleSideChannel):
             self._step_mark = self.guest.console_mark()
+        self._step_started = time.monotonic()
         try:
             return self.guest.run(command, timeout)
         except GuestError as e:
@@ -156,6 +163,8 @@ class Context:
         Gathers what the guest can still tell (the module's state and sysrq backtraces over the
         console); the verdict module says what it means."""
         g = self.guest
+        if g is not None and not isinstance(g, ConsoleSideChannel) and hasattr(g, "reachable"):
+            return self._board_trouble(phase, e, what)   # a board over SSH: no console, no QEMU
         stuck = isinstance(e, CommandTimeout) and g is not None
         if stuck:
             lost = verdict.channel_lost(what, self._module_state(what))
@@ -174,6 +183,28 @@ class Context:
         self.result.phase(phase).log = cap(text)
         found = self.findings(phase, text)
         message, extra = verdict.guest_trouble(e, what, phase, text, found, asked_sysrq=stuck)
+        self.result.findings += extra
+        return self.fail(phase, message)
+
+    def _board_trouble(self, phase: str, e: GuestError, what: str) -> ModuleFailure:
+        """A board that stopped answering during a step: if sshd no longer answers either, the
+        kernel most likely panicked or hung (the board is never rebooted by kharness: someone
+        has to). The last kernel messages that reached us are the evidence."""
+        g = self.guest
+        alive = g.reachable(BOARD_REACH_TIMEOUT)
+        after = time.monotonic() - getattr(self, "_step_started", time.monotonic())
+        text = g.console_text(32768)
+        self.result.phase(phase).log = cap(text)
+        found = self.findings(phase, text)
+        cmd = verdict.module_command(what)
+        step = cmd[0] if cmd else what
+        if not alive:
+            msg = f"unreachable {after:.0f} s after {step}: likely panic or hang"
+            if found:
+                msg += f" ({found[0].kind}: {found[0].summary})"
+            self.result.findings.append(Finding(FindingKind.HANG, msg, cap(text, 65536), 0, phase=phase, blocking=True))
+            return self.fail(phase, msg)
+        message, extra = verdict.guest_trouble(e, what, phase, text, found, asked_sysrq=isinstance(e, CommandTimeout))
         self.result.findings += extra
         return self.fail(phase, message)
 

@@ -33,6 +33,7 @@ class Staged:
                                   # they ride along, the kernel's own modules and "bin/<name>": programs
     deps: kdeps.Deps              # the kernel's own modules they need (in ``payload`` or ``base``)
     as_is: frozenset[str] = frozenset()   # payload names sent as they are (not through strip_debug)
+    distro: object = None         # a distro guest's disks and initramfs (kharness.image.distro.DistroImage)
 
 
 def image(run: Context, prep: Prepared, built: Built) -> Staged:
@@ -42,7 +43,17 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
         spec, headers, built_kernel, target = built.spec, built.headers, built.kernel, run.profile.name
         deps = kdeps.resolve(lambda: kdeps.open_tree(spec, headers, built_kernel, target), built.load, prep.config)
         run.result.dependencies = deps.record()
-        kernel, base, dtb = prep.guest.image(built.spec, built.kernel)
+        over_ssh = bool(run.opts.remote) or run.opts.guest != "busybox"
+        if run.opts.remote:   # the board runs its own kernel: nothing to boot
+            kernel = base = dtb = None
+        else:
+            kernel, base, dtb = prep.guest.image(built.spec, built.kernel)
+        distro_image = None
+        if run.opts.guest == "debian":
+            from kharness.image import distro
+
+            distro_image = distro.ensure_distro(run.profile, kernel, run.opts.guest_suite or distro.suite_for(spec.release),
+                                                tuple(run.opts.guest_packages), spec=spec)
         run.workdir = make_run_dir()
         payload = {f"{m.name}.ko": m.path.read_bytes() for m in built.load}
         if run.khgpio is not None:
@@ -52,13 +63,20 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
         resident = kdeps.payload(deps, set(payload))
         resident.update(programs.payload(run))   # bin/<name>
         as_is = frozenset()
-        if rides_along(resident, run.profile):
+        if over_ssh or rides_along(resident, run.profile):   # (SSH: every file goes over SFTP)
             payload.update(resident)
             as_is = frozenset(resident)
         else:
             base = with_files(base, resident)
+        if run.opts.remote:
+            return Staged(None, None, None, None, payload, deps, as_is)
         run.result.image = ImageRecord(base=str(base.path), key=base.key, busybox=base.busybox,
                                        kernel=str(kernel.kernel))
+        if distro_image is not None:
+            run.result.guest.update(suite=distro_image.suite, packages=list(distro_image.packages),
+                                    rootfs=str(distro_image.rootfs), key=distro_image.key)
+            boot = BootSpec(kernel.kernel, distro_image.initrd, dtb, distro.kernel_append(run.profile, distro_image))
+            return Staged(kernel, base, dtb, boot, payload, deps, as_is, distro=distro_image)
         return Staged(kernel, base, dtb, BootSpec(kernel.kernel, base.path, dtb), payload, deps, as_is)
 
 

@@ -24,12 +24,36 @@ class RunOptions:
     kernel_config: list[Path] = field(default_factory=list)  # extra config fragments for it
     cold: bool = False                       # always boot; never restore a snapshot
     debug: tuple[str, ...] | str = ()        # debug checkers ("kasan,ubsan" or a tuple): boot a kernel built with them
+    # The guest around the module: "busybox" (kharness's initramfs) or "debian" (a Debian root
+    # filesystem with systemd, udev and sshd, driven over SSH: kharness.vm.distro_guest).
+    guest: str = "busybox"
+    guest_packages: tuple[str, ...] = ()     # Debian packages added to a distro guest
+    guest_suite: str | None = None           # its Debian suite (default: the kernel's own: bookworm for 6.1)
+    # A board (or any machine) over SSH instead of a guest: "user@host[:port]" (runner.remote).
+    remote: str | None = None
+    identity: Path | None = None             # its SSH key (else the SSH agent and ~/.ssh keys)
+    accept_new_host_key: bool = False        # an unknown host key is added to known_hosts (a changed one never)
+    known_hosts: Path | None = None          # the known_hosts file (default ~/.ssh/known_hosts)
+    target_given: bool = False               # --target was given (with --remote: it must fit the board)
+
+
+GUESTS = ("busybox", "debian")
 
 
 def reproducer_cmd(opts: RunOptions, release: str | None) -> str:
     """The `kharness run` command line that repeats this run (on ``release`` once it is known)."""
-    argv = ["kharness", "run", str(opts.module_dir), "--target", opts.target]
-    if release or opts.kernel:
+    argv = ["kharness", "run", str(opts.module_dir)]
+    if opts.remote:
+        argv += ["--remote", opts.remote]
+        if opts.identity:
+            argv += ["--identity", str(opts.identity)]
+    else:
+        argv += ["--target", opts.target]
+    if opts.guest != "busybox":
+        argv += ["--guest", opts.guest]
+    if opts.guest_packages:
+        argv += ["--guest-packages", ",".join(opts.guest_packages)]
+    if (release or opts.kernel) and not opts.remote:   # a board runs the kernel it runs
         argv += ["--kernel", release or opts.kernel]
     for p in opts.params:
         argv += ["--param", p]

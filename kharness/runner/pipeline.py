@@ -13,7 +13,7 @@ from kharness import checks
 from kharness.errors import KharnessError, ModuleFailure
 from kharness.result.finding import Finding
 from kharness.result.model import CheckResult, Result
-from kharness.runner import programs, verdict
+from kharness.runner import programs, ssh_boot, verdict
 from kharness.runner.boot import boot
 from kharness.runner.build import build
 from kharness.runner.context import Context
@@ -74,7 +74,12 @@ class Run(Context):
         prep = prepare(self)
         built = build(self, prep)
         staged = image(self, prep, built)
-        boot(self, prep, built, staged)
+        if self.opts.remote:
+            ssh_boot.boot_remote(self, prep, built, staged)
+        elif self.opts.guest == "debian":
+            ssh_boot.boot_distro(self, prep, built, staged)
+        else:
+            boot(self, prep, built, staged)
         self.tested = {m.name for m in built.modules}
         loaded = load(self, built.load, built.params, prep.config, prep.timeout, staged.deps, built.expected)
         # Only what loaded is checked against and unloaded: not a module [module] skip left out,

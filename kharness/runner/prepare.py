@@ -12,7 +12,8 @@ from kharness.errors import UsageError
 from kharness.modconfig import ModuleConfig, load_config, merge_params, parse_cli_params
 from kharness.plan import GuestPlan, plan_guest
 from kharness.runner.context import Context
-from kharness.runner.options import DEFAULT_TIMEOUT
+from kharness.runner import remote
+from kharness.runner.options import DEFAULT_TIMEOUT, GUESTS
 from kharness.targets import get_target
 from kharness.vm.accel import ACCELS
 from kharness.vm.qemu import qemu_binary
@@ -36,9 +37,26 @@ def prepare(run: Context) -> Prepared:
         raise UsageError(f"{d} is not a directory", hint="give the directory that holds the module's sources")
     if opts.accel not in ACCELS:
         raise UsageError(f"unknown accelerator {opts.accel!r}", hint="use auto, kvm or tcg")
-    profile = run.profile = get_target(opts.target)
+    if opts.guest not in GUESTS:
+        raise UsageError(f"unknown guest {opts.guest!r}", hint=f"use {' or '.join(GUESTS)}")
+    if opts.remote and (opts.guest != "busybox" or opts.kernel or opts.kernel_tree or opts.debug):
+        raise UsageError("--remote tests on the board's own system and kernel",
+                         hint="leave --guest, --kernel, --kernel-tree and --debug out with --remote")
+    if opts.guest == "debian":
+        from kharness.image.rootfs import check_packages   # a bad name: said before any work
+
+        check_packages(list(opts.guest_packages))
+    kernel = opts.kernel
     reap_abandoned_staging()   # what a SIGKILLed kharness was making when it died
-    qemu_binary(profile)  # a missing QEMU is an error before any work, not after a build
+    if opts.remote:
+        # The board says what it runs: that picks the target and the kernel. run.guest is set
+        # now, so that the connection is closed (and the board cleaned) however the run ends.
+        run.guest, profile, kernel = remote.connect(opts, opts.target if opts.target_given else None)
+        run.profile = profile
+        run.result.target = profile.name
+    else:
+        profile = run.profile = get_target(opts.target)
+        qemu_binary(profile)  # a missing QEMU is an error before any work, not after a build
     config = load_config(d)
     cli_params = parse_cli_params(opts.params)
     build = plan_build(d, name=config.name, sources=list(config.sources) or None,
@@ -54,7 +72,7 @@ def prepare(run: Context) -> Prepared:
                             gpio_lines=config.gpio.lines if config.gpio is not None else None,
                             extra_texts=extra,
                             param_values={k: v for kv in params.values() for k, v in kv.items()})
-    guest = plan_guest(profile, opts.kernel, opts.debug, opts.kernel_tree, opts.kernel_config, opts.accel)
+    guest = plan_guest(profile, kernel, opts.debug, opts.kernel_tree, opts.kernel_config, opts.accel)
     run.profile = guest.profile   # (a debug guest's memory applied)
     run.debug = guest.debug
     return Prepared(config, params, build, guest, timeout)

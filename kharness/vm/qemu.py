@@ -36,8 +36,10 @@ def qemu_binary(profile: TargetProfile) -> str:
 
 
 def build_argv(profile: TargetProfile, boot: BootSpec, chan_dir: Path, accel: str,
-               extra: tuple[str, ...] = ()) -> list[str]:
-    """argv for one guest. ``chan_dir`` holds the FIFO pairs ``con.{in,out}``, ``cmd.{in,out}``."""
+               extra: tuple[str, ...] = (), console_file: Path | None = None) -> list[str]:
+    """argv for one guest. ``chan_dir`` holds the FIFO pairs ``con.{in,out}``, ``cmd.{in,out}``.
+    ``console_file``: a guest that outlives kharness (`kharness guest up`) writes its console
+    there and has no command channel (it is driven over SSH)."""
     argv = [qemu_binary(profile), "-nodefaults", "-no-user-config", "-no-reboot",
             "-display", "none", "-monitor", "none",
             "-M", profile.machine, "-m", str(profile.memory_mb), "-smp", str(profile.smp)]
@@ -51,8 +53,10 @@ def build_argv(profile: TargetProfile, boot: BootSpec, chan_dir: Path, accel: st
              "-append", kernel_cmdline(profile, boot.append)]
     if boot.dtb is not None:
         argv += ["-dtb", str(boot.dtb)]
-    argv += ["-chardev", f"pipe,id=kh_con,path={chan_dir / 'con'}", *profile.console_args,
-             "-chardev", f"pipe,id=kh_cmd,path={chan_dir / 'cmd'}", *profile.command_args,
+    con = f"file,id=kh_con,path={console_file}" if console_file else f"pipe,id=kh_con,path={chan_dir / 'con'}"
+    cmd = "null,id=kh_cmd" if console_file else f"pipe,id=kh_cmd,path={chan_dir / 'cmd'}"
+    argv += ["-chardev", con, *profile.console_args,
+             "-chardev", cmd, *profile.command_args,
              *profile.extra_args, *extra]
     return argv
 

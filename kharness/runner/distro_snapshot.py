@@ -1,0 +1,134 @@
+"""A distro guest's ready snapshot: booted once, saved at the point where sshd answers, restored by
+every later run.
+
+Unlike the busybox guest's, the state lives in the guest's own root disk: a qcow2 overlay on the
+cached root filesystem, which ``savevm`` writes the VM state into (the modules disk is read-only,
+so it is left out of the snapshot). Each run restores from its own copy of that overlay: QEMU
+writes to the image it loads from, and parallel runs must not share one. The SSH session is
+closed before the save; a restored guest is reached on a new one (and a new loopback port: the
+host side of user-mode networking is not part of the saved state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from kharness import ui
+from kharness.errors import InfraError
+from kharness.image import distro
+from kharness.lock import file_lock, staging_dir
+from kharness.paths import cache_dir
+from kharness.runner.context import Context
+from kharness.sshkeys import client_key
+from kharness.vm import snapshot
+from kharness.vm.distro_guest import DistroGuest
+from kharness.vm.errors import GuestError
+from kharness.vm.qemu import reproducer
+
+FORMAT = 1
+
+
+def _guest(run_or_none, profile, boot, workdir: Path, accel: str, image, root: Path, extra=()) -> DistroGuest:
+    port = distro.free_port()
+    args = tuple(distro.qemu_args(profile, image, root, port)) + tuple(extra)
+    factory = getattr(run_or_none, "guest_factory", None) if run_or_none is not None else None
+    if factory is not None:
+        return factory(profile, boot, workdir, accel, args)
+    return DistroGuest(profile, boot, workdir, accel, args, ssh_port=port, identity=client_key()[0],
+                       host_key=image.host_key, user=image.user)
+
+
+def _dir(profile, boot, accel: str, image) -> Path:
+    key = snapshot.snapshot_key(profile, boot, accel, prepare=f"distro-{FORMAT}-{image.key}")
+    return cache_dir() / "snapshots" / f"{profile.name}-distro-{key}"
+
+
+def _usable(d: Path) -> bool:
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+        return (d / "root.qcow2").stat().st_size == meta["size"]
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def ensure(profile, boot, accel: str, image, boot_timeout: float) -> Path:
+    """The saved ready guest's root disk (with its VM state), booted and saved the first time."""
+    final = _dir(profile, boot, accel, image)
+    with file_lock(final.with_name(final.name + ".lock")):
+        if _usable(final):
+            return final / "root.qcow2"
+        with staging_dir(final) as tmp, ui.step(f"saving a ready snapshot of the {image.suite} guest on {profile.name}"):
+            root = distro.overlay(image, tmp / "root.qcow2")
+            run_dir = Path(tempfile.mkdtemp(prefix=f"kharness-run-{os.getpid()}-snap-"))
+            sock = run_dir / "qmp.sock"
+            guest = _guest(None, profile, boot, run_dir, accel, image, root,
+                           ("-qmp", f"unix:{sock},server=on,wait=off"))
+            try:
+                guest.start()
+                release = guest.wait_ready(boot_timeout)
+                guest.disconnect()
+                t = time.monotonic()
+                from kharness.vm import qmp
+                out = qmp.hmp(sock, f"savevm {snapshot.TAG}", max(snapshot.QMP_TIMEOUT, boot_timeout))
+                if out.strip():
+                    raise InfraError(f"savevm failed on {profile.name}: {out.strip()}")
+                saved = time.monotonic() - t
+            except GuestError as e:
+                raise InfraError(f"the distro guest to snapshot did not come up: {e.message}") from None
+            finally:
+                guest.close()
+                shutil.rmtree(run_dir, ignore_errors=True)
+            (tmp / "meta.json").write_text(json.dumps({
+                "release": release, "save_seconds": round(saved, 3), "size": (tmp / "root.qcow2").stat().st_size,
+                "target": profile.name, "accel": accel, "distro": image.key, "suite": image.suite}))
+    if not _usable(final):
+        raise InfraError(f"the distro snapshot for {profile.name} could not be saved")
+    return final / "root.qcow2"
+
+
+def start(run: Context, staged, accel: str, timeout: float) -> bool:
+    """Start this run's distro guest (run.guest): restored from the ready snapshot (True) or, with
+    --cold, without snapshots or when none could be saved, booted (False)."""
+    opts, r, profile, image = run.opts, run.result, run.profile, staged.distro
+    root = run.workdir / "root.qcow2"
+    saved = None
+    if opts.cold or not profile.snapshot:
+        r.boot_mode, r.boot_mode_note = "cold", "--cold" if opts.cold else f"{profile.name} does not support snapshots"
+    else:
+        try:
+            saved = ensure(profile, staged.boot, accel, image, opts.boot_timeout)
+        except InfraError as e:
+            r.boot_mode, r.boot_mode_note = "cold", f"no snapshot: {e}"
+            ui.info(f"[yellow]no snapshot ({e}); booting cold[/yellow]")
+    if saved is not None:
+        shutil.copyfile(saved, root)
+        run.guest = _guest(run, profile, staged.boot, run.workdir, accel, image, root, ("-loadvm", snapshot.TAG))
+        r.reproducer["qemu"] = reproducer(run.guest.argv)
+        run.guest.start()
+        try:
+            with ui.step(f"restoring the {image.suite} guest on {profile.name} ({accel})"):
+                run.guest.wait_restored(opts.boot_timeout, staged.kernel.release)
+            r.boot_mode, r.boot_mode_note = "snapshot", f"restored {saved.parent.name}"
+            if r.image is not None:
+                r.image.snapshot = str(saved)
+            return True
+        except GuestError as e:
+            ui.info(f"[yellow]the restored guest did not answer ({e.message}); booting instead[/yellow]")
+            r.boot_mode, r.boot_mode_note = "cold", f"restoring {saved.parent.name} abandoned ({e.message}); booted instead"
+            run.guest.close()
+            run.guest = None
+            shutil.rmtree(saved.parent, ignore_errors=True)
+    if root.exists():   # (the abandoned restore's copy)
+        root.unlink()
+    distro.overlay(image, root)
+    run.guest = _guest(run, profile, staged.boot, run.workdir, accel, image, root)
+    r.reproducer["qemu"] = reproducer(run.guest.argv)
+    run.guest.start()
+    with ui.step(f"booting {image.suite} on {profile.name} ({accel})"):
+        run.guest.wait_ready(opts.boot_timeout)
+    return False

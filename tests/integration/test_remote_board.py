@@ -1,0 +1,133 @@
+"""``kharness run --remote``: a "board on the desk" that is a Debian guest started with
+``kharness guest up`` (its sshd on a loopback port), driven over real SSH with paramiko. The board
+is left as it was found; unknown and changed host keys are refused; a module that panics the board
+is reported as "unreachable ... after insmod". x86_64 in `make test`; arm64 with KH_DISTRO_GRID=1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, FIXTURES, KHARNESS, ROOT, require_series
+
+pytestmark = pytest.mark.vm
+
+GRID = os.environ.get("KH_DISTRO_GRID") == "1"
+TARGETS = ["x86_64"] + (["arm64"] if GRID else [])
+UP_LIMIT = 2400   # the first `guest up` builds the root filesystem (arm64: configures it in a guest)
+
+
+def _cli(*args: str, timeout: float = UP_LIMIT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, KHARNESS_PROGRESS="0")
+    return subprocess.run([*KHARNESS, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+class Board:
+    def __init__(self, target: str, lifetime: int = 1800):
+        self.name = f"t-{target}-{uuid.uuid4().hex[:8]}"
+        p = _cli("guest", "up", target, "--name", self.name, "--for", str(lifetime), "--json")
+        assert p.returncode == 0, p.stderr[-3000:]
+        self.info = json.loads(p.stdout)
+
+    @property
+    def address(self) -> str:
+        return self.info["address"]
+
+    def ssh(self, command: str) -> str:
+        """A command on the board through kharness's own SSH code (pinned host key)."""
+        from kharness.vm.ssh import HostKeys, SshGuest, parse_address
+
+        g = SshGuest(parse_address(self.address), identity=Path(self.info["identity"]),
+                     host_keys=HostKeys(pinned=self.info["host_key"]), use_agent=False, cleanup=False)
+        try:
+            g.connect(60)
+            return g.run(command, 60).stdout
+        finally:
+            g.close()
+
+    def down(self) -> None:
+        _cli("guest", "down", self.name, timeout=120)
+
+
+@pytest.fixture(scope="module", params=TARGETS)
+def board(request):
+    require_series(request.param, "6.1")
+    b = Board(request.param)
+    yield b
+    b.down()
+
+
+def _run(kharness, board: Board, module, known_hosts, *extra: str):
+    return kharness("run", str(module), "--remote", board.address, "--identity", board.info["identity"],
+                    "--known-hosts", str(known_hosts), *extra)
+
+
+@pytest.mark.timeout(UP_LIMIT + 600)
+def test_examples_pass_on_the_board_and_it_is_left_clean(kharness, board, tmp_path):
+    known = tmp_path / "known_hosts"
+    before = board.ssh("cut -d' ' -f1 /proc/modules | sort")
+    r = _run(kharness, board, EXAMPLES / "chardev-ioctl", known, "--accept-new-host-key")
+    assert r.rc == 0, (r.result and r.result["summary"], r.stderr[-2000:])
+    assert r.result["guest"]["kind"] == "remote" and r.result["target"] == board.info["target"]
+    assert all(c["status"] == "pass" for c in r.result["checks"])
+    # The key was added to the given known_hosts under [127.0.0.1]:PORT, and is trusted next time.
+    assert f"[127.0.0.1]:{board.info['port']}" in known.read_text()
+    again = _run(kharness, board, EXAMPLES / "hello", known)
+    assert again.rc == 0, again.result and again.result["summary"]
+    # Left as found: no /kh, no kharness scratch files, the same modules loaded.
+    assert board.ssh("ls -d /kh /tmp/.kh.* 2>/dev/null; true").strip() == ""
+    assert board.ssh("cut -d' ' -f1 /proc/modules | sort") == before
+
+
+@pytest.mark.timeout(UP_LIMIT + 600)
+def test_an_unknown_host_key_is_refused_without_accept_new(kharness, board, tmp_path):
+    r = _run(kharness, board, EXAMPLES / "hello", tmp_path / "known_hosts")
+    assert r.rc == 2
+    assert "--accept-new-host-key" in r.stderr + (r.result or {}).get("summary", "")
+    assert not (tmp_path / "known_hosts").exists() or board.info["host_key"].split()[1] not in \
+        (tmp_path / "known_hosts").read_text()
+
+
+@pytest.mark.timeout(UP_LIMIT + 600)
+def test_a_changed_host_key_is_refused_even_with_accept_new(kharness, board, tmp_path):
+    known = tmp_path / "known_hosts"
+    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    known.write_text(f"[127.0.0.1]:{board.info['port']} {other}\n")
+    r = _run(kharness, board, EXAMPLES / "hello", known, "--accept-new-host-key")
+    assert r.rc == 2
+    text = r.stderr + (r.result or {}).get("summary", "")
+    assert "SHA256:" in text and "changed" in text.lower(), text
+
+
+@pytest.mark.timeout(UP_LIMIT + 600)
+def test_a_module_that_panics_the_board_is_unreachable_after_insmod(kharness, tmp_path):
+    require_series("x86_64", "6.1")
+    b = Board("x86_64", lifetime=900)   # its own board: this one does not come back
+    try:
+        r = _run(kharness, b, FIXTURES / "init_panic", tmp_path / "known_hosts", "--accept-new-host-key")
+        assert r.rc == 1, r.result and r.result["summary"]
+        summary = r.result["summary"]
+        assert summary.startswith("load: unreachable ") and "after insmod: likely panic or hang" in summary, summary
+    finally:
+        b.down()
+
+
+@pytest.mark.timeout(UP_LIMIT + 600)
+def test_guest_ls_and_down(tmp_path):
+    require_series("x86_64", "6.1")
+    b = Board("x86_64", lifetime=900)
+    try:
+        listed = json.loads(_cli("guest", "ls", "--json", timeout=60).stdout)
+        mine = [g for g in listed if g["name"] == b.name]
+        assert mine and mine[0]["address"] == b.address and mine[0]["address"].startswith("root@127.0.0.1:")
+    finally:
+        p = _cli("guest", "down", b.name, timeout=120)
+    assert p.returncode == 0 and b.name in p.stdout
+    listed = json.loads(_cli("guest", "ls", "--json", timeout=60).stdout)
+    assert not [g for g in listed if g["name"] == b.name]
+    assert _cli("guest", "down", b.name, timeout=60).returncode == 2
