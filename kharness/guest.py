@@ -2,8 +2,9 @@
 
 Drivers behind protocols, as labgrid has it: the runner and the checks speak to a ``Guest``;
 ``kharness.vm.machine.Guest`` (QEMU, its console and command channel) is one implementation,
-``kharness.testing.fake_guest.FakeGuest`` (recorded replies) another, and a later SSH guest (a
-distro VM or a real board) will be a third. docs/protocol.md specifies the wire underneath.
+``kharness.testing.fake_guest.FakeGuest`` (recorded replies) another, and
+``kharness.vm.ssh.SshGuest`` (any sshd: a distro VM or a real board, driven with paramiko) a third.
+docs/protocol.md specifies the wire underneath; docs/ssh.md what the SSH guest does on a remote.
 
 What the runner uses of a guest today, and where it belongs:
 
@@ -12,7 +13,8 @@ What the runner uses of a guest today, and where it belongs:
 ``put_file``, ``dmesg_since``, ``health``  core; ``agent_client.AgentCalls`` gives them
                                            to any guest that has ``run``
 ``console_text(last)``                     core: the kernel log as the console shows it
-                                           ("" for a guest without one)
+                                           ("" for a guest without one; an SSH guest's is
+                                           its ``dmesg -w`` stream)
 ``release``, ``boot_seconds``              core: set once the guest answers
 ``close()``                                core: stop the guest, release everything
 ``sysrq``, ``module_state``                optional :class:`ConsoleSideChannel`: a second
@@ -21,6 +23,10 @@ What the runner uses of a guest today, and where it belongs:
 ``wait_restored``                          a QEMU guest up (cold boot or snapshot restore)
 ``shutdown``, ``check_alive``, ``proc``,   QEMU-only extras, not part of any protocol
 ``console``, ``channel``, ``qemu_stderr``
+``connect``, ``probe``, ``reachable``,     SSH-only extras (``vm/ssh.py``): the handshake,
+``install_agent``, ``start_log_stream``,   the board's uname and endianness, "does sshd
+``cleanup``                                still answer", kh-agent's install, the log
+                                           channel, removing what kharness put there
 =========================================  ==============================================
 
 Errors: ``run`` raises :mod:`kharness.vm.errors` (``CommandTimeout`` for a command past its

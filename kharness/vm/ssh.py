@@ -1,0 +1,388 @@
+"""A guest over SSH: a distro VM's sshd or a real board, driven with paramiko.
+
+The third implementation of the :class:`kharness.guest.Guest` protocol (beside the QEMU guest and
+the fake one): commands over exec channels (``vm/ssh_exec.py``: wrapping, deadlines, killing),
+files over SFTP, the kernel log on a channel of its own (``vm/ssh_log.py``), host keys checked by
+kharness's own policy (``vm/ssh_hostkeys.py``). ``put_file``'s fallback for a user other than
+root, ``dmesg_since`` and ``health`` come from :class:`kharness.agent_client.AgentCalls`.
+docs/ssh.md describes what it does on a remote, for the people who own the board.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import posixpath
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from kharness.agent_client import AgentCalls, put_file_command
+from kharness.errors import InfraError, UsageError
+from kharness.vm import ssh_exec, ssh_sftp
+from kharness.vm.channel import CommandResult
+from kharness.vm.errors import CommandTimeout, GuestDied, GuestError
+from kharness.vm.ssh_address import SshAddress, parse_address
+from kharness.vm.ssh_exec import REMOTE_DIR, REMOTE_TMP_GLOB
+from kharness.vm.ssh_hostkeys import CheckPolicy, HostKeyRefused, HostKeys, refused_changed, trust
+from kharness.vm.ssh_log import LogStream
+
+# paramiko logs each failed attempt (a booting sshd) with a traceback; with no handler of its own
+# Python would print those on stderr. Failures reach the user as kharness's one-line errors.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+__all__ = ["SshAddress", "parse_address", "HostKeys", "HostKeyRefused", "RemoteFacts", "SshGuest"]
+
+ATTEMPT_TIMEOUT = 5.0     # TCP connect of one attempt
+HANDSHAKE_TIMEOUT = 15.0  # banner, key exchange and authentication of one attempt
+RETRY_PAUSE = 0.25        # between attempts while sshd is not up yet
+KEEPALIVE = 5             # seconds of silence before an SSH keepalive (NAT state; a reset peer is seen)
+MARK_FILE = ".kharness"   # in REMOTE_DIR: this /kh is kharness's own (cleanup may remove it)
+PROBE = "uname -r; uname -m; od -An -tx1 -N6 /bin/sh"
+
+
+@dataclass(frozen=True)
+class RemoteFacts:
+    release: str      # uname -r
+    machine: str      # uname -m (the kernel's: aarch64 under a 32-bit userland too)
+    endian: str       # "little" / "big": of the userland (/bin/sh's ELF header), the kernel's too
+    bits: int         # 32 / 64: of the userland (/bin/sh's ELF class), what programs must be built for
+
+
+def parse_probe(stdout: str) -> RemoteFacts:
+    lines = stdout.splitlines()
+    octets = lines[2].split() if len(lines) >= 3 else []
+    if len(lines) < 3 or octets[:4] != ["7f", "45", "4c", "46"] or len(octets) < 6 \
+            or octets[4] not in ("01", "02") or octets[5] not in ("01", "02"):
+        raise ValueError(f"unexpected probe reply {stdout[:200]!r}")
+    return RemoteFacts(lines[0].strip(), lines[1].strip(), "little" if octets[5] == "01" else "big",
+                       32 if octets[4] == "01" else 64)
+
+
+def _why(e: BaseException) -> str:
+    """A failed attempt in a few words."""
+    if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
+        return "connection refused"
+    if isinstance(e, socket.timeout):
+        return "timed out"
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def _shown(command: str) -> str:
+    return command if len(command) <= 80 else command[:77] + "..."
+
+
+class SshGuest(AgentCalls):
+    def __init__(self, address: SshAddress, *, identity: Path | None = None, host_keys: HostKeys = HostKeys(),
+                 use_agent: bool = True, workdir: Path | None = None, cleanup: bool = True) -> None:
+        self.address = address
+        self.identity = identity
+        self.host_keys = host_keys
+        self.use_agent = use_agent
+        self.workdir = workdir
+        self.do_cleanup = cleanup
+        self.root = address.user == "root"
+        self.release: str | None = None
+        self.boot_seconds: float | None = None
+        self.attempts = 0                  # connection attempts made by connect()
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._log: LogStream | None = None
+        self._owns_dir = False             # this guest made (or re-made) remote_dir
+        # Where kharness's files go on the remote (tests point them into a sandbox).
+        self.remote_dir = REMOTE_DIR
+        self.remote_tmp_glob = REMOTE_TMP_GLOB
+        self._pkey = self._load_identity() if identity is not None else None
+
+    # -- connecting -------------------------------------------------------------------------
+    def _load_identity(self) -> paramiko.PKey:
+        assert self.identity is not None
+        try:
+            return paramiko.PKey.from_path(self.identity)
+        except FileNotFoundError:
+            raise UsageError(f"no SSH key file {self.identity}", hint="pass --identity a private key file") from None
+        except (paramiko.PasswordRequiredException, TypeError):
+            # (TypeError: the cryptography package's "Password was not given but private key is encrypted")
+            raise UsageError(f"the SSH key {self.identity} has a passphrase",
+                             hint="load it into ssh-agent (ssh-add) and leave out --identity") from None
+        except (paramiko.SSHException, ValueError, OSError) as e:
+            raise UsageError(f"cannot read SSH key {self.identity}: {e}",
+                             hint="give a private key file (ssh-keygen makes one)") from None
+
+    @property
+    def transport(self) -> paramiko.Transport | None:
+        return self._client.get_transport() if self._client is not None else None
+
+    def connect(self, timeout: float) -> None:
+        """TCP, SSH handshake and authentication within ``timeout`` (an absolute deadline),
+        retrying while sshd refuses, resets or sends no banner yet (a booting guest)."""
+        if self._client is not None:   # a second connect replaces the first connection
+            self._client.close()
+            self._client = None
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        last = "no attempt"
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise InfraError(f"{self.address} did not answer SSH within {timeout:g}s ({last})",
+                                 hint="is the board on, on the network, and running sshd on that port?")
+            self.attempts += 1
+            client = self._new_client()
+            try:
+                client.connect(self.address.host, self.address.port, username=self.address.user,
+                               pkey=self._pkey, allow_agent=self.use_agent and self._pkey is None,
+                               look_for_keys=self.use_agent and self._pkey is None,
+                               timeout=min(ATTEMPT_TIMEOUT, left), banner_timeout=min(HANDSHAKE_TIMEOUT, left),
+                               auth_timeout=min(HANDSHAKE_TIMEOUT, left), channel_timeout=min(HANDSHAKE_TIMEOUT, left))
+            except socket.gaierror as e:
+                client.close()
+                raise InfraError(f"cannot resolve {self.address.host}: {e.strerror}",
+                                 hint="check the board's name, or give its address") from None
+            except paramiko.BadHostKeyException as e:
+                client.close()
+                raise refused_changed(self.address, e.key, self.host_keys) from None
+            except paramiko.AuthenticationException as e:
+                client.close()
+                raise self._auth_failed(e) from None
+            except (HostKeyRefused, UsageError, InfraError):
+                client.close()
+                raise
+            except paramiko.IncompatiblePeer as e:
+                client.close()
+                if self.host_keys.pinned is not None and "host key" in str(e):
+                    raise HostKeyRefused(f"{self.address} does not offer the pinned host key's type ({e})",
+                                         hint="pin the key its sshd presents") from None
+                raise InfraError(f"{self.address}: SSH negotiation failed: {e}",
+                                 hint="the board's sshd shares no algorithm with paramiko") from None
+            except paramiko.SSHException as e:
+                # "no authentication methods available": no key to offer at all.
+                client.close()
+                if "authentication" in str(e).lower():
+                    raise self._auth_failed(e) from None
+                last = str(e) or type(e).__name__
+            except (OSError, EOFError) as e:   # refused, reset, timed out: sshd not (yet) there
+                client.close()
+                last = _why(e)
+            else:
+                self._client = client
+                transport = client.get_transport()
+                assert transport is not None
+                transport.set_keepalive(KEEPALIVE)
+                # Each command is a few small packets each way: without this, Nagle's algorithm
+                # meeting the peer's delayed ACK costs ~40 ms a round.
+                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.boot_seconds = time.monotonic() - t0
+                return
+            time.sleep(max(0.0, min(RETRY_PAUSE, deadline - time.monotonic())))
+
+    def _new_client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        trust(self.host_keys, self.address.host, self.address.port, client.get_host_keys())
+        client.set_missing_host_key_policy(CheckPolicy(self.host_keys, self.address))
+        return client
+
+    def _auth_failed(self, e: Exception) -> InfraError:
+        how = (f"the key {self.identity}" if self.identity is not None
+               else "the SSH agent's and ~/.ssh's keys" if self.use_agent else "no key (agent disabled)")
+        return InfraError(f"{self.address} refused {how} ({e or type(e).__name__})",
+                          hint=f"add the public key to ~{self.address.user}/.ssh/authorized_keys on the board, "
+                               "or pass --identity KEY")
+
+    def reachable(self, timeout: float) -> bool:
+        """Does sshd still answer: a fresh TCP connection that reads an ``SSH-`` banner in time."""
+        deadline = time.monotonic() + timeout
+        try:
+            with socket.create_connection((self.address.host, self.address.port), timeout=timeout) as s:
+                got = b""
+                while b"SSH-" not in got and len(got) < 8192:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    s.settimeout(left)
+                    data = s.recv(256)
+                    if not data:
+                        return False
+                    got += data
+                return b"SSH-" in got
+        except OSError:
+            return False
+
+    # -- commands ---------------------------------------------------------------------------
+    def _live_transport(self, what: str) -> paramiko.Transport:
+        transport = self.transport
+        if transport is None or not transport.is_active():
+            raise GuestDied(f"the SSH connection to {self.address} is gone ({what})", self.console_text())
+        return transport
+
+    def run(self, command: str, timeout: float, stdin: bytes = b"") -> CommandResult:
+        start = time.monotonic()
+        deadline = start + timeout
+        shown = _shown(command)
+        transport = self._live_transport(f"before {shown!r}")
+        try:
+            chan = transport.open_session(timeout=max(0.1, deadline - time.monotonic()))
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            if transport.is_active():
+                raise CommandTimeout(f"command {shown!r}: no SSH channel within {timeout:g}s ({e})",
+                                     self.console_text()) from None
+            raise GuestDied(f"the SSH connection to {self.address} dropped before {shown!r}",
+                            self.console_text()) from None
+        try:
+            chan.exec_command(ssh_exec.wrap(command, self.root, self.remote_dir))
+            raw = ssh_exec.collect(chan, transport, stdin, deadline)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            if transport.is_active():
+                raise GuestError(f"{self.address} did not run {shown!r}: {e or type(e).__name__}",
+                                 self.console_text()) from None
+            raw = ssh_exec.Raw(None, ssh_exec.Capped(0), ssh_exec.Capped(0), True, True)
+        finally:
+            chan.close()
+        self._note(command, "dropped" if raw.dropped else "timeout" if not raw.done else f"exit {raw.rc}", start)
+        if raw.dropped:
+            raise GuestDied(f"the SSH connection to {self.address} dropped during {shown!r}", self.console_text())
+        pgid, started, err = ssh_exec.split_marker(bytes(raw.err.data))
+        if not raw.done:
+            ssh_exec.kill_group(transport, pgid, self.root)
+            raise CommandTimeout(f"command {shown!r} did not finish within {timeout:g}s", self.console_text())
+        if not started and not self.root:
+            reason = ssh_exec.decode(err).strip().splitlines()
+            raise InfraError(f"sudo on {self.address} refused to run commands as root for {self.address.user!r} "
+                             f"({reason[-1] if reason else f'exit {raw.rc}'})",
+                             hint=f"give {self.address.user} passwordless sudo (a line "
+                                  f"'{self.address.user} ALL=(ALL) NOPASSWD: ALL' in /etc/sudoers.d/kharness), "
+                                  "or connect as root")
+        err_size = raw.err.size - (len(raw.err.data) - len(err))
+        return CommandResult(command, -1 if raw.rc is None else raw.rc, ssh_exec.decode(raw.out.data),
+                             ssh_exec.decode(err[:ssh_exec.KH_MAX]), time.monotonic() - start,
+                             raw.out.size, err_size)
+
+    def _note(self, command: str, outcome: str, start: float) -> None:
+        """The run directory's record of commands (ssh.log, as channel.log for a QEMU guest)."""
+        if self.workdir is not None:
+            try:
+                with open(self.workdir / "ssh.log", "a") as f:
+                    f.write(f"{outcome} {time.monotonic() - start:.3f}s {command}\n")
+            except OSError:
+                pass
+
+    # -- files ------------------------------------------------------------------------------
+    def _claim_remote_dir(self, timeout: float) -> None:
+        """Make remote_dir ours (marked with MARK_FILE), refusing a directory of the same name that
+        kharness did not make: cleanup removes remote_dir, and never a user's own."""
+        if self._owns_dir:
+            return
+        d = shlex.quote(self.remote_dir)
+        mark = shlex.quote(f"{self.remote_dir}/{MARK_FILE}")
+        r = self.run(f"if [ -e {d} ] && [ ! -e {mark} ]; then echo foreign; exit 0; fi; "
+                     f"mkdir -p {d}/.bin && : > {mark} && echo ours", timeout)
+        if "foreign" in r.stdout:
+            raise InfraError(f"{self.remote_dir} already exists on {self.address} and kharness did not make it",
+                             hint=f"kharness puts its files in {self.remote_dir} and removes it afterwards: "
+                                  "move that directory away first")
+        if r.rc != 0 or "ours" not in r.stdout:
+            raise GuestError(f"cannot make {self.remote_dir} on {self.address} (exit {r.rc}): {r.stderr.strip()[:200]}")
+        self._owns_dir = True
+
+    def put_file(self, path: str, data: bytes, timeout: float) -> None:
+        self._put(path, data, timeout, 0o644)
+
+    def _put(self, path: str, data: bytes, timeout: float, mode: int) -> None:
+        if posixpath.normpath(path).startswith(self.remote_dir.rstrip("/") + "/"):
+            self._claim_remote_dir(timeout)
+        if not self.root:   # SFTP writes as the login user: the file goes as a root command's stdin
+            r = self.run(f"{put_file_command(path)} && chmod {mode:o} {shlex.quote(path)}", timeout,
+                         stdin=gzip.compress(data, 6, mtime=0))
+            if r.rc != 0:
+                raise GuestError(f"writing {path} on {self.address} failed (exit {r.rc}): {r.stderr.strip()[:200]}")
+            return
+        self._sftp_put(path, data, timeout, mode)
+
+    def _sftp_put(self, path: str, data: bytes, timeout: float, mode: int) -> None:
+        shown = f"writing {path}"
+        transport = self._live_transport(shown)
+        try:
+            if self._sftp is None:
+                self._sftp = paramiko.SFTPClient.from_transport(transport, window_size=None)
+            ssh_sftp.put(self._sftp, path, data, mode, timeout)
+        except socket.timeout:
+            self._drop_sftp()
+            raise CommandTimeout(f"{shown} did not finish within {timeout:g}s", self.console_text()) from None
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            self._drop_sftp()
+            if not transport.is_active():
+                raise GuestDied(f"the SSH connection to {self.address} dropped while {shown}",
+                                self.console_text()) from None
+            raise GuestError(f"{shown} on {self.address} over SFTP failed: {e}") from None
+
+    def _drop_sftp(self) -> None:
+        ssh_sftp.close_quietly(self._sftp)
+        self._sftp = None
+
+    def install_agent(self, agent: bytes, timeout: float) -> None:
+        """kh-agent as /kh/.bin/kh-agent (mode 0755), where every wrapped command finds it."""
+        self._put(f"{self.remote_dir}/.bin/kh-agent", agent, timeout, 0o755)
+
+    def probe(self, timeout: float) -> RemoteFacts:
+        r = self.run(PROBE, timeout)
+        try:
+            facts = parse_probe(r.stdout)
+        except ValueError:
+            raise InfraError(f"cannot tell what {self.address} runs: `{PROBE}` answered {r.stdout[:120]!r} "
+                             f"{r.stderr.strip()[:120]!r}", hint="the board needs uname and od (coreutils or busybox)") \
+                from None
+        self.release = facts.release
+        return facts
+
+    # -- the kernel log ---------------------------------------------------------------------
+    def start_log_stream(self) -> None:
+        if self._log is not None:
+            return
+        transport = self._live_transport("starting the kernel log stream")
+        try:
+            self._log = LogStream(transport, self.root, self.workdir / "kernel.log" if self.workdir else None)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise GuestDied(f"cannot stream the kernel log of {self.address}: {e}", self.console_text()) from None
+
+    def console_text(self, last: int = 32768) -> str:
+        return self._log.text(last) if self._log is not None else ""
+
+    # -- the end ----------------------------------------------------------------------------
+    def cleanup(self, timeout: float) -> None:
+        """Remove what kharness put on the remote: /kh (only when this guest made it) and kh-agent's
+        files in /tmp."""
+        if not self._owns_dir:
+            return
+        self._drop_sftp()
+        tmp_dir, tmp_glob = posixpath.split(self.remote_tmp_glob)   # (the glob part is ours: not quoted)
+        r = self.run(f"rm -rf {shlex.quote(self.remote_dir)} {shlex.quote(tmp_dir)}/{tmp_glob}", timeout)
+        if r.rc != 0:
+            raise GuestError(f"cleaning up {self.address} failed (exit {r.rc}): {r.stderr.strip()[:200]}")
+        self._owns_dir = False
+
+    def close(self) -> None:
+        try:
+            transport = self.transport
+            if self.do_cleanup and transport is not None and transport.is_active():
+                try:
+                    self.cleanup(10.0)
+                except (GuestError, InfraError):
+                    pass
+            self._drop_sftp()
+            if self._log is not None:
+                self._log.close()
+            if self._client is not None:
+                self._client.close()
+        except Exception:   # noqa: BLE001 - close() never raises (it runs on every way out)
+            pass
+        self._client = None
+
+    def __enter__(self) -> "SshGuest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
