@@ -142,7 +142,7 @@ def up(target: str, *, name: str | None = None, kernel: str | None = None, suite
     from kharness.sshkeys import client_key
     from kharness.vm.accel import choose_accel
     from kharness.vm.qemu import BootSpec, build_argv, qemu_binary
-    from kharness.vm.ssh import HostKeys, SshAddress, SshGuest
+    from kharness.vm.ssh import HostKeys, SshAddress, SshGuest, SshUnanswered
 
     if lifetime <= 0:
         raise UsageError("--for must be a positive number of seconds")
@@ -198,12 +198,10 @@ def up(target: str, *, name: str | None = None, kernel: str | None = None, suite
                     raise InfraError(f"the guest's sshd did not answer within {boot_timeout:g}s",
                                      hint=f"see {d / 'console.log'}")
                 try:
-                    ssh.connect(min(left, 20.0))
+                    ssh.connect(min(left, 20.0))   # in slices: a guest that died is seen between them
                     break
-                except InfraError:
-                    raise
-                except Exception:
-                    time.sleep(0.5)
+                except SshUnanswered:
+                    continue
             if keys:
                 r = ssh.run("mkdir -p /root/.ssh && cat >> /root/.ssh/authorized_keys", 60.0,
                             stdin=("\n".join(keys) + "\n").encode())

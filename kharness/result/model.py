@@ -112,7 +112,7 @@ class Result:
     guest: dict = doc("the system around the module: `{kind}` is `busybox` (kharness's initramfs), `debian` (a "
                       "Debian root filesystem driven over SSH: with `suite`, `packages`, `rootfs`, `key`, "
                       "`ssh_port`) or `remote` (a board over SSH: with `address`, `machine`)",
-                      default_factory=lambda: {"kind": "busybox"}, schema={"type": "object"})
+                      default_factory=lambda: {"kind": "busybox"}, schema={"type": "object"}, optional=True)
     accelerator: str | None = doc("what QEMU ran with: `tcg` or `kvm`", default=None)
     accelerator_note: str = doc("why (e.g. the KVM probe's failure)", default="")
     boot_mode: str = doc("`snapshot` (the ready guest was restored from its saved state) or `cold` (booted)",

@@ -58,6 +58,9 @@ def connect(opts, asked_target: str | None):
         with ui.step(f"connecting to {address.user}@{address.host}:{address.port}"):
             guest.connect(CONNECT_TIMEOUT)
             facts = guest.probe(PROBE_TIMEOUT)
+            # The kernel log on a channel of its own: what reaches us before a board dies is the
+            # evidence of why ("unreachable after insmod").
+            guest.start_log_stream()
     except GuestError as e:
         guest.close()
         from kharness.errors import InfraError

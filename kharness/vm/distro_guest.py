@@ -21,7 +21,7 @@ from kharness.vm.channel import CommandResult
 from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, GuestError
 from kharness.vm.machine import Guest as QemuGuest
 from kharness.vm.qemu import BootSpec
-from kharness.vm.ssh import HostKeys, SshAddress, SshGuest
+from kharness.vm.ssh import HostKeys, SshAddress, SshGuest, SshUnanswered
 
 # How long a side-channel question (sysrq, a module's state) may take over SSH.
 SIDE_TIMEOUT = 10.0
@@ -54,15 +54,13 @@ class DistroGuest(QemuGuest):
                 raise BootTimeout(f"sshd in the guest did not answer within {timeout:g}s",
                                   self.console_text())
             try:
+                # In slices: between them, a kernel that panicked or a QEMU that exited is seen.
                 self.ssh.connect(min(left, 15.0))
                 return
-            except GuestError:
-                raise
-            except Exception as e:   # refused/reset while sshd starts: try again
+            except SshUnanswered as e:   # sshd not started yet: try again until the deadline
                 if time.monotonic() >= deadline:
                     raise BootTimeout(f"sshd in the guest did not answer within {timeout:g}s ({e})",
                                       self.console_text()) from None
-                time.sleep(0.2)
 
     def wait_ready(self, timeout: float) -> str:
         self._connect(timeout)

@@ -45,6 +45,12 @@ MARK_FILE = ".kharness"   # in REMOTE_DIR: this /kh is kharness's own (cleanup m
 PROBE = "uname -r; uname -m; od -An -tx1 -N6 /bin/sh"
 
 
+class SshUnanswered(InfraError):
+    """Nothing answered SSH before the deadline (refused, reset, no banner): a board that is off,
+    or a guest whose sshd has not started yet. Other connect errors (a refused host key, a
+    refused key) would not change by trying again."""
+
+
 @dataclass(frozen=True)
 class RemoteFacts:
     release: str      # uname -r
@@ -129,7 +135,7 @@ class SshGuest(AgentCalls):
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise InfraError(f"{self.address} did not answer SSH within {timeout:g}s ({last})",
+                raise SshUnanswered(f"{self.address} did not answer SSH within {timeout:g}s ({last})",
                                  hint="is the board on, on the network, and running sshd on that port?")
             self.attempts += 1
             client = self._new_client()

@@ -65,10 +65,10 @@ def listed_commands(*argv: str) -> list[str]:
 
 
 def test_commands_are_listed_in_their_order():
-    assert listed_commands() == ["run", "watch", "kernels", "targets", "new", "makefile", "matrix", "doctor", "kernel", "image", "cache"]
+    assert listed_commands() == ["run", "watch", "kernels", "targets", "new", "makefile", "matrix", "doctor", "kernel", "image", "cache", "guest"]
 
 
 @pytest.mark.parametrize("group,commands", [("kernel", ["build"]), ("image", ["build"]),
-                                            ("cache", ["ls", "verify", "clean"])])
+                                            ("cache", ["ls", "verify", "clean"]), ("guest", ["up", "down", "ls"])])
 def test_command_groups_keep_their_commands(group, commands):
     assert listed_commands(group) == commands

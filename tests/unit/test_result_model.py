@@ -138,7 +138,7 @@ def test_to_dict():
 def test_to_dict_keys():
     d = Result("/m", "x86_64", "6.1").to_dict()
     assert set(d) == {"schema", "module_dir", "target", "kernel_wanted", "status", "summary", "kernel",
-                      "accelerator", "accelerator_note", "boot_mode", "boot_mode_note", "compiler", "params", "gpio", "modules", "phases", "checks",
+                      "guest", "accelerator", "accelerator_note", "boot_mode", "boot_mode_note", "compiler", "params", "gpio", "modules", "phases", "checks",
                       "findings", "taint", "dmesg", "build", "image", "error", "traceback", "reproducer",
                       "artifacts", "started", "duration"}
     assert d["traceback"] == ""
