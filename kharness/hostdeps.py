@@ -30,6 +30,7 @@ DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 EVERY_RUN = "every run"
 KERNEL_BUILDS = "kernel builds"     # ppc64's kernels, debug kernels (--debug), --kernel-tree
 BUILD_ENVS = "newer kernels"        # a kernel whose gcc the host lacks (6.12, 7.2): mmdebstrap + bwrap
+DISTRO_GUESTS = "distro guests"     # --guest debian: a Debian root filesystem on virtio disks (image/distro.py)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,15 @@ _BUILD_ENVS = (
     Need("newuidmap", "uidmap", command="newuidmap", why="rootless mmdebstrap"),
 )
 
+_DISTRO_GUESTS = (
+    Need("mmdebstrap", "mmdebstrap", command="mmdebstrap", why="the guest's Debian root filesystem"),
+    Need("newuidmap", "uidmap", command="newuidmap", why="rootless mmdebstrap"),
+    Need("mke2fs", "e2fsprogs", command="mke2fs", why="the guest's ext4 disks"),
+    Need("unshare", "util-linux", command="unshare", why="the root filesystem written without root"),
+    Need("dpkg-deb", "dpkg", command="dpkg-deb", why="a foreign root's Essential packages"),
+    Need("qemu-img", "qemu-utils", command="qemu-img", why="each guest's overlay on the root disk"),
+)
+
 
 def libc_file(profile: TargetProfile) -> str:
     """The target's static C library as its Debian package installs it."""
@@ -97,6 +107,7 @@ def needs(targets: list[TargetProfile]) -> list[Need]:
         order += target_needs(p)
     order += [Need(n.what, n.package, n.command, n.path, (KERNEL_BUILDS,), n.why) for n in _KERNEL_BUILDS]
     order += [Need(n.what, n.package, n.command, n.path, (BUILD_ENVS,), n.why) for n in _BUILD_ENVS]
+    order += [Need(n.what, n.package, n.command, n.path, (DISTRO_GUESTS,), n.why) for n in _DISTRO_GUESTS]
     for n in order:
         have = merged.get(n.what)
         if have is None:

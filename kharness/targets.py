@@ -58,6 +58,13 @@ class TargetProfile:
     # whether files that rarely change (the kernel's own modules, programs) ride along with every
     # restored run or are baked into an image of their own, with its own snapshot.
     channel_rate: int = 30_000
+    # Distro guests (--guest debian, kharness.image.distro): a Debian root filesystem on a virtio
+    # disk, systemd, sshd. "" for distro_disk: the board has none.
+    distro_disk: str = ""       # QEMU -device model of the disks (virtio-blk-pci, virtio-blk-device)
+    distro_net: str = ""        # QEMU -device model of the network card, user-mode networking behind it
+    distro_initrd_modules: tuple[str, ...] = ()   # what the initramfs loads to reach the disks (with
+                                                  # their dependencies, from the kernel's modules.dep)
+    distro_memory_mb: int = 1024
     notes: str = ""
     source: Path = field(default=Path(), compare=False)
 

@@ -23,6 +23,7 @@ EVERY_RUN_PACKAGES = ["make", "gcc", "kmod", "qemu-utils", "gpgv", "debian-archi
 X86_PACKAGES = ["qemu-system-x86", "libc6-dev"]
 KERNEL_BUILD_PACKAGES = ["bc", "flex", "bison", "libelf-dev", "libssl-dev", "xz-utils", "lz4"]
 BUILD_ENV_PACKAGES = ["mmdebstrap", "bubblewrap", "uidmap"]
+DISTRO_PACKAGES = ["e2fsprogs", "util-linux", "dpkg"]   # what distro guests add (mmdebstrap, uidmap, qemu-utils: above)
 X86_TOOLS = ["make", "gcc", "depmod", "qemu-img", "gpgv", "qemu-system-x86_64"]
 X86_FILES = [hostdeps.DEFAULT_KEYRING, "/etc/ssl/certs/ca-certificates.crt", "/usr/lib/x86_64-linux-gnu/libc.a"]
 
@@ -79,7 +80,7 @@ def test_a_bare_host_lacks_everything_and_says_so_in_one_apt_get_line(host):
     r = kh("doctor", "--target", "x86_64")
     assert r.exit_code == 1, r.output
     assert apt_lines(r.output) == ["sudo apt-get install -y --no-install-recommends " + " ".join(
-        EVERY_RUN_PACKAGES + X86_PACKAGES + KERNEL_BUILD_PACKAGES + BUILD_ENV_PACKAGES)]
+        EVERY_RUN_PACKAGES + X86_PACKAGES + KERNEL_BUILD_PACKAGES + BUILD_ENV_PACKAGES + DISTRO_PACKAGES)]
     assert "missing for x86_64: make, gcc, depmod" in r.output
 
 
@@ -114,7 +115,7 @@ def test_a_target_asked_for_is_required(host):
     assert r.exit_code == 1
     assert "missing for x86_64, arm64: qemu-system-aarch64, aarch64-linux-gnu-gcc, static libc (arm64)" in r.output
     assert apt_lines(r.output)[0].endswith("qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross "
-                                           + " ".join(KERNEL_BUILD_PACKAGES + BUILD_ENV_PACKAGES))
+                                           + " ".join(KERNEL_BUILD_PACKAGES + BUILD_ENV_PACKAGES + DISTRO_PACKAGES))
 
 
 def test_ppc64_needs_the_kernel_build_tools(host):
@@ -205,7 +206,7 @@ def test_install_updates_then_installs_exactly_what_is_missing_with_sudo(host):
     host.tools("apt-get", script=f'echo "apt-get $*" >> {host.log}')
     r = kh("doctor", "--install", "--target", "x86_64,rpi2")
     want = ("apt-get install -y --no-install-recommends qemu-system-arm gcc-arm-linux-gnueabihf "
-            "libc6-dev-armhf-cross device-tree-compiler " + " ".join(KERNEL_BUILD_PACKAGES + BUILD_ENV_PACKAGES))
+            "libc6-dev-armhf-cross device-tree-compiler " + " ".join(KERNEL_BUILD_PACKAGES + BUILD_ENV_PACKAGES + DISTRO_PACKAGES))
     assert host.log.read_text().splitlines() == ["sudo apt-get update -q", "apt-get update -q",
                                                  f"sudo {want}", want]
     assert r.exit_code == 1   # the fake apt-get installed nothing: checked again, still missing
