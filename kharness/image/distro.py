@@ -42,9 +42,10 @@ SUITES = {"5.10": "bullseye", "6.1": "bookworm", "6.12": "trixie", "7.2": "sid"}
 # What every distro guest has, kept lean (each package is download, install and boot time):
 # systemd and udev (what drivers meet in real life), sshd and its SFTP server (kharness's
 # transport; apt installs no Recommends), kmod (modprobe on the modules disk), iproute2 and procps
-# (ip, ps, sysctl for tests and the health look).
+# (ip, ps, sysctl for tests and the health look), cpio (a restored guest's files arrive as one
+# compressed bundle on a command's stdin, as in the busybox guest: one SSH command, not one each).
 DEFAULT_PACKAGES: tuple[str, ...] = ("systemd-sysv", "udev", "openssh-server", "openssh-sftp-server",
-                                     "kmod", "iproute2", "procps")
+                                     "kmod", "iproute2", "procps", "cpio")
 QEMU_IMG_TIMEOUT = 60.0
 # The one-time first boot of a foreign root (dpkg installs ~150 packages under TCG): minutes.
 CONFIGURE_TIMEOUT = 3600.0

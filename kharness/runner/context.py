@@ -140,11 +140,13 @@ class Context:
         self.result.taint = verdict.taint_record(taint)
         return bad
 
-    def check_health(self, phase: str, timeout: float, modules=(), listed: bool | None = None) -> None:
+    def check_health(self, phase: str, timeout: float, modules=(), listed: bool | None = None,
+                     before: str = "") -> None:
         """The health look that ends a phase: a kernel report, a hang or a dead guest fails it; so
-        does a module that insmod/rmmod said it loaded/unloaded but /proc/modules disagrees."""
+        does a module that insmod/rmmod said it loaded/unloaded but /proc/modules disagrees.
+        ``before``: a guest command run first, in the same guest command (``udevadm settle``)."""
         try:
-            bad = self.look(phase, timeout)
+            bad = self.look(phase, timeout, f"{before}; {agent.HEALTH_CMD}" if before else agent.HEALTH_CMD)
         except GuestError as e:
             raise self.trouble(phase, e, f"the health check after {phase}") from None
         if bad:

@@ -11,6 +11,7 @@ host side of user-mode networking is not part of the saved state).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -43,8 +44,16 @@ def _guest(run_or_none, profile, boot, workdir: Path, accel: str, image, root: P
                        host_key=image.host_key, user=image.user)
 
 
+def _agent(profile) -> bytes:
+    from kharness.hw.agent import build_agent
+
+    return build_agent(profile).read_bytes()
+
+
 def _dir(profile, boot, accel: str, image) -> Path:
-    key = snapshot.snapshot_key(profile, boot, accel, prepare=f"distro-{FORMAT}-{image.key}")
+    # kh-agent is saved with the guest: a new agent is a new snapshot.
+    agent_id = hashlib.sha256(_agent(profile)).hexdigest()[:16]
+    key = snapshot.snapshot_key(profile, boot, accel, prepare=f"distro-{FORMAT}-{image.key}-{agent_id}")
     return cache_dir() / "snapshots" / f"{profile.name}-distro-{key}"
 
 
@@ -71,6 +80,7 @@ def ensure(profile, boot, accel: str, image, boot_timeout: float) -> Path:
             try:
                 guest.start()
                 release = guest.wait_ready(boot_timeout)
+                guest.install_agent(_agent(profile), boot_timeout)
                 guest.disconnect()
                 t = time.monotonic()
                 from kharness.vm import qmp

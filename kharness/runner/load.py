@@ -64,9 +64,8 @@ def load(run: Context, modules, per_module: dict[str, dict[str, str]], config: M
                 _map_module(run, m, timeout)
         listed = ([m.name for m in loaded] + ([khgpio.MODULE] if config.gpio is not None else [])
                   + (deps.to_unload() if deps is not None else []))
-        if run.after_load:   # a distro guest: udev has the module's uevents to act on (its rules)
-            run.step("load", run.after_load, timeout, "waiting for udev")
-        run.check_health("load", timeout, listed, listed=True)
+        # A distro guest: udev has the module's uevents to act on (its rules) before the look.
+        run.check_health("load", timeout, listed, listed=True, before=run.after_load)
         expect_dmesg(run, "load", config.load_expect_dmesg, [m for m in modules if m.name not in expected])
         _resolve_majors(run)
         ph.message = ", ".join(m.name for m in loaded)

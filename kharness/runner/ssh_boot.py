@@ -70,8 +70,11 @@ def install_udev_rules(run: Context, timeout: float) -> None:
 
 
 def boot_distro(run: Context, prep: Prepared, built, staged) -> None:
-    """A Debian guest: restored from its ready snapshot (saved by the first run), else booted."""
+    """A Debian guest: restored from its ready snapshot (saved by the first run), else booted.
+    Its files then arrive as the busybox guest's do: one compressed bundle on the stdin of ONE
+    command that also (restored) sets the clock and entropy and takes the first health look."""
     from kharness.runner import distro_snapshot   # (paramiko: only distro runs import it)
+    from kharness.runner.boot import restored_setup
 
     opts, r, profile = run.opts, run.result, run.profile
     with run.phase("boot") as ph:
@@ -80,10 +83,10 @@ def boot_distro(run: Context, prep: Prepared, built, staged) -> None:
         try:
             restored = distro_snapshot.start(run, staged, accel, prep.timeout)
             r.guest["ssh_port"] = run.guest.ssh_port
-            deliver(run, staged.payload, prep.timeout)
+            if not restored:   # (a restored guest was saved with kh-agent in place)
+                run.guest.install_agent(build_agent(profile).read_bytes(), prep.timeout)
             install_udev_rules(run, prep.timeout)
-            if restored:   # the saved guest's clock and entropy pool: the host's clock, fresh randomness
-                run.guest.run(agent.restored(int(time.time()), os.urandom(32).hex()), prep.timeout)
+            run.first_look = restored_setup(run, staged.payload, prep.timeout, as_is=staged.as_is, probe=restored)
             run.look("boot", prep.timeout, agent.boot_look())
             run.devices_at_boot = dict(run.char_devices)
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
