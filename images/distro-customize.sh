@@ -34,6 +34,12 @@ UseDNS no
 UsePAM no
 EOF
 
+# -r: sshd serves each connection from a fork instead of re-executing itself (the re-exec gives
+# each connection a fresh address-space layout). Under TCG the re-exec is most of a connection's
+# cost: measured 0.18 s to the banner and 0.43 s to a session with it, 0.02 s and 0.2 s without;
+# every restored run connects once. A test guest on a loopback port can spare that hardening.
+echo 'SSHD_OPTS=-r' > "$root/etc/default/ssh"
+
 echo kh-guest > "$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tkh-guest\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
 # No DNS: the guest's network is restricted to the host's forwarded port (qemu_args).

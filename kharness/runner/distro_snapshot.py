@@ -51,8 +51,10 @@ def _agent(profile) -> bytes:
 
 
 def _dir(profile, boot, accel: str, image) -> Path:
-    # kh-agent is saved with the guest: a new agent is a new snapshot.
-    agent_id = hashlib.sha256(_agent(profile)).hexdigest()[:16]
+    # kh-agent and kh-serve are saved with the guest: a new one of either is a new snapshot.
+    from kharness.paths import data_dir
+
+    agent_id = hashlib.sha256(_agent(profile) + (data_dir("images") / "kh-serve").read_bytes()).hexdigest()[:16]
     key = snapshot.snapshot_key(profile, boot, accel, prepare=f"distro-{FORMAT}-{image.key}-{agent_id}")
     return cache_dir() / "snapshots" / f"{profile.name}-distro-{key}"
 
@@ -81,6 +83,10 @@ def ensure(profile, boot, accel: str, image, boot_timeout: float) -> Path:
                 guest.start()
                 release = guest.wait_ready(boot_timeout)
                 guest.install_agent(_agent(profile), boot_timeout)
+                # The page cache the boot filled is RAM savevm would store and every restore
+                # load: dropped, its pages are zeroed (init_on_free=1, kernel_append) and saved
+                # as nothing.
+                guest.run("sync; echo 3 > /proc/sys/vm/drop_caches", boot_timeout)
                 guest.disconnect()
                 t = time.monotonic()
                 from kharness.vm import qmp

@@ -70,6 +70,7 @@ class DistroGuest(QemuGuest):
 
     def wait_restored(self, timeout: float, release: str) -> None:
         self._connect(timeout)
+        self.ssh.sessions = True   # saved with kh-agent and kh-serve in place (runner.distro_snapshot)
         self.release = release
         self.boot_seconds = time.monotonic() - self._t0
 

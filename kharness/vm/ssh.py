@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+import pexpect
 
 from kharness.agent_client import AgentCalls, put_file_command
 from kharness.errors import InfraError, UsageError
+from kharness.paths import data_dir
 from kharness.vm import ssh_exec, ssh_sftp
 from kharness.vm.channel import CommandResult
 from kharness.vm.errors import CommandTimeout, GuestDied, GuestError
@@ -30,6 +32,7 @@ from kharness.vm.ssh_address import SshAddress, parse_address
 from kharness.vm.ssh_exec import REMOTE_DIR, REMOTE_TMP_GLOB
 from kharness.vm.ssh_hostkeys import CheckPolicy, HostKeyRefused, HostKeys, refused_changed, trust
 from kharness.vm.ssh_log import LogStream
+from kharness.vm.ssh_session import SERVE, CommandSession, SessionLost
 
 # paramiko logs each failed attempt (a booting sshd) with a traceback; with no handler of its own
 # Python would print those on stderr. Failures reach the user as kharness's one-line errors.
@@ -40,6 +43,8 @@ __all__ = ["SshAddress", "parse_address", "HostKeys", "HostKeyRefused", "RemoteF
 ATTEMPT_TIMEOUT = 5.0     # TCP connect of one attempt
 HANDSHAKE_TIMEOUT = 15.0  # banner, key exchange and authentication of one attempt
 RETRY_PAUSE = 0.25        # between attempts while sshd is not up yet
+SESSION_OPEN_TIMEOUT = 30.0   # opening the command session (an exec channel and kh-serve's ready line)
+DROP_CHECK_TIMEOUT = 3.0      # a session that ended: does sshd still answer (else the connection is gone)
 KEEPALIVE = 5             # seconds of silence before an SSH keepalive (NAT state; a reset peer is seen)
 MARK_FILE = ".kharness"   # in REMOTE_DIR: this /kh is kharness's own (cleanup may remove it)
 PROBE = "uname -r; uname -m; od -An -tx1 -N6 /bin/sh"
@@ -99,6 +104,10 @@ class SshGuest(AgentCalls):
         self._sftp: paramiko.SFTPClient | None = None
         self._log: LogStream | None = None
         self._owns_dir = False             # this guest made (or re-made) remote_dir
+        # Commands go over one command session (kharness.vm.ssh_session) once kh-serve is there
+        # (install_agent, or a restored guest saved with it); until then, an exec channel each.
+        self.sessions = False
+        self._session: CommandSession | None = None
         # Where kharness's files go on the remote (tests point them into a sandbox).
         self.remote_dir = REMOTE_DIR
         self.remote_tmp_glob = REMOTE_TMP_GLOB
@@ -127,6 +136,7 @@ class SshGuest(AgentCalls):
         """TCP, SSH handshake and authentication within ``timeout`` (an absolute deadline),
         retrying while sshd refuses, resets or sends no banner yet (a booting guest)."""
         if self._client is not None:   # a second connect replaces the first connection
+            self._drop_session()
             self._client.close()
             self._client = None
         t0 = time.monotonic()
@@ -226,6 +236,49 @@ class SshGuest(AgentCalls):
         return transport
 
     def run(self, command: str, timeout: float, stdin: bytes = b"") -> CommandResult:
+        """``command`` as root, on the command session once kh-agent and kh-serve are in place
+        (kharness.vm.ssh_session: ~0.03 s a command), else on an exec channel of its own."""
+        if self.sessions:
+            return self._session_run(command, timeout, stdin)
+        return self.run_exec(command, timeout, stdin)
+
+    def _session_run(self, command: str, timeout: float, stdin: bytes) -> CommandResult:
+        start = time.monotonic()
+        shown = _shown(command)
+        transport = self._live_transport(f"before {shown!r}")
+        if self._session is None:
+            try:
+                self._session = CommandSession(transport, self.root, self.remote_dir,
+                                               self.workdir / "channel.log" if self.workdir else None,
+                                               min(timeout, SESSION_OPEN_TIMEOUT))
+            except (paramiko.SSHException, OSError, EOFError, SessionLost, CommandTimeout, pexpect.ExceptionPexpect):
+                if not transport.is_active():
+                    raise GuestDied(f"the SSH connection to {self.address} dropped before {shown!r}",
+                                    self.console_text()) from None
+                self.sessions = False   # (no kh-serve there after all): one channel per command
+                return self.run_exec(command, timeout, stdin)
+        session = self._session
+        try:
+            res = session.run(command, timeout, stdin)
+        except CommandTimeout:
+            self._session = None
+            session.kill()   # the command and the session with it; the next command opens another
+            self._note(command, "timeout", start)
+            raise CommandTimeout(f"command {shown!r} did not finish within {timeout:g}s", self.console_text()) from None
+        except (SessionLost, pexpect.ExceptionPexpect):
+            self._session = None
+            session.close()
+            self._note(command, "dropped", start)
+            if not transport.is_active() or not self.reachable(DROP_CHECK_TIMEOUT):
+                raise GuestDied(f"the SSH connection to {self.address} dropped during {shown!r}",
+                                self.console_text()) from None
+            raise GuestDied(f"the command session on {self.address} ended during {shown!r}",
+                            self.console_text()) from None
+        self._note(command, f"exit {res.rc}", start)
+        return res
+
+    def run_exec(self, command: str, timeout: float, stdin: bytes = b"") -> CommandResult:
+        """``command`` on an exec channel of its own."""
         start = time.monotonic()
         deadline = start + timeout
         shown = _shown(command)
@@ -325,13 +378,21 @@ class SshGuest(AgentCalls):
                                 self.console_text()) from None
             raise GuestError(f"{shown} on {self.address} over SFTP failed: {e}") from None
 
+    def _drop_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
     def _drop_sftp(self) -> None:
         ssh_sftp.close_quietly(self._sftp)
         self._sftp = None
 
     def install_agent(self, agent: bytes, timeout: float) -> None:
-        """kh-agent as /kh/.bin/kh-agent (mode 0755), where every wrapped command finds it."""
+        """kh-agent as /kh/.bin/kh-agent (mode 0755), where every wrapped command finds it, and
+        kh-serve beside it: from here on, commands go over the command session."""
         self._put(f"{self.remote_dir}/.bin/kh-agent", agent, timeout, 0o755)
+        self._put(f"{self.remote_dir}/.bin/{SERVE}", (data_dir("images") / SERVE).read_bytes(), timeout, 0o755)
+        self.sessions = True
 
     def probe(self, timeout: float) -> RemoteFacts:
         r = self.run(PROBE, timeout)
@@ -363,9 +424,10 @@ class SshGuest(AgentCalls):
         files in /tmp."""
         if not self._owns_dir:
             return
+        self._drop_session()
         self._drop_sftp()
         tmp_dir, tmp_glob = posixpath.split(self.remote_tmp_glob)   # (the glob part is ours: not quoted)
-        r = self.run(f"rm -rf {shlex.quote(self.remote_dir)} {shlex.quote(tmp_dir)}/{tmp_glob}", timeout)
+        r = self.run_exec(f"rm -rf {shlex.quote(self.remote_dir)} {shlex.quote(tmp_dir)}/{tmp_glob}", timeout)
         if r.rc != 0:
             raise GuestError(f"cleaning up {self.address} failed (exit {r.rc}): {r.stderr.strip()[:200]}")
         self._owns_dir = False
@@ -378,6 +440,7 @@ class SshGuest(AgentCalls):
                     self.cleanup(10.0)
                 except (GuestError, InfraError):
                     pass
+            self._drop_session()
             self._drop_sftp()
             if self._log is not None:
                 self._log.close()

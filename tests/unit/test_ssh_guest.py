@@ -112,6 +112,7 @@ def test_run_decodes_as_the_qemu_channel_does(guest):
 
 def test_commands_run_in_root_with_the_agent_directory_first_in_path(guest):
     guest.install_agent(b"#!/bin/sh\necho agent \"$@\"\n", 10)
+    guest.sessions = False   # (this stand-in agent cannot serve a command session: see below)
     r = guest.run("pwd; kh-agent one 'two words'", 10)
     assert r.stdout == f"/\nagent one two words\n"
     assert guest.run("echo $PATH", 10).stdout.startswith(f"{guest.remote_dir}/.bin:")
@@ -400,3 +401,31 @@ def test_the_run_directory_records_commands_and_the_kernel_log(server, keys, tmp
     assert (run_dir / "kernel.log").read_text() == "[    1.000000] to disk\n"
     assert any(line.startswith("exit 4 ") and line.endswith(" exit 4") for line in
                (run_dir / "ssh.log").read_text().splitlines())
+
+
+# --- the command session (kharness.vm.ssh_session): kh-serve and the real kh-agent ---------------
+
+def test_commands_go_over_one_session_with_the_same_answers(guest, tmp_path):
+    """With the real kh-agent (built for this host's target) installed, commands share one exec
+    channel (kh-serve): the same stdout, stderr, status and stdin as one channel each; a command
+    past its deadline takes the session down and the next command gets a new one."""
+    from kharness.hw.agent import build_agent
+    from kharness.targets import get_target
+
+    if os.uname().machine != "x86_64":
+        pytest.skip("kh-agent is built here for the x86_64 target")
+    exec_answers = [guest.run(c, 10) for c in ("echo out; echo err >&2; exit 3", "pwd")]
+    guest.install_agent(build_agent(get_target("x86_64")).read_bytes(), 30)
+    assert guest.sessions
+    first = guest.run("echo out; echo err >&2; exit 3", 10)
+    session = guest._session
+    assert session is not None
+    assert [(r.stdout, r.stderr, r.rc) for r in (first, guest.run("pwd", 10))] == \
+        [(r.stdout, r.stderr, r.rc) for r in exec_answers]
+    assert guest._session is session                       # the same session for both
+    assert guest.run("wc -c", 10, stdin=b"x" * 100000).stdout.strip() == "100000"
+    with pytest.raises(CommandTimeout):
+        guest.run("exec sleep 1000", 1)
+    assert guest._session is None                          # dropped with the stuck command
+    assert guest.run("echo again", 10).stdout == "again\n"  # a new one
+    assert guest._session is not session
