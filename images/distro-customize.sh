@@ -38,6 +38,7 @@ EOF
 # each connection a fresh address-space layout). Under TCG the re-exec is most of a connection's
 # cost: measured 0.18 s to the banner and 0.43 s to a session with it, 0.02 s and 0.2 s without;
 # every restored run connects once. A test guest on a loopback port can spare that hardening.
+mkdir -p "$root/etc/default"
 echo 'SSHD_OPTS=-r' > "$root/etc/default/ssh"
 
 echo kh-guest > "$root/etc/hostname"
