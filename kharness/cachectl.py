@@ -23,9 +23,13 @@ def _size(p: Path) -> int:
     return total
 
 
+# Not cache: the running background guests' disks and state (`kharness guest down` removes them).
+LIVE = ("guests",)
+
+
 def _entries():
     base = cache_dir()
-    for kind_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+    for kind_dir in sorted(p for p in base.iterdir() if p.is_dir() and p.name not in LIVE):
         for entry in sorted(kind_dir.iterdir()):
             if entry.suffix in (".lock", ".part") or entry.name.startswith("."):
                 continue

@@ -1,0 +1,79 @@
+"""`kharness guest up|down|ls` bookkeeping without a guest: names, the registry, forgetting guests
+whose process is gone, stopping a process group, and `cache clean` leaving running guests alone.
+The real thing (a booted Debian guest reached over SSH) is tests/integration/test_remote_board.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import asdict
+
+import pytest
+
+from kharness import cachectl, guestctl
+from kharness.errors import UsageError
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path / "cache"))
+
+
+def _register(name: str, pid: int) -> guestctl.GuestInfo:
+    d = guestctl.guests_dir() / name
+    d.mkdir()
+    info = guestctl.GuestInfo(name, pid, "x86_64", "6.1.0-50-amd64", "bookworm", 2222, "root", "/k", "ssh-ed25519 A",
+                              time.time(), time.time() + 60, str(d))
+    (d / "guest.json").write_text(json.dumps(asdict(info)))
+    return info
+
+
+@pytest.mark.parametrize("bad", ["", "-x", "a/b", "a b", "x" * 65, "$(reboot)"])
+def test_a_bad_guest_name_is_refused(bad):
+    with pytest.raises(UsageError, match="not usable"):
+        guestctl.check_name(bad)
+
+
+def test_a_guest_whose_process_is_gone_is_forgotten():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    info = _register("gone", p.pid)
+    assert guestctl.listing() == []
+    assert not (guestctl.guests_dir() / info.name).exists()
+
+
+def test_a_running_guest_is_listed_and_down_stops_its_process_group():
+    # A stand-in for `timeout ... qemu ...`: its argv names the guest's directory, as the real one does.
+    d = guestctl.guests_dir() / "live"
+    p = subprocess.Popen(["sh", "-c", 'sleep 600; : "$0"', str(d)], start_new_session=True)
+    try:
+        info = _register("live", p.pid)
+        assert [g.name for g in guestctl.listing()] == ["live"]
+        assert guestctl.down("live") == ["live"]
+        assert p.wait(timeout=30) is not None
+        assert not d.exists() and guestctl.listing() == []
+    finally:
+        if p.poll() is None:
+            p.kill()
+    with pytest.raises(UsageError, match="no guest named 'live'"):
+        guestctl.down("live")
+    assert info.address == "root@127.0.0.1:2222"
+
+
+def test_a_reused_pid_is_not_taken_for_the_guest():
+    """The process is alive but is not the guest (its argv does not name the guest's directory)."""
+    p = subprocess.Popen(["sleep", "600"])
+    try:
+        _register("reused", p.pid)
+        assert guestctl.listing() == []
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_cache_clean_leaves_running_guests_alone():
+    (guestctl.guests_dir() / "g1").mkdir()
+    assert all(kind != "guests" for kind, _ in cachectl._entries())
