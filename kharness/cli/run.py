@@ -72,6 +72,10 @@ def run(
                                              "host's key to ~/.ssh/known_hosts (a changed key is always refused)."),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="With --remote: the known_hosts file "
                                                "to check the host key against (default ~/.ssh/known_hosts)."),
+    build_on_remote: bool = typer.Option(False, "--build-on-remote", help="With --remote: build the module on "
+                                         "the board against its own /lib/modules/$(uname -r)/build (for kernels "
+                                         "Debian's archive does not have; the board needs make, gcc and its "
+                                         "kernel's headers)."),
     annotations: str = ci.ANNOTATIONS,
     step_summary: Optional[str] = ci.STEP_SUMMARY,
     codequality: Optional[Path] = ci.CODEQUALITY,
@@ -113,7 +117,7 @@ def run(
                       kernel_tree=kernel_tree, kernel_config=list(kernel_config), cold=cold, debug=debug or (),
                       guest=guest, guest_packages=packages, guest_suite=guest_suite, remote=remote,
                       identity=identity, accept_new_host_key=accept_new_host_key, known_hosts=known_hosts,
-                      target_given=target_given)
+                      target_given=target_given, build_on_remote=build_on_remote)
     try:
         result = run_pipeline(opts)
     except KeyboardInterrupt:

@@ -80,6 +80,8 @@ class KernelRecord(Record):
     config_fragments: list | None = doc("for a kernel kharness built: the config fragments applied",
                                         optional=True, schema={"type": "array", "items": {"type": "string"}})
     build_tree: str | None = doc("for a kernel kharness built: where it was built", optional=True)
+    built_on: dict | None = doc("with `--build-on-remote`: the module was built on the board, against the board's "
+                                "own kernel (no Debian package used): `{board, build_tree}`", optional=True)
     debug: list | None = doc("for a debug kernel: its checkers, e.g. `[\"kasan\", \"kmemleak\", \"lockdep\", "
                              "\"ubsan\"]`", optional=True, schema={"type": "array", "items": {"type": "string"}})
     build_seconds: float | None = doc("for a debug kernel: how long its `make` took, when it was built (null "

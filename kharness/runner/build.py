@@ -45,10 +45,14 @@ class Built:
 
 def build(run: Context, prep: Prepared) -> Built:
     opts, r, guest_plan = run.opts, run.result, prep.guest
+    if opts.build_on_remote:   # on the board, against its own headers: no kernel package fetched
+        from kharness.runner import remote_build
+
+        return remote_build.build(run, prep, finish)
     from_debian = guest_plan.from_debian
     built_kernel: SourceBuild | None = None
     if from_debian:
-        spec, _ = guest_plan.resolve()
+        spec, _ = _resolve(run, guest_plan)
         r.kernel = KernelRecord(**spec.to_dict())
         r.reproducer["kharness"] = reproducer_cmd(opts, spec.release)
 
@@ -57,7 +61,7 @@ def build(run: Context, prep: Prepared) -> Built:
         if from_debian:
             headers = ensure_headers(spec)
         else:
-            spec, built_kernel = guest_plan.resolve()
+            spec, built_kernel = _resolve(run, guest_plan)
             headers = built_kernel.headers_bundle()
             r.kernel = KernelRecord(**spec.to_dict(), built_from=built_kernel.origin,
                                     config_fragments=list(built_kernel.config_fragments),
@@ -101,9 +105,28 @@ def build(run: Context, prep: Prepared) -> Built:
             (f" ({BUILT_BY[outcome.built_by]})" if outcome.built_by in BUILT_BY else "") + progs
     if prep.config.gpio is not None:
         run.khgpio = _build_khgpio(run, headers, tc)
-    modules = insmod_order(outcome.modules, prep.config)
+    return finish(run, prep, spec, built_kernel, outcome.modules, headers)
+
+
+def _resolve(run: Context, guest_plan):
+    """The kernel to build for; a board's kernel that Debian's archive does not have is said in
+    one line, with the way to build for it anyway."""
+    if not run.opts.remote:
+        return guest_plan.resolve()
+    try:
+        return guest_plan.resolve()
+    except UsageError:
+        from kharness.runner.remote_build import not_in_archive
+
+        raise not_in_archive(guest_plan.kernel or "", run.profile.name) from None
+
+
+def finish(run: Context, prep: Prepared, spec: KernelSpec, built_kernel: SourceBuild | None,
+           built: list[BuiltModule], headers) -> Built:
+    """The built modules in load order, with their parameters, what is loaded and what must fail."""
+    modules = insmod_order(built, prep.config)
     per_module = params_for(modules, prep.params)
-    r.params = per_module
+    run.result.params = per_module
     # What is loaded, and how, is judged now (exit 2): [module] skip, [load] expect_errno.
     names = apply_skip(prep.config, [m.name for m in modules])
     load = [m for m in modules if m.name in names]

@@ -41,7 +41,13 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
         # First: a kernel module the target lacks is bad input (exit 2), named before any image
         # is made or a guest booted.
         spec, headers, built_kernel, target = built.spec, built.headers, built.kernel, run.profile.name
-        deps = kdeps.resolve(lambda: kdeps.open_tree(spec, headers, built_kernel, target), built.load, prep.config)
+        on_board = run.opts.build_on_remote   # the board's own module tree: nothing to fetch here
+        if on_board:
+            from kharness.runner.remote_build import board_deps
+
+            deps = board_deps(run, built.load, prep.config, prep.timeout)
+        else:
+            deps = kdeps.resolve(lambda: kdeps.open_tree(spec, headers, built_kernel, target), built.load, prep.config)
         run.result.dependencies = deps.record()
         over_ssh = bool(run.opts.remote) or run.opts.guest != "busybox"
         if run.opts.remote:   # the board runs its own kernel: nothing to boot
@@ -54,13 +60,13 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
 
             distro_image = distro.ensure_distro(run.profile, kernel, run.opts.guest_suite or distro.suite_for(spec.release),
                                                 tuple(run.opts.guest_packages), spec=spec)
-        run.workdir = make_run_dir()
+        run.workdir = run.workdir or make_run_dir()   # (a build on the board made it for its .ko files)
         payload = {f"{m.name}.ko": m.path.read_bytes() for m in built.load}
         if run.khgpio is not None:
             payload[f"{khgpio.MODULE}.ko"] = run.khgpio.path.read_bytes()
         # Files that stay the same run after run, sent as they are (never through strip_debug):
         # the kernel's own modules as the packages ship them, the program checks' programs.
-        resident = kdeps.payload(deps, set(payload))
+        resident = {} if on_board else kdeps.payload(deps, set(payload))   # (on the board: linked in /kh)
         resident.update(programs.payload(run))   # bin/<name>
         as_is = frozenset()
         if over_ssh or rides_along(resident, run.profile):   # (SSH: every file goes over SFTP)

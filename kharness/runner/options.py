@@ -35,6 +35,7 @@ class RunOptions:
     accept_new_host_key: bool = False        # an unknown host key is added to known_hosts (a changed one never)
     known_hosts: Path | None = None          # the known_hosts file (default ~/.ssh/known_hosts)
     target_given: bool = False               # --target was given (with --remote: it must fit the board)
+    build_on_remote: bool = False            # with --remote: build on the board against its own headers
 
 
 GUESTS = ("busybox", "debian")
@@ -47,6 +48,8 @@ def reproducer_cmd(opts: RunOptions, release: str | None) -> str:
         argv += ["--remote", opts.remote]
         if opts.identity:
             argv += ["--identity", str(opts.identity)]
+        if opts.build_on_remote:
+            argv += ["--build-on-remote"]
     else:
         argv += ["--target", opts.target]
     if opts.guest != "busybox":

@@ -42,6 +42,9 @@ def prepare(run: Context) -> Prepared:
     if opts.remote and (opts.guest != "busybox" or opts.kernel or opts.kernel_tree or opts.debug):
         raise UsageError("--remote tests on the board's own system and kernel",
                          hint="leave --guest, --kernel, --kernel-tree and --debug out with --remote")
+    if opts.build_on_remote and not opts.remote:
+        raise UsageError("--build-on-remote builds on the board given with --remote",
+                         hint="add --remote USER@HOST, or leave --build-on-remote out")
     if opts.guest == "debian":
         from kharness.image.rootfs import check_packages   # a bad name: said before any work
 

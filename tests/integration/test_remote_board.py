@@ -28,9 +28,9 @@ def _cli(*args: str, timeout: float = UP_LIMIT) -> subprocess.CompletedProcess:
 
 
 class Board:
-    def __init__(self, target: str, lifetime: int = 1800):
+    def __init__(self, target: str, lifetime: int = 1800, *extra: str):
         self.name = f"t-{target}-{uuid.uuid4().hex[:8]}"
-        p = _cli("guest", "up", target, "--name", self.name, "--for", str(lifetime), "--json")
+        p = _cli("guest", "up", target, "--name", self.name, "--for", str(lifetime), "--json", *extra)
         assert p.returncode == 0, p.stderr[-3000:]
         self.info = json.loads(p.stdout)
 
@@ -131,3 +131,46 @@ def test_guest_ls_and_down(tmp_path):
     listed = json.loads(_cli("guest", "ls", "--json", timeout=60).stdout)
     assert not [g for g in listed if g["name"] == b.name]
     assert _cli("guest", "down", b.name, timeout=60).returncode == 2
+
+
+@pytest.mark.timeout(UP_LIMIT + 900)
+def test_a_module_built_on_the_board_passes_and_the_board_is_left_clean(kharness, tmp_path):
+    """--build-on-remote: the board (a guest with gcc, make and its kernel's headers; ~50 s more
+    the first time, to build that root filesystem) builds examples/hello against its own
+    /lib/modules/$(uname -r)/build; nothing of Debian's kernel packages is used on the host."""
+    require_series("x86_64", "6.1")
+    from kharness.kernels.resolve import resolve_kernel
+    from kharness.targets import get_target
+
+    release = resolve_kernel(get_target("x86_64"), "6.1").release   # the headers must be the running kernel's
+    b = Board("x86_64", 900, "--kernel", release, "--guest-packages", f"gcc,make,linux-headers-{release}")
+    try:
+        known = tmp_path / "known_hosts"
+        # The distro guest's /lib/modules is its read-only modules disk, where the headers
+        # package's `build` link is not: first the board as one without headers looks.
+        r = _run(kharness, b, EXAMPLES / "hello", known, "--accept-new-host-key", "--build-on-remote")
+        assert r.rc == 2, r.result and r.result["summary"]
+        text = r.stderr + ((r.result or {}).get("summary") or "")
+        assert f"/lib/modules/{release}/build is missing" in text and f"linux-headers-{release}" in text, text
+        # ... then with its build tree linked, as the headers package links it on a board.
+        b.ssh(f"mkdir -p /var/tmp/khm/u /var/tmp/khm/w && mount -t overlay overlay -o lowerdir=/usr/lib/modules,"
+              f"upperdir=/var/tmp/khm/u,workdir=/var/tmp/khm/w /usr/lib/modules && "
+              f"ln -s /usr/src/linux-headers-{release} /lib/modules/{release}/build")
+        before = b.ssh("cut -d' ' -f1 /proc/modules | sort")
+        r = _run(kharness, b, EXAMPLES / "hello", known, "--build-on-remote")
+        assert r.rc == 0, (r.result and r.result["summary"], r.stderr[-2000:])
+        assert r.result["kernel"]["built_on"]["build_tree"] == f"/lib/modules/{release}/build"
+        assert r.result["kernel"]["packages"] == []
+        assert r.result["modules"][0]["vermagic"].startswith(release + " ")
+        assert "--build-on-remote" in r.result["reproducer"]["kharness"]
+        assert all(c["status"] == "pass" for c in r.result["checks"])
+        # A compile error on the board is the module's build failure, with gcc's words.
+        r = _run(kharness, b, FIXTURES / "build_error", known, "--build-on-remote")
+        assert r.rc == 1, r.result and r.result["summary"]
+        build = next(p for p in r.result["phases"] if p["name"] == "build")
+        assert build["status"] == "fail" and "error:" in build["log"]
+        # Left as found: no /kh, the same modules loaded.
+        assert b.ssh("ls -d /kh /tmp/.kh.* 2>/dev/null; true").strip() == ""
+        assert b.ssh("cut -d' ' -f1 /proc/modules | sort") == before
+    finally:
+        b.down()
