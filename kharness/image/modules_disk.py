@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 from kharness import proc, seal, ui
@@ -20,7 +21,7 @@ from kharness.image.rootfs import host_tool
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir, data_dir
 
-FORMAT = "1"
+FORMAT = "2"   # 2: <release>/build links to the headers package
 IMAGE = "modules.ext4"
 LABEL = "kh-modules"
 MKE2FS_TIMEOUT = 600.0
@@ -35,6 +36,13 @@ def tree_size(top: Path) -> int:
             if not os.path.islink(p):
                 total += os.path.getsize(p)
     return total
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:   # another file system
+        shutil.copy2(src, dst)
 
 
 def ensure_modules_disk(release: str, moddir: Path) -> tuple[Path, str]:
@@ -57,12 +65,22 @@ def ensure_modules_disk(release: str, moddir: Path) -> tuple[Path, str]:
                 # The disk's root is /lib/modules: it holds <release>/ (and nothing else: the
                 # tree's cache entry keeps its seal one level up).
                 size_mb = tree_size(moddir) // (1 << 20) * 5 // 4 + 64   # ext4's metadata, some slack
+                # <release>/build -> the headers package's tree, as the linux-image package has
+                # it: a guest with linux-headers-<release> installed builds modules as a board
+                # does (`make -C /lib/modules/$(uname -r)/build`); it dangles without them. The
+                # disk's tree is a hard-linked copy: the cached module tree stays as sealed.
+                root = tmp / "tree"
+                shutil.copytree(moddir, root / release, symlinks=True, copy_function=_link_or_copy)
+                for name in ("build", "source"):
+                    (root / release / name).unlink(missing_ok=True)
+                (root / release / "build").symlink_to(f"/usr/src/linux-headers-{release}")
                 p = proc.run([mke2fs, "-q", "-t", "ext4", "-O", "^has_journal", "-L", LABEL,
-                              "-d", str(moddir.parent), str(tmp / IMAGE), f"{size_mb}M"],
+                              "-d", str(root), str(tmp / IMAGE), f"{size_mb}M"],
                              env={**os.environ, "MKE2FS_CONFIG": str(data_dir("images") / "distro-mke2fs.conf")},
                              timeout=MKE2FS_TIMEOUT, what=f"mke2fs (modules disk of {release})", merge_stderr=True)
                 if p.returncode != 0:
                     raise InfraError(f"mke2fs could not write the modules disk of {release}: "
                                      f"{p.stdout.strip()[-300:]}")
+                shutil.rmtree(root)
                 seal.seal(tmp, {"release": release})
     return final / IMAGE, key

@@ -9,6 +9,7 @@ What the board runs decides the target profile (``uname -m`` and its byte order)
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from kharness import ui
 from kharness.errors import UsageError
@@ -69,7 +70,13 @@ def connect(opts, asked_target: str | None):
     except BaseException:
         guest.close()
         raise
-    profile = profile_for(facts.machine, facts.endian, asked_target)
+    try:
+        profile = profile_for(facts.machine, facts.endian, asked_target)
+        before = guest.run("cut -d' ' -f1 /proc/modules", PROBE_TIMEOUT).stdout.split()
+    except BaseException:
+        guest.close()
+        raise
+    guest = LeavesModulesAsFound(guest, before)
     guest.release = facts.release
     # A board is never snapshotted nor booted.
     return guest, dataclasses.replace(profile, snapshot=False), facts.release
@@ -88,3 +95,40 @@ def vermagic_mismatch(modules, release: str, board_vermagic: str | None) -> str 
         if board_vermagic and vm != board_vermagic.split():
             return f"{m.name}.ko has vermagic {' '.join(vm)!r}, the board's modules {board_vermagic!r}"
     return None
+
+
+_NAME_RE = re.compile(r"\w+")
+UNLOAD_TIMEOUT = 30.0
+
+
+def unload_new_command(before: list[str]) -> str:
+    """The board command that unloads every module not loaded in ``before`` (newest first, in a
+    few passes: one that held another goes first). What the board had stays."""
+    keep = " ".join(m for m in before if _NAME_RE.fullmatch(m))
+    return ("for pass in 1 2 3; do for m in $(cut -d' ' -f1 /proc/modules); do "
+            f"case ' {keep} ' in *\" $m \"*) ;; *) rmmod \"$m\" 2>/dev/null ;; esac; done; done; true")
+
+
+class LeavesModulesAsFound:
+    """The board, which on close unloads every module that was not loaded when kharness connected:
+    the modules under test and their chain after a failed load (the unload phase does not run
+    then), and what the kernel or udev loaded because of them. Everything else goes through."""
+
+    def __init__(self, guest, before: list[str]):
+        object.__setattr__(self, "_guest", guest)
+        object.__setattr__(self, "_before", list(before))
+
+    def __getattr__(self, name):
+        return getattr(self._guest, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._guest, name, value)
+
+    def close(self) -> None:
+        try:
+            t = self._guest.transport
+            if t is not None and t.is_active():
+                self._guest.run(unload_new_command(self._before), UNLOAD_TIMEOUT)
+        except Exception:   # noqa: BLE001 - close() never raises (a dead board: nothing to unload)
+            pass
+        self._guest.close()

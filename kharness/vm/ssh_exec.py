@@ -97,6 +97,9 @@ class Raw:
     dropped: bool       # the connection died under it
 
 
+DRAIN_GRACE = 10.0   # after the exit status, how long the rest of the output may take to arrive
+
+
 def collect(chan: paramiko.Channel, transport: paramiko.Transport, stdin: bytes, deadline: float) -> Raw:
     """Feed ``stdin`` (then EOF) and read both outputs until the exit status or ``deadline``.
     Input is written as the channel takes it, interleaved with reading, so a command that writes
@@ -108,7 +111,13 @@ def collect(chan: paramiko.Channel, transport: paramiko.Transport, stdin: bytes,
         chan.shutdown_write()
     while True:
         _drain(chan, out, err)
-        if chan.exit_status_ready():   # set once every byte before it is in the buffers
+        if chan.exit_status_ready():
+            # sshd may send the exit status before the last of the output (measured: a 200 KiB
+            # output cut to 139 KiB): read on until the output's end (EOF) or the channel closes.
+            grace = min(deadline, time.monotonic() + DRAIN_GRACE)
+            while not (chan.eof_received or chan.closed) and time.monotonic() < grace:
+                select.select([chan], [], [], POLL)
+                _drain(chan, out, err)
             _drain(chan, out, err)
             if chan.closed and chan.exit_status == -1:   # no status: a signal, or a dead connection
                 return Raw(None, out, err, True, _settled_dead(transport))

@@ -163,3 +163,31 @@ def test_a_target_that_cannot_serve_the_board_is_a_usage_error():
         remote.profile_for("aarch64", "little", "x86_64")
     with pytest.raises(UsageError, match="no target profile"):
         remote.profile_for("riscv64", "little", None)
+
+
+def test_closing_the_board_unloads_only_what_was_not_there_before(tmp_path):
+    """The close-time command, run by a real shell against a stand-in /proc/modules and rmmod:
+    every module loaded since connecting is removed, newest first; the board's own stay."""
+    import subprocess
+
+    modules = tmp_path / "modules"
+    modules.write_text("khdemo 16384 0 - Live 0x0\nvideodev 1 1 khdemo, Live 0x0\next4 1 1 - Live 0x0\n")
+    rmmod = tmp_path / "rmmod"
+    rmmod.write_text(f'#!/bin/sh\necho "$1" >> {tmp_path}/removed\n')
+    rmmod.chmod(0o755)
+    cmd = remote.unload_new_command(["ext4", "bad;name"]).replace("/proc/modules", str(modules))
+    subprocess.run(["sh", "-c", cmd], check=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    removed = (tmp_path / "removed").read_text().split()
+    assert removed[:2] == ["khdemo", "videodev"] and "ext4" not in removed
+
+
+def test_the_board_wrapper_unloads_on_close_and_passes_the_rest_through():
+    board = _board()
+    board.transport = SimpleNamespace(is_active=lambda: True)
+    wrapped = remote.LeavesModulesAsFound(board, ["ext4"])
+    assert wrapped.release == RELEASE and wrapped.reachable(1)
+    wrapped.release = "x"
+    assert board.release == "x"
+    board.g.rules.append(Rule(r"^for pass in", rc=0))
+    wrapped.close()
+    assert board.g.commands[-1].startswith("for pass in 1 2 3") and board.g.closed
