@@ -38,8 +38,10 @@ EOF
 # each connection a fresh address-space layout). Under TCG the re-exec is most of a connection's
 # cost: measured 0.18 s to the banner and 0.43 s to a session with it, 0.02 s and 0.2 s without;
 # every restored run connects once. A test guest on a loopback port can spare that hardening.
-mkdir -p "$root/etc/default"
-echo 'SSHD_OPTS=-r' > "$root/etc/default/ssh"
+# A unit drop-in, not /etc/default/ssh: that is a conffile, and a foreign root's first boot
+# (kh-configure.sh) installs the package after this script ran.
+mkdir -p "$root/etc/systemd/system/ssh.service.d"
+printf '[Service]\nExecStart=\nExecStart=/usr/sbin/sshd -D -r $SSHD_OPTS\n' > "$root/etc/systemd/system/ssh.service.d/kharness.conf"
 
 echo kh-guest > "$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tkh-guest\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"

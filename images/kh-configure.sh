@@ -13,11 +13,14 @@ cd /var/cache/apt/archives || exit 1
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 chmod 755 /usr/sbin/policy-rc.d
 echo "kh-configure: installing the Essential packages"
-dpkg --install --force-depends $(cat /kh-essential.list) > /tmp/kh-dpkg.log 2>&1 || tail -5 /tmp/kh-dpkg.log
+# --force-confdef/--force-confold and no stdin: a file the customizations put in place before a
+# package that ships it as a conffile must never stop this boot at dpkg's question.
+DPKG="dpkg --force-confdef --force-confold"
+$DPKG --install --force-depends $(cat /kh-essential.list) < /dev/null > /tmp/kh-dpkg.log 2>&1 || tail -5 /tmp/kh-dpkg.log
 others=$(for f in *.deb; do grep -qx "$f" /kh-essential.list || echo "$f"; done)
 echo "kh-configure: installing the others"
-dpkg --install --force-depends $others > /tmp/kh-dpkg.log 2>&1 || tail -5 /tmp/kh-dpkg.log
-dpkg --configure -a > /tmp/kh-dpkg.log 2>&1
+$DPKG --install --force-depends $others < /dev/null > /tmp/kh-dpkg.log 2>&1 || tail -5 /tmp/kh-dpkg.log
+$DPKG --configure -a < /dev/null > /tmp/kh-dpkg.log 2>&1
 rc=$?
 [ $rc -eq 0 ] || tail -20 /tmp/kh-dpkg.log
 # Every guest gets a machine-id of its own at its boot; only kharness's host key stays.
