@@ -19,48 +19,13 @@ from kharness.errors import UsageError
 from kharness.kernels.resolve import KernelSpec
 from kharness.runner import build, remote, ssh_boot
 from kharness.targets import get_target
+from kharness.testing.fake_board import FakeBoard
 from kharness.testing.fake_guest import FakeGuest, Rule
 from kharness.vm.errors import GuestDied
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "modules"
 RELEASE = "6.1.0-50-amd64"
 VERMAGIC = f"{RELEASE} SMP preempt mod_unload modversions "
-
-
-class FakeBoard:
-    """A board over SSH as the runner sees it: commands, files, a kernel-log stream, and whether
-    sshd still answers. No console side channel (no sysrq, no module state), as on a real board."""
-
-    def __init__(self, guest: FakeGuest, reachable: bool = True):
-        self.g, self._reachable = guest, reachable
-        self.release, self.boot_seconds = RELEASE, 0.1
-        self.agent: bytes | None = None
-        self.asked_reachable = 0
-
-    def run(self, command, timeout, stdin=b""):
-        return self.g.run(command, timeout, stdin)
-
-    def put_file(self, path, data, timeout):
-        self.g.files[path] = data
-
-    def install_agent(self, agent, timeout):
-        self.agent = agent
-
-    def dmesg_since(self, cursor, timeout):
-        return self.g.dmesg_since(cursor, timeout)
-
-    def health(self, timeout):
-        return self.g.health(timeout)
-
-    def console_text(self, last=32768):
-        return self.g.console_text(last)
-
-    def reachable(self, timeout):
-        self.asked_reachable += 1
-        return self._reachable
-
-    def close(self):
-        self.g.close()
 
 
 @pytest.fixture
@@ -100,7 +65,7 @@ def board_run(tmp_path, monkeypatch):
 
 def _board(*rules: Rule, reachable: bool = True, modinfo: str = VERMAGIC) -> FakeBoard:
     rules = (Rule(r"modinfo -F vermagic", stdout=modinfo + "\n"), *rules)
-    return FakeBoard(FakeGuest(list(rules), release=RELEASE), reachable)
+    return FakeBoard(FakeGuest(list(rules), release=RELEASE), reachable, RELEASE)
 
 
 def test_a_module_passes_on_a_board_and_its_files_went_to_kh(board_run):

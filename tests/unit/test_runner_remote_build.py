@@ -19,6 +19,7 @@ from kharness import plan, runner
 from kharness.errors import UsageError
 from kharness.runner import build, remote, remote_build, ssh_boot
 from kharness.targets import get_target
+from kharness.testing.fake_board import FakeBoard
 from kharness.testing.fake_guest import FakeGuest, Rule
 
 RELEASE = "6.6.31+rpt-rpi-v8"
@@ -42,39 +43,6 @@ def ko(**modinfo: str) -> bytes:
     return body + bytes(shoff - len(body)) + b"".join(sections)
 
 
-class FakeBoard:
-    """A board over SSH as the runner sees it (as in test_runner_remote.py)."""
-
-    def __init__(self, guest: FakeGuest):
-        self.g = guest
-        self.release, self.boot_seconds = RELEASE, 0.1
-        self.agent: bytes | None = None
-
-    def run(self, command, timeout, stdin=b""):
-        return self.g.run(command, timeout, stdin)
-
-    def put_file(self, path, data, timeout):
-        self.g.files[path] = data
-
-    def install_agent(self, agent, timeout):
-        self.agent = agent
-
-    def dmesg_since(self, cursor, timeout):
-        return self.g.dmesg_since(cursor, timeout)
-
-    def health(self, timeout):
-        return self.g.health(timeout)
-
-    def console_text(self, last=32768):
-        return self.g.console_text(last)
-
-    def reachable(self, timeout):
-        return True
-
-    def close(self):
-        self.g.close()
-
-
 def board(*rules: Rule, tools: str = TOOLS, make_out: str = "  CC [M]  /kh/src/mymod.o\n", make_rc: int = 0,
           module: bytes | None = None) -> FakeBoard:
     data = module if module is not None else ko(name="mymod", vermagic=VERMAGIC, license="GPL", depends="")
@@ -87,7 +55,7 @@ def board(*rules: Rule, tools: str = TOOLS, make_out: str = "  CC [M]  /kh/src/m
         Rule(r"^wc -c < /kh/src/mymod\.ko", stdout=f"{len(data)}\n{hashlib.sha256(data).hexdigest()}  -\n"),
         Rule(r"^dd if=/kh/src/mymod\.ko bs=\d+ skip=0 count=1", stdout=b64),
         Rule(r"modinfo -F vermagic", stdout=VERMAGIC + "\n"),
-    ], release=RELEASE))
+    ], release=RELEASE), release=RELEASE)
 
 
 @pytest.fixture
