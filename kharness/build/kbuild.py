@@ -201,7 +201,10 @@ def file_sha(path: Path) -> str:
 def manifest_inputs(plan: BuildPlan, shadow: Path, headers: HeadersBundle) -> dict[str, str]:
     """What went into a build: the module's files and what the compiler read outside the headers."""
     files = {str(p): file_sha(p) for p in source_files(plan.directory)}
+    # Sealed headers never change under their path; a tree the user gave may be rebuilt in place,
+    # so the headers the compiler read from it count as inputs.
     hdr_root = str(headers.root.resolve())
+    skip_headers = not headers.stamp
     for cmd in shadow.rglob(".*.cmd"):
         for m in _DEPS_RE.finditer(cmd.read_text(errors="replace")):
             for word in m.group(1).replace("\\\n", " ").split():
@@ -212,7 +215,9 @@ def manifest_inputs(plan: BuildPlan, shadow: Path, headers: HeadersBundle) -> di
                     real = p.resolve(strict=True)
                 except (OSError, RuntimeError):
                     continue
-                if str(real).startswith(hdr_root) or str(real) in files or str(real).startswith("/usr/lib/gcc"):
+                if skip_headers and str(real).startswith(hdr_root):
+                    continue
+                if str(real) in files or str(real).startswith("/usr/lib/gcc"):
                     continue
                 if real.is_file() and not str(real).startswith(str(shadow)):
                     files[str(real)] = file_sha(real)
@@ -233,7 +238,7 @@ def inputs_unchanged(recorded: dict[str, str], plan: BuildPlan) -> bool:
 
 
 def build_key(plan: BuildPlan, headers: HeadersBundle, tc: Toolchain, extra: list[str]) -> str:
-    ident = json.dumps([str(plan.directory), str(headers.root), tc.cc, tc.version, tc.arch, str(tc.sysroot),
+    ident = json.dumps([str(plan.directory), str(headers.root), headers.stamp, tc.cc, tc.version, tc.arch, str(tc.sysroot),
                         tc.cross_compile, sorted(extra), list(plan.ccflags),
                         [(m.name, m.objs) for m in plan.modules]])
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
@@ -323,7 +328,10 @@ def record(bdir: Path, plan: BuildPlan, headers: HeadersBundle, shadow: Path, ou
 
 def check_headers(headers: HeadersBundle) -> None:
     """The headers are about to be used for real: every one of their files must match its seal
-    (altered headers would make a build fail, or succeed wrongly, and blame the module)."""
+    (altered headers would make a build fail, or succeed wrongly, and blame the module). A tree
+    the user gave is theirs: not a cache entry, never checked (nor discarded) as one."""
+    if headers.stamp:
+        return
     why = seal.problem(headers.root)
     if why is not None and why != "missing":
         raise DamagedCacheEntry(headers.root, why)

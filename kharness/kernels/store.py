@@ -58,6 +58,10 @@ class HeadersBundle:
     release: str
     root: Path
     build_dir: Path              # what `make -C` gets
+    # "" for headers kharness unpacked (sealed, checked before use); for a tree the user gave
+    # (kharness.kernels.hosttree), a digest of the files that say which kernel it is: module
+    # builds are keyed by it, and never check or repair the tree as a cache entry.
+    stamp: str = ""
 
 
 # --- kernels -------------------------------------------------------------------------------

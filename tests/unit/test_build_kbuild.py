@@ -187,11 +187,12 @@ def test_a_cache_path_kbuild_cannot_take_is_refused_with_the_fix(tmp_path, monke
     from kharness.build.kbuild import run_kbuild
     from kharness.build.makefile import plan_build
     from kharness.errors import UsageError
+    from kharness.kernels.store import HeadersBundle
 
     monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path / "my cache"))
     (tmp_path / "mod").mkdir()
     (tmp_path / "mod" / "m.c").write_text("int m;\n")
-    headers = SimpleNamespace(release="6.1.0-1-amd64", root=tmp_path / "h", build_dir=tmp_path / "h" / "build")
+    headers = HeadersBundle(release="6.1.0-1-amd64", root=tmp_path / "h", build_dir=tmp_path / "h" / "build")
     tc = SimpleNamespace(cc="gcc", version="gcc 12", arch="x86", sysroot=None, cross_compile="")
     with pytest.raises(UsageError) as ei:
         run_kbuild(plan_build(tmp_path / "mod"), headers, tc)
