@@ -343,18 +343,20 @@ def session(module_dir, *, target: str = "x86_64", kernel: str | None = None, pa
             accel: str = "auto", timeout: float | None = None,
             boot_timeout: float = DEFAULT_BOOT_TIMEOUT, keep: bool = False, guest: str = "busybox",
             guest_packages=(), remote: str | None = None, identity=None,
-            known_hosts=None, accept_new_host_key: bool = False) -> Iterator[Session]:
+            known_hosts=None, accept_new_host_key: bool = False, headers=None) -> Iterator[Session]:
     """Build, boot and load ``module_dir`` (as ``kharness run`` does, without its checks) and
     yield a :class:`Session`; on leaving, unload and check the kernel's health. A failure at
     either end raises :class:`RunFailed` with the Result; the guest is always torn down.
     ``guest="debian"``: a Debian distro guest driven over SSH; ``remote="user@host[:port]"``: a
-    board over SSH (``identity``, ``known_hosts``, ``accept_new_host_key`` as for `kharness run`)."""
+    board over SSH (``identity``, ``known_hosts``, ``accept_new_host_key``, ``headers`` as for `kharness run`)."""
     run = Run(RunOptions(module_dir=Path(module_dir), target=target, kernel=kernel, params=list(params),
                          timeout=timeout, boot_timeout=boot_timeout, accel=accel, keep=keep, guest=guest,
                          guest_packages=tuple(guest_packages), remote=remote,
                          identity=Path(identity) if identity else None,
                          known_hosts=Path(known_hosts) if known_hosts else None,
-                         accept_new_host_key=accept_new_host_key, target_given=remote is not None and target != "x86_64"))
+                         accept_new_host_key=accept_new_host_key,
+                         target_given=remote is not None and target != "x86_64",
+                         headers=Path(headers) if headers else None))
     start = time.monotonic()
     try:
         with ExitStack() as stack:

@@ -46,7 +46,9 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output, only the summary."),
     kernel_tree: Optional[Path] = typer.Option(None, "--kernel-tree", help="Build the kernel from this source "
                                                "tree (tinyconfig + the target's fragment + --kernel-config) "
-                                               "and test against it."),
+                                               "and test against it. With --remote: the board kernel's source "
+                                               "tree, configured and built by you; the module is built against "
+                                               "it on this host."),
     kernel_config: List[Path] = typer.Option([], "--kernel-config", help="Config fragment for --kernel-tree "
                                                                         "(repeatable)."),
     cold: bool = typer.Option(False, "--cold", help="Boot the guest instead of restoring its ready snapshot."),
@@ -76,6 +78,11 @@ def run(
                                          "the board against its own /lib/modules/$(uname -r)/build (for kernels "
                                          "Debian's archive does not have; the board needs make, gcc and its "
                                          "kernel's headers)."),
+    headers: Optional[Path] = typer.Option(None, "--headers", help="With --remote: build on this host against "
+                                           "this kbuild tree of the board's kernel (an unpacked "
+                                           "linux-headers-<release> package, the vendor's headers, or "
+                                           "/lib/modules/<release>/build copied from the board); its release "
+                                           "must be the board's `uname -r`."),
     annotations: str = ci.ANNOTATIONS,
     step_summary: Optional[str] = ci.STEP_SUMMARY,
     codequality: Optional[Path] = ci.CODEQUALITY,
@@ -117,7 +124,7 @@ def run(
                       kernel_tree=kernel_tree, kernel_config=list(kernel_config), cold=cold, debug=debug or (),
                       guest=guest, guest_packages=packages, guest_suite=guest_suite, remote=remote,
                       identity=identity, accept_new_host_key=accept_new_host_key, known_hosts=known_hosts,
-                      target_given=target_given, build_on_remote=build_on_remote)
+                      target_given=target_given, build_on_remote=build_on_remote, headers=headers)
     try:
         result = run_pipeline(opts)
     except KeyboardInterrupt:

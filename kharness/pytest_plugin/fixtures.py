@@ -49,7 +49,8 @@ def _guest(request, cell: Cell):
     remote = cfg.getoption("--kh-remote")
     cm = session(_module_dir(request), target=cell.target, kernel=None if remote else cell.kernel,
                  accel=cfg.getoption("--kh-accel"), timeout=cfg.getoption("--kh-timeout"),
-                 guest=cfg.getoption("--kh-guest"), remote=remote, identity=cfg.getoption("--kh-identity"))
+                 guest=cfg.getoption("--kh-guest"), remote=remote, identity=cfg.getoption("--kh-identity"),
+                 headers=cfg.getoption("--kh-headers"))
     try:
         s = cm.__enter__()
     except RunSkipped as e:   # the module's own files exclude this cell: no failure

@@ -22,6 +22,8 @@ def pytest_addoption(parser) -> None:
     g.addoption("--kh-remote", default=None, metavar="USER@HOST[:PORT]",
                 help="test on this board over SSH instead of a guest (its kernel; --kh-target must fit it)")
     g.addoption("--kh-identity", default=None, metavar="KEY", help="SSH private key for --kh-remote")
+    g.addoption("--kh-headers", default=None, metavar="DIR",
+                help="with --kh-remote: build on this host against this kbuild tree of the board's kernel")
     parser.addini("kh_module", "the module directory, relative to the rootdir", default="")
 
 

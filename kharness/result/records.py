@@ -82,6 +82,11 @@ class KernelRecord(Record):
     build_tree: str | None = doc("for a kernel kharness built: where it was built", optional=True)
     built_on: dict | None = doc("with `--build-on-remote`: the module was built on the board, against the board's "
                                 "own kernel (no Debian package used): `{board, build_tree}`", optional=True)
+    headers: dict | None = doc("with `--remote`: where the headers the module was built against came from: "
+                               "`{source, dir}`; `source` is `archive` (Debian's package, in `packages`), "
+                               "`headers-dir` (`--headers DIR`), `kernel-tree` (`--kernel-tree DIR`) or `board` "
+                               "(`--build-on-remote`: `dir` is on the board); a tree on the host also says "
+                               "`module_symvers` (whether it had a Module.symvers)", optional=True)
     debug: list | None = doc("for a debug kernel: its checkers, e.g. `[\"kasan\", \"kmemleak\", \"lockdep\", "
                              "\"ubsan\"]`", optional=True, schema={"type": "array", "items": {"type": "string"}})
     build_seconds: float | None = doc("for a debug kernel: how long its `make` took, when it was built (null "

@@ -7,6 +7,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from rich.markup import escape
+
 from kharness import seal, ui
 from kharness.build.kbuild import BuildOutcome, BuiltModule, run_kbuild
 from kharness.build.makefile import plan_build
@@ -14,7 +16,8 @@ from kharness.build.route import BuildExcluded, build_module
 from kharness.build.toolchain import pick_toolchain
 from kharness.errors import DamagedCacheEntry, InfraError, UsageError
 from kharness.hw import gpio as khgpio
-from kharness.kernels.resolve import KernelSpec
+from kharness.hostcc import cc_major
+from kharness.kernels.resolve import KernelSpec, series_of
 from kharness.kernels.source import SourceBuild
 from kharness.kernels.store import ensure_headers
 from kharness.modconfig import apply_skip, resolve_expect_errno
@@ -49,17 +52,27 @@ def build(run: Context, prep: Prepared) -> Built:
         from kharness.runner import remote_build
 
         return remote_build.build(run, prep, finish)
-    from_debian = guest_plan.from_debian
+    tree = prep.host_tree   # --remote with --headers/--kernel-tree: the user's tree, nothing fetched
+    from_debian = guest_plan.from_debian and tree is None
     built_kernel: SourceBuild | None = None
-    if from_debian:
+    if tree is not None:
+        spec = KernelSpec(tree.release, series_of(tree.release), "", "", (), (), None)
+        r.kernel = KernelRecord(**spec.to_dict(), headers={"source": tree.source, "dir": str(tree.path),
+                                                           "module_symvers": tree.has_symvers})
+        r.reproducer["kharness"] = reproducer_cmd(opts, tree.release)
+    elif from_debian:
         spec, _ = _resolve(run, guest_plan)
         r.kernel = KernelRecord(**spec.to_dict())
         r.reproducer["kharness"] = reproducer_cmd(opts, spec.release)
 
     with run.phase("build") as ph:
         # (for self-built kernels the kernel too, the first time)
-        if from_debian:
+        if tree is not None:
+            headers = tree.headers()
+        elif from_debian:
             headers = ensure_headers(spec)
+            if opts.remote:
+                r.kernel.headers = {"source": "archive", "dir": str(headers.build_dir)}
         else:
             spec, built_kernel = _resolve(run, guest_plan)
             headers = built_kernel.headers_bundle()
@@ -72,9 +85,13 @@ def build(run: Context, prep: Prepared) -> Built:
             r.reproducer["kharness"] = reproducer_cmd(opts, None)
         tc = pick_toolchain(run.profile, spec)
         r.compiler = tc.version + (f" ({tc.note})" if tc.note else "")
+        if tree is not None:
+            _compiler_note(tree, tc)
         try:
             outcome = _build_module(run, prep, headers, tc)
         except DamagedCacheEntry as e:
+            if tree is not None:   # (never: a user's tree is not a cache entry, never discarded)
+                raise
             # Headers altered on disk since they were unpacked: unpack (or build) them again.
             ui.info(f"[yellow]{e.message}: making it again[/yellow]")
             seal.discard(e.entry)
@@ -119,6 +136,16 @@ def _resolve(run: Context, guest_plan):
         from kharness.runner.remote_build import not_in_archive
 
         raise not_in_archive(guest_plan.kernel or "", run.profile.name) from None
+
+
+def _compiler_note(tree, tc) -> None:
+    """A tree's kernel built with a newer gcc than the host's: the flags its Makefiles pass may be
+    unknown here. Said, not refused (they often are not)."""
+    want, have = tree.gcc_major(), cc_major(tc.cc)
+    if want and have and want > have:
+        ui.info("[yellow]" + escape(f"warning: {tree.path}'s kernel was built with gcc {want}, this host builds "
+                                    f"with gcc {have}: if it fails on an unknown option, build on the board "
+                                    f"(--build-on-remote)") + "[/yellow]")
 
 
 def finish(run: Context, prep: Prepared, spec: KernelSpec, built_kernel: SourceBuild | None,

@@ -41,7 +41,9 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
         # First: a kernel module the target lacks is bad input (exit 2), named before any image
         # is made or a guest booted.
         spec, headers, built_kernel, target = built.spec, built.headers, built.kernel, run.profile.name
-        on_board = run.opts.build_on_remote   # the board's own module tree: nothing to fetch here
+        # A board's kernel that no Debian package gave (built on it, or against a tree on the host):
+        # its own modules, by its own modprobe; nothing to fetch here.
+        on_board = run.opts.board_modules
         if on_board:
             from kharness.runner.remote_build import board_deps
 

@@ -36,6 +36,24 @@ class RunOptions:
     known_hosts: Path | None = None          # the known_hosts file (default ~/.ssh/known_hosts)
     target_given: bool = False               # --target was given (with --remote: it must fit the board)
     build_on_remote: bool = False            # with --remote: build on the board against its own headers
+    # With --remote: the board kernel's kbuild tree on the host (kharness.kernels.hosttree); with
+    # --remote, --kernel-tree means that too (the board's kernel source, built by the user).
+    headers: Path | None = None
+
+    @property
+    def host_tree(self) -> tuple[str, Path] | None:
+        """With --remote: (the option, the directory) of the board kernel's tree on the host."""
+        if not self.remote:
+            return None
+        if self.headers is not None:
+            return "--headers", self.headers
+        return ("--kernel-tree", self.kernel_tree) if self.kernel_tree is not None else None
+
+    @property
+    def board_modules(self) -> bool:
+        """The board's own kernel modules serve what the modules need (``depends=``, ``[module]
+        requires``): no Debian module tree is there to take them from."""
+        return self.build_on_remote or self.host_tree is not None
 
 
 GUESTS = ("busybox", "debian")
@@ -50,6 +68,8 @@ def reproducer_cmd(opts: RunOptions, release: str | None) -> str:
             argv += ["--identity", str(opts.identity)]
         if opts.build_on_remote:
             argv += ["--build-on-remote"]
+        if opts.headers:
+            argv += ["--headers", str(opts.headers)]
     else:
         argv += ["--target", opts.target]
     if opts.guest != "busybox":

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kharness import checks
+from rich.markup import escape
+
+from kharness import checks, ui
 from kharness.build.makefile import BuildPlan, plan_build
 from kharness.cachectl import reap_abandoned_staging
 from kharness.errors import UsageError
+from kharness.kernels import hosttree
+from kharness.kernels.hosttree import HostTree
 from kharness.modconfig import ModuleConfig, load_config, merge_params, parse_cli_params
 from kharness.plan import GuestPlan, plan_guest
 from kharness.runner.context import Context
@@ -26,6 +30,7 @@ class Prepared:
     build: BuildPlan
     guest: GuestPlan
     timeout: float                      # per guest step
+    host_tree: HostTree | None = None   # with --remote: the board kernel's tree on the host, to build against
 
 
 def prepare(run: Context) -> Prepared:
@@ -39,12 +44,13 @@ def prepare(run: Context) -> Prepared:
         raise UsageError(f"unknown accelerator {opts.accel!r}", hint="use auto, kvm or tcg")
     if opts.guest not in GUESTS:
         raise UsageError(f"unknown guest {opts.guest!r}", hint=f"use {' or '.join(GUESTS)}")
-    if opts.remote and (opts.guest != "busybox" or opts.kernel or opts.kernel_tree or opts.debug):
+    if opts.remote and (opts.guest != "busybox" or opts.kernel or opts.kernel_config or opts.debug):
         raise UsageError("--remote tests on the board's own system and kernel",
-                         hint="leave --guest, --kernel, --kernel-tree and --debug out with --remote")
+                         hint="leave --guest, --kernel, --kernel-config and --debug out with --remote")
     if opts.build_on_remote and not opts.remote:
         raise UsageError("--build-on-remote builds on the board given with --remote",
                          hint="add --remote USER@HOST, or leave --build-on-remote out")
+    tree = _host_tree(opts)
     if opts.guest == "debian":
         from kharness.image.rootfs import check_packages   # a bad name: said before any work
 
@@ -57,6 +63,12 @@ def prepare(run: Context) -> Prepared:
         run.guest, profile, kernel = remote.connect(opts, opts.target if opts.target_given else None)
         run.profile = profile
         run.result.target = profile.name
+        if tree is not None:
+            hosttree.check_for_board(tree, kernel, profile)
+            if not tree.has_symvers:
+                ui.info("[yellow]" + escape(f"warning: {tree.path} has no Module.symvers: modpost cannot check "
+                                            f"the symbols the module uses, and warns that they are undefined") +
+                        "[/yellow]")
     else:
         profile = run.profile = get_target(opts.target)
         qemu_binary(profile)  # a missing QEMU is an error before any work, not after a build
@@ -75,7 +87,27 @@ def prepare(run: Context) -> Prepared:
                             gpio_lines=config.gpio.lines if config.gpio is not None else None,
                             extra_texts=extra,
                             param_values={k: v for kv in params.values() for k, v in kv.items()})
-    guest = plan_guest(profile, kernel, opts.debug, opts.kernel_tree, opts.kernel_config, opts.accel)
+    # (with --remote, --kernel-tree is the board's kernel's tree: nothing for a guest to build)
+    guest = plan_guest(profile, kernel, opts.debug, None if opts.remote else opts.kernel_tree, opts.kernel_config,
+                       opts.accel)
     run.profile = guest.profile   # (a debug guest's memory applied)
     run.debug = guest.debug
-    return Prepared(config, params, build, guest, timeout)
+    return Prepared(config, params, build, guest, timeout, tree)
+
+
+def _host_tree(opts) -> HostTree | None:
+    """With --remote, --headers DIR or --kernel-tree DIR: the board kernel's tree on the host,
+    judged before the board is asked anything. One way to the headers only."""
+    if opts.headers is not None and not opts.remote:
+        raise UsageError("--headers DIR is the kbuild tree of a board's kernel: it goes with --remote",
+                         hint="add --remote USER@HOST; a guest's kernel comes with its headers (--kernel, "
+                              "--kernel-tree)")
+    ways = [o for o, given in (("--headers", opts.headers is not None),
+                               ("--kernel-tree", opts.remote and opts.kernel_tree is not None),
+                               ("--build-on-remote", opts.build_on_remote)) if given]
+    if len(ways) > 1:
+        raise UsageError(f"{' and '.join(ways)} each say where the board kernel's headers are: give one",
+                         hint="--headers DIR (a headers tree on this host), --kernel-tree DIR (the board kernel's "
+                              "built source tree) or --build-on-remote (the board's own headers)")
+    given = opts.host_tree
+    return hosttree.open_tree(given[1], given[0]) if given is not None else None

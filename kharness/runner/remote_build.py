@@ -57,7 +57,8 @@ def not_in_archive(release: str, target: str) -> UsageError:
     """A board whose kernel kharness cannot get headers for from Debian's archive: say so, and how
     to build anyway."""
     return UsageError(f"the board runs kernel {release}, which is not in Debian's archive for {target}",
-                      hint="build on the board against its own headers: add --build-on-remote")
+                      hint="add --build-on-remote to build on the board against its own headers, or "
+                           "--headers DIR with them on this host")
 
 
 def upload_files(directory: Path) -> dict[str, bytes]:
@@ -82,7 +83,8 @@ def build(run: Context, prep, finish):
     release = g.release
     spec = KernelSpec(release, series_of(release), "", "", (), (), None)
     tree = build_tree(release)
-    r.kernel = KernelRecord(**spec.to_dict(), built_on={"board": opts.remote, "build_tree": tree})
+    r.kernel = KernelRecord(**spec.to_dict(), built_on={"board": opts.remote, "build_tree": tree},
+                            headers={"source": "board", "dir": tree})
     r.reproducer["kharness"] = reproducer_cmd(opts, release)
     if prep.config.gpio is not None:
         raise UsageError("[gpio] (the kharness virtual GPIO controller) cannot be used with --build-on-remote",
@@ -193,7 +195,7 @@ def fetch_modules(run: Context, timeout: float) -> list[BuiltModule]:
 
 
 def _no_tree():
-    raise InfraError("the board's module tree is its own (built on the board): kharness does not read it")
+    raise InfraError("the board's module tree is its own (on the board): kharness does not read it")
 
 
 @dataclass

@@ -111,7 +111,8 @@ def boot_remote(run: Context, prep: Prepared, built, staged) -> None:
                 # Built against headers that are not the board's kernel's: it cannot load, and
                 # that is not the module's fault. Said before anything is tried on the board.
                 raise InfraError(f"vermagic mismatch: {why}",
-                                 hint=f"build against the headers of {g.release} (--kernel-tree DIR)")
+                                 hint=f"build against the headers of {g.release} (--headers DIR), or on the "
+                                      f"board: --build-on-remote")
             with ui.step(f"sending kh-agent and {len(staged.payload)} file(s) to {run.opts.remote}"):
                 deliver(run, staged.payload, prep.timeout)
             run.look("boot", prep.timeout, agent.boot_look())

@@ -34,7 +34,7 @@ def board_run(tmp_path, monkeypatch):
     monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path / "cache"))
     spec = KernelSpec(RELEASE, "6.1", "bookworm", "6.1.176-1", (), (), "gcc-12")
     monkeypatch.setattr(plan.GuestPlan, "resolve", lambda self: (spec, None))
-    monkeypatch.setattr(build, "ensure_headers", lambda spec: SimpleNamespace())
+    monkeypatch.setattr(build, "ensure_headers", lambda spec: SimpleNamespace(build_dir=tmp_path / "headers"))
     monkeypatch.setattr(build, "pick_toolchain", lambda profile, spec: SimpleNamespace(
         version="gcc 12.2.0", note="", sysroot=None))
     agent = tmp_path / "kh-agent"
@@ -59,7 +59,7 @@ def board_run(tmp_path, monkeypatch):
         runner.wait_for_teardown()
         return r
 
-    go.state = state
+    go.state, go.tmp = state, tmp_path
     return go
 
 
@@ -79,6 +79,8 @@ def test_a_module_passes_on_a_board_and_its_files_went_to_kh(board_run):
     assert board.g.closed                      # closing is what cleans the board (kharness.vm.ssh)
     assert "qemu" not in r.reproducer
     assert "--remote pi@127.0.0.1:2222" in r.reproducer["kharness"] and "--kernel" not in r.reproducer["kharness"]
+    # Debian's headers for the board's release, as unpacked in the cache
+    assert r.kernel["headers"] == {"source": "archive", "dir": str(board_run.tmp / "headers")}
 
 
 def test_a_board_that_stops_answering_after_insmod_is_unreachable_likely_a_panic(board_run):

@@ -115,6 +115,7 @@ def test_the_module_is_built_on_the_board_and_its_ko_fetched(board_run, moddir):
     assert m["name"] == "mymod" and m["vermagic"] == VERMAGIC and m["modinfo"]["license"] == ["GPL"]
     assert r.kernel.release == RELEASE and r.kernel.packages == [] and r.kernel.suite == ""
     assert r.kernel.built_on == {"board": "pi@127.0.0.1:2222", "build_tree": f"/lib/modules/{RELEASE}/build"}
+    assert r.kernel.headers == {"source": "board", "dir": f"/lib/modules/{RELEASE}/build"}
     assert r.build.compiler == "gcc (Debian 12.2.0-14) 12.2.0"
     assert "insmod /kh/mymod.ko" in b.g.commands and "rmmod mymod" in b.g.commands
     assert r.reproducer["kharness"].endswith("--remote pi@127.0.0.1:2222 --build-on-remote")
@@ -157,7 +158,8 @@ def test_a_kernel_debian_does_not_have_says_build_on_remote(board_run, moddir, m
     r = board_run(moddir, board(), build_on_remote=False)
     assert r.status == "error" and r.exit_code == 2
     assert r.summary == (f"the board runs kernel {RELEASE}, which is not in Debian's archive for arm64 "
-                         "(build on the board against its own headers: add --build-on-remote)"), r.summary
+                         "(add --build-on-remote to build on the board against its own headers, or --headers DIR "
+                         "with them on this host)"), r.summary
     assert "\n" not in r.summary
 
 
