@@ -8,8 +8,9 @@ What a tree must have is what a Debian headers package has: a top Makefile, the 
 ``.config``, and the release its modules' vermagic will carry. That release is
 ``include/generated/utsrelease.h``'s UTS_RELEASE (what vermagic.h reads): Debian's 5.10 and 6.1
 headers ship an ``include/config/kernel.release`` that says the upstream version (6.1.176) instead,
-so that file is only the fallback. ``Module.symvers`` is wanted, not required: without it modpost
-cannot check the symbols the module uses, and says so.
+so that file is only the fallback. ``Module.symvers`` is wanted, and required when the kernel has
+CONFIG_MODVERSIONS (Debian's do): without it the module carries no symbol versions, and such a
+kernel refuses to load it; without MODVERSIONS, modpost only warns that the symbols are undefined.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _CC_RE = re.compile(r'^CONFIG_CC_VERSION_TEXT="[^"]*?\b(\d+)\.\d+(?:\.\d+)?[^"]*
 @dataclass(frozen=True)
 class HostTree:
     path: Path          # resolved: what `make -C` gets
+    given: Path         # as the user wrote it (what messages say)
     option: str         # how the user gave it: "--headers" or "--kernel-tree"
     release: str        # the release its modules' vermagic carries
     config: str         # its .config
@@ -78,6 +80,9 @@ def open_tree(given: Path, option: str) -> HostTree:
     """``given`` judged as a kbuild tree on its own (before any board is asked): it exists, is a
     configured, prepared kbuild tree, and its build tools run on this host."""
     if not given.exists():
+        if given.is_symlink():   # /lib/modules/<release>/build unpacked or copied: a link to /usr/src
+            raise UsageError(f"{option} {given} is a link to {given.readlink()}, which does not exist",
+                             hint="give the directory it points to, where it is on this host")
         raise UsageError(f"{option} {given} does not exist")
     path = given.resolve()
     if not path.is_dir():
@@ -97,11 +102,19 @@ def open_tree(given: Path, option: str) -> HostTree:
                                                         "build the kernel in that tree")
     _check_includes(path, given, option)
     _check_host_tools(path, given, option)
-    return HostTree(path, option, release, (path / ".config").read_text(errors="replace"))
+    tree = HostTree(path, given, option, release, (path / ".config").read_text(errors="replace"))
+    if not tree.has_symvers and re.search(r"^CONFIG_MODVERSIONS=y$", tree.config, re.M):
+        # Without it every symbol's CRC is missing, and a MODVERSIONS kernel refuses the module
+        # ("no version for module_layout"): a load failure that is not the module's.
+        raise UsageError(f"{option} {given} has no Module.symvers, and its kernel has CONFIG_MODVERSIONS=y: "
+                         f"a module built against it would carry no symbol versions, which that kernel refuses",
+                         hint="copy the Module.symvers of the board's kernel build there, or build on the board: "
+                              "--build-on-remote")
+    return tree
 
 
 _WHAT = {"--headers": "give the directory of an unpacked linux-headers-<release> package, or "
-                      "/lib/modules/<release>/build (copied from the board): the one with the Makefile and .config",
+                      "/lib/modules/<release>/build copied from the board: the one with the Makefile and .config",
          "--kernel-tree": "give the board kernel's source (or O=) tree, configured and built: the one with .config"}
 
 
@@ -124,8 +137,8 @@ def _check_includes(path: Path, given: Path, option: str) -> None:
     for inc in _INCLUDE_RE.findall(text):
         if "$" not in inc and not Path(inc).exists():
             raise UsageError(f"{option} {given}: its Makefile includes {inc}, which does not exist on this host",
-                             hint="install the headers package (apt install linux-headers-<release>), or unpack "
-                                  "its -common package where that path says")
+                             hint="install the package with apt install linux-headers-<release>, or unpack its "
+                                  "-common package where that path says")
 
 
 def _check_host_tools(path: Path, given: Path, option: str) -> None:
@@ -160,12 +173,12 @@ def check_for_board(tree: HostTree, release: str, profile: TargetProfile) -> Non
     """The tree must be the board's kernel's: its release is ``release`` (``uname -r``) and its
     .config is for the board's architecture and byte order."""
     if tree.release != release:
-        raise UsageError(f"{tree.option} {tree.path} is for {tree.release}, the board runs {release}",
+        raise UsageError(f"{tree.option} {tree.given} is for {tree.release}, the board runs {release}",
                          hint=f"give the tree of {release}, or build on the board against its own "
                               f"headers: --build-on-remote")
     why = arch_mismatch(tree.config, profile)
     if why:
-        raise UsageError(f"{tree.option} {tree.path} is for another architecture: {why}",
+        raise UsageError(f"{tree.option} {tree.given} is for another architecture: {why}",
                          hint="give the tree of the board's own kernel, or build on the board: --build-on-remote")
 
 

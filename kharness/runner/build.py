@@ -143,7 +143,7 @@ def _compiler_note(tree, tc) -> None:
     unknown here. Said, not refused (they often are not)."""
     want, have = tree.gcc_major(), cc_major(tc.cc)
     if want and have and want > have:
-        ui.info("[yellow]" + escape(f"warning: {tree.path}'s kernel was built with gcc {want}, this host builds "
+        ui.info("[yellow]" + escape(f"warning: {tree.given}'s kernel was built with gcc {want}, this host builds "
                                     f"with gcc {have}: if it fails on an unknown option, build on the board "
                                     f"(--build-on-remote)") + "[/yellow]")
 

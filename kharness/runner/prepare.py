@@ -66,7 +66,7 @@ def prepare(run: Context) -> Prepared:
         if tree is not None:
             hosttree.check_for_board(tree, kernel, profile)
             if not tree.has_symvers:
-                ui.info("[yellow]" + escape(f"warning: {tree.path} has no Module.symvers: modpost cannot check "
+                ui.info("[yellow]" + escape(f"warning: {tree.given} has no Module.symvers: modpost cannot check "
                                             f"the symbols the module uses, and warns that they are undefined") +
                         "[/yellow]")
     else:
@@ -100,14 +100,14 @@ def _host_tree(opts) -> HostTree | None:
     judged before the board is asked anything. One way to the headers only."""
     if opts.headers is not None and not opts.remote:
         raise UsageError("--headers DIR is the kbuild tree of a board's kernel: it goes with --remote",
-                         hint="add --remote USER@HOST; a guest's kernel comes with its headers (--kernel, "
-                              "--kernel-tree)")
+                         hint="add --remote USER@HOST; a guest's kernel brings its own headers: --kernel or "
+                              "--kernel-tree")
     ways = [o for o, given in (("--headers", opts.headers is not None),
                                ("--kernel-tree", opts.remote and opts.kernel_tree is not None),
                                ("--build-on-remote", opts.build_on_remote)) if given]
     if len(ways) > 1:
         raise UsageError(f"{' and '.join(ways)} each say where the board kernel's headers are: give one",
-                         hint="--headers DIR (a headers tree on this host), --kernel-tree DIR (the board kernel's "
-                              "built source tree) or --build-on-remote (the board's own headers)")
+                         hint="--headers DIR for a headers tree on this host, --kernel-tree DIR for the board "
+                              "kernel's built source tree, or --build-on-remote for the board's own headers")
     given = opts.host_tree
     return hosttree.open_tree(given[1], given[0]) if given is not None else None

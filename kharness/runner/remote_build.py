@@ -195,7 +195,7 @@ def fetch_modules(run: Context, timeout: float) -> list[BuiltModule]:
 
 
 def _no_tree():
-    raise InfraError("the board's module tree is its own (on the board): kharness does not read it")
+    raise InfraError("the board's kernel modules are on the board: kharness does not read their tree")
 
 
 @dataclass

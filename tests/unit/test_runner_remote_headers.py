@@ -136,6 +136,16 @@ def test_a_tree_without_module_symvers_is_warned_about_not_refused(board_run, tm
     assert "has no Module.symvers" in " ".join(capsys.readouterr().err.split())
 
 
+def test_without_module_symvers_a_modversions_kernel_is_refused(board_run, tmp_path):
+    """Such a kernel refuses a module without symbol versions ("no version for module_layout",
+    seen on Debian's 6.1): a load failure that would wrongly be the module's."""
+    tree = make_tree(tmp_path / "hdrs", symvers=False)
+    with open(tree / ".config", "a") as f:
+        f.write("CONFIG_MODVERSIONS=y\n")
+    _refused(board_run(None, headers=tree), "has no Module.symvers, and its kernel has CONFIG_MODVERSIONS=y",
+             "--build-on-remote")
+
+
 # -- refused before anything is loaded -------------------------------------------------------------
 
 def test_a_tree_for_another_release_is_refused_naming_both_and_build_on_remote(board_run, tmp_path):
