@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, FIXTURES, KHARNESS, ROOT, require_series
+from conftest import EXAMPLES, FIXTURES, KHARNESS, ROOT, archive_series, require_series
 
 pytestmark = pytest.mark.vm
 
@@ -80,6 +80,53 @@ def test_examples_pass_on_the_board_and_it_is_left_clean(kharness, board, tmp_pa
     again = _run(kharness, board, EXAMPLES / "hello", known)
     assert again.rc == 0, again.result and again.result["summary"]
     # Left as found: no /kh, no kharness scratch files, the same modules loaded.
+    assert board.ssh("ls -d /kh /tmp/.kh.* 2>/dev/null; true").strip() == ""
+    assert board.ssh("cut -d' ' -f1 /proc/modules | sort") == before
+
+
+def debian_headers(target: str, kernel: str) -> Path:
+    """The kbuild tree of Debian's headers for ``kernel`` (a release or series), unpacked as the
+    archive path unpacks them (kharness.kernels.store): a real linux-headers-<release> tree."""
+    from kharness.kernels.resolve import resolve_kernel
+    from kharness.kernels.store import ensure_headers
+    from kharness.targets import get_target
+
+    return ensure_headers(resolve_kernel(get_target(target), kernel)).build_dir
+
+
+@pytest.mark.timeout(UP_LIMIT + 900)
+def test_headers_dir_of_the_boards_kernel_builds_on_the_host_and_another_release_is_refused(kharness, board,
+                                                                                          tmp_path):
+    """--headers DIR: the module built on the host against DIR (no Debian package of the board's
+    kernel resolved for it), checked, loaded, unloaded; a DIR of another release is refused (exit
+    2) before anything is built or loaded."""
+    from kharness.kernels.resolve import series_of
+    from kharness.targets import get_target
+
+    release, target = board.info["release"], board.info["target"]
+    known = tmp_path / "known_hosts"
+    headers = debian_headers(target, release)
+    before = board.ssh("cut -d' ' -f1 /proc/modules | sort")
+    r = _run(kharness, board, EXAMPLES / "hello", known, "--accept-new-host-key", "--headers", str(headers))
+    assert r.rc == 0, (r.result and r.result["summary"], r.stderr[-2000:])
+    assert r.result["kernel"]["headers"] == {"source": "headers-dir", "dir": str(headers.resolve()),
+                                             "module_symvers": True}
+    assert r.result["kernel"]["packages"] == [] and r.result["kernel"]["release"] == release
+    assert r.result["build"]["command"].startswith(f"make -C {headers.resolve()} ")
+    assert r.result["modules"][0]["vermagic"].startswith(release + " ")
+    assert f"--headers {headers}" in r.result["reproducer"]["kharness"]
+    assert all(c["status"] == "pass" for c in r.result["checks"]) and r.result["checks"]
+
+    others = [s for s in archive_series(target) if s in get_target(target).series and s != series_of(release)]
+    if not others:
+        pytest.skip(f"the archive offers {target} no other series to take headers from")
+    other = debian_headers(target, others[-1])
+    other_release = other.name.removeprefix("linux-headers-")
+    r = _run(kharness, board, EXAMPLES / "hello", known, "--headers", str(other))
+    assert r.rc == 2, r.result and r.result["summary"]
+    assert f"is for {other_release}, the board runs {release}" in r.result["summary"]
+    assert "--build-on-remote" in r.stderr
+    assert [p["status"] for p in r.result["phases"] if p["name"] in ("build", "load")] == ["skipped", "skipped"]
     assert board.ssh("ls -d /kh /tmp/.kh.* 2>/dev/null; true").strip() == ""
     assert board.ssh("cut -d' ' -f1 /proc/modules | sort") == before
 
