@@ -56,9 +56,11 @@ echo "LABEL=kh-root / ext4 rw,noatime 0 0" > "$root/etc/fstab"
 mkdir -p "$root/etc/systemd/network" "$root/etc/systemd/system/multi-user.target.wants" \
          "$root/etc/systemd/system/sockets.target.wants" "$root/etc/systemd/journald.conf.d" \
          "$root/etc/sysctl.d"
+# The card is virtio's (eth0 with net.ifnames=0) or, on a board without PCI, a USB adapter
+# (cdc_ether names it usb0).
 cat > "$root/etc/systemd/network/10-kharness.network" <<'EOF'
 [Match]
-Name=e*
+Name=e* usb*
 
 [Network]
 Address=10.0.2.15/24

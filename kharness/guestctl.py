@@ -170,7 +170,7 @@ def up(target: str, *, name: str | None = None, kernel: str | None = None, suite
     if d.exists():
         shutil.rmtree(d)
     d.mkdir()
-    root = distro.overlay(image, d / "root.qcow2")
+    root = distro.overlay(profile, image.rootfs, d / "root.qcow2")
     port = port or distro.free_port()
     argv = build_argv(profile, boot, d, accel_used, tuple(distro.qemu_args(profile, image, root, port)),
                       console_file=d / "console.log")

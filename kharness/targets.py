@@ -62,9 +62,14 @@ class TargetProfile:
     # disk, systemd, sshd. "" for distro_disk: the board has none.
     distro_disk: str = ""       # QEMU -device model of the disks (virtio-blk-pci, virtio-blk-device)
     distro_net: str = ""        # QEMU -device model of the network card, user-mode networking behind it
+    distro_modules_disk: str = ""   # the modules disk's -device model where not distro_disk's ("sd": the
+                                    # board's SD card slot, of which there is one)
     distro_initrd_modules: tuple[str, ...] = ()   # what the initramfs loads to reach the disks (with
                                                   # their dependencies, from the kernel's modules.dep)
     distro_memory_mb: int = 1024
+    # A restored distro guest must answer SSH before kharness can repair anything in it (the
+    # busybox guest's first command can): false where a restored guest's timers stall (pseries).
+    distro_snapshot: bool = True
     notes: str = ""
     source: Path = field(default=Path(), compare=False)
 

@@ -19,6 +19,7 @@ console is captured as for every guest; sshd answers on 127.0.0.1:<port> as root
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
 import tempfile
@@ -31,11 +32,11 @@ from kharness.errors import InfraError, UsageError
 from kharness.image.distro_initrd import ensure_distro_initrd
 from kharness.image.modules_disk import ensure_modules_disk
 from kharness.image.rootfs import check_packages, ensure_rootfs
-from kharness.kernels.modstore import modules_dep
+from kharness.kernels.modstore import modules_dep, modules_dir
 from kharness.kernels.resolve import KernelSpec, series_of
 from kharness.kernels.store import KernelBundle
 from kharness.sshkeys import guest_host_key
-from kharness.targets import TargetProfile
+from kharness.targets import TargetProfile, all_targets
 
 # The Debian suite whose userland goes with each kernel series: the one that ships that kernel.
 SUITES = {"5.10": "bullseye", "6.1": "bookworm", "6.12": "trixie", "7.2": "sid"}
@@ -49,6 +50,7 @@ DEFAULT_PACKAGES: tuple[str, ...] = ("systemd-sysv", "udev", "openssh-server", "
 QEMU_IMG_TIMEOUT = 60.0
 # The one-time first boot of a foreign root (dpkg installs ~150 packages under TCG): minutes.
 CONFIGURE_TIMEOUT = 3600.0
+CONFIGURE_COMMIT_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,19 @@ def guest_packages(text: str | None) -> tuple[str, ...]:
     return check_packages([n.strip() for n in (text or "").split(",") if n.strip()])
 
 
+def check_target(profile: TargetProfile) -> None:
+    """A target without a distro guest is refused (UsageError), before any build or download."""
+    if not profile.distro_disk:
+        able = ", ".join(t.name for t in all_targets().values() if t.distro_disk)
+        raise UsageError(f"target {profile.name} has no distro guest (no Debian userland or disk for it "
+                         f"in its profile)", hint=f"use the busybox guest there; distro guests run on {able}")
+
+
 def ensure_distro(profile: TargetProfile, kernel: KernelBundle, suite: str,
                   packages: tuple[str, ...] = (), *, spec: KernelSpec) -> DistroImage:
     """Everything a distro guest of ``profile`` boots from with ``kernel`` (Debian's package,
     ``spec``), made where missing. ``packages`` are added to :data:`DEFAULT_PACKAGES`."""
-    if not profile.distro_disk:
-        raise UsageError(f"target {profile.name} has no distro guest",
-                         hint="distro guests boot on targets whose profile names a distro_disk")
+    check_target(profile)
     if suite not in SUITES.values():
         raise UsageError(f"unknown Debian suite {suite!r}", hint=f"suites: {', '.join(SUITES.values())}")
     extra = check_packages(packages)   # before any download or mmdebstrap run
@@ -91,9 +99,9 @@ def ensure_distro(profile: TargetProfile, kernel: KernelBundle, suite: str,
         raise UsageError("distro guests boot Debian's packaged kernels, not kernels kharness builds",
                          hint="drop --debug/--kernel-tree, or use the busybox guest")
     pkgs = tuple(dict.fromkeys(DEFAULT_PACKAGES + extra))
-    tree = modules_dep(spec, profile.name)
-    modules, mkey = ensure_modules_disk(kernel.release, tree.root)
-    initrd, ikey = ensure_distro_initrd(profile, kernel.release, tree)
+    moddir = modules_dir(spec)
+    modules, mkey = ensure_modules_disk(kernel.release, moddir)
+    initrd, ikey = ensure_distro_initrd(profile, kernel.release, moddir, lambda: modules_dep(spec, profile.name))
 
     def configure(image: Path) -> None:
         first_boot(profile, kernel, initrd, modules, image)
@@ -104,9 +112,18 @@ def ensure_distro(profile: TargetProfile, kernel: KernelBundle, suite: str,
                        packages=pkgs, host_key=guest_host_key()[1])
 
 
-def overlay(image: DistroImage, dest: Path) -> Path:
-    """The per-guest writable root disk: a qcow2 overlay on the sealed root image."""
-    p = proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.rootfs), "-F", "raw", str(dest)],
+# The device model of a disk on a board's SD card slot (a Raspberry Pi has one, and no PCI).
+SD_CARD = "sd"
+
+
+def overlay(profile: TargetProfile, base: Path, dest: Path) -> Path:
+    """The per-guest writable root disk: a qcow2 overlay on the sealed root image ``base``."""
+    size = []
+    if profile.distro_disk == SD_CARD:
+        # QEMU takes only SD cards of a power-of-two size: the overlay is that, larger than the
+        # root image (the file system inside keeps its size; the rest reads as zeros).
+        size = [str(1 << max(0, (base.stat().st_size - 1).bit_length()))]
+    p = proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "raw", str(dest), *size],
                  timeout=QEMU_IMG_TIMEOUT, what="qemu-img create (distro root overlay)", merge_stderr=True)
     if p.returncode != 0:
         raise InfraError(f"qemu-img could not create {dest}: {p.stdout.strip()[-300:]}",
@@ -118,13 +135,21 @@ def _drive_path(path: Path) -> str:
     return str(path).replace(",", ",,")   # QEMU's option syntax: a comma in a value is doubled
 
 
+def _disk(model: str, drive_id: str, path: Path, options: str) -> tuple[str, ...]:
+    """A disk on the device ``model``: a virtio or USB device, or the board's SD card slot."""
+    if model == SD_CARD:
+        return ("-drive", f"file={_drive_path(path)},if=sd,{options}")
+    return ("-drive", f"file={_drive_path(path)},if=none,id={drive_id},{options}",
+            "-device", f"{model},drive={drive_id}")
+
+
 def disk_args(profile: TargetProfile, root: Path, root_format: str, modules: Path) -> tuple[str, ...]:
     # cache=unsafe: the root disk is a throwaway overlay (or, at a first boot, an image sealed only
     # once the guest powered off cleanly); ignoring the guest's flushes saves seconds under TCG.
-    return ("-drive", f"file={_drive_path(root)},if=none,id=kh_root,format={root_format},cache=unsafe",
-            "-device", f"{profile.distro_disk},drive=kh_root",
-            "-drive", f"file={_drive_path(modules)},if=none,id=kh_mods,format=raw,readonly=on",
-            "-device", f"{profile.distro_disk},drive=kh_mods")
+    # The modules disk: on the same kind of device as the root, or (a board with one SD card
+    # slot) on the profile's distro_modules_disk.
+    return (*_disk(profile.distro_disk, "kh_root", root, f"format={root_format},cache=unsafe"),
+            *_disk(profile.distro_modules_disk or profile.distro_disk, "kh_mods", modules, "format=raw,readonly=on"))
 
 
 def qemu_args(profile: TargetProfile, image: DistroImage, root_overlay: Path, ssh_port: int) -> tuple[str, ...]:
@@ -169,8 +194,11 @@ def first_boot(profile: TargetProfile, kernel: KernelBundle, initrd: Path, modul
     dtb = prepare_dtb(kernel.dtb_dir, profile.dtb, profile.dtb_fixups, kernel.release) if profile.dtb else None
     boot = BootSpec(kernel.kernel, initrd, dtb, kernel_append(profile) + " kh_configure")
     with tempfile.TemporaryDirectory(prefix="kh-configure.") as d:
+        disk, fmt = image, "raw"
+        if profile.distro_disk == SD_CARD:   # a power-of-two card over the image, committed after
+            disk, fmt = overlay(profile, image, Path(d) / "card.qcow2"), "qcow2"
         g = Guest(profile, boot, Path(d), "tcg",
-                  ("-m", str(profile.distro_memory_mb), *disk_args(profile, image, "raw", modules)))
+                  ("-m", str(profile.distro_memory_mb), *disk_args(profile, disk, fmt, modules)))
         try:
             g.start()
             deadline = time.monotonic() + CONFIGURE_TIMEOUT
@@ -182,9 +210,23 @@ def first_boot(profile: TargetProfile, kernel: KernelBundle, initrd: Path, modul
                                  f"within {CONFIGURE_TIMEOUT:g}s: {_tail(text)}")
         finally:
             g.close()
-    m = _EXIT_RE.search(text)
-    if m is None or m.group(1) != "0":
-        raise InfraError(f"the first boot of the {profile.debian_arch} root filesystem failed: {_tail(text, 12)}")
+        m = _EXIT_RE.search(text)
+        if m is None or m.group(1) != "0":
+            raise InfraError(f"the first boot of the {profile.debian_arch} root filesystem failed: {_tail(text, 12)}")
+        if disk != image:
+            _commit(disk, image)
+
+
+def _commit(top: Path, base: Path) -> None:
+    """Write the card overlay's changes into the root image, which keeps its size (QEMU would
+    grow it to the card's; the file system inside never reaches beyond the image's end)."""
+    size = base.stat().st_size
+    p = proc.run(["qemu-img", "commit", "-q", str(top)], timeout=CONFIGURE_COMMIT_TIMEOUT,
+                 what="qemu-img commit (first boot)", merge_stderr=True)
+    if p.returncode != 0:
+        raise InfraError(f"qemu-img could not commit the first boot's changes: {p.stdout.strip()[-300:]}")
+    if base.stat().st_size > size:
+        os.truncate(base, size)
 
 
 def _tail(text: str, lines: int = 6) -> str:

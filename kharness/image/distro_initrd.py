@@ -13,17 +13,18 @@ import gzip
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable
 
 from kharness import seal, ui
 from kharness.image.cpio import CpioWriter
 from kharness.image.initramfs import GUEST_MODULE_DIR, busybox_binary
-from kharness.kernels.modstore import payload_paths
+from kharness.kernels.modstore import payload_paths, tree_marker
 from kharness.kernels.modtree import ModuleTree, dependency_chain
 from kharness.lock import file_lock, staging_dir
 from kharness.paths import cache_dir, data_dir
 from kharness.targets import TargetProfile
 
-FORMAT = "1"
+FORMAT = "2"
 IMAGE = "initrd.cpio.gz"
 
 
@@ -37,18 +38,23 @@ def initrd_modules(profile: TargetProfile, tree: ModuleTree) -> list[tuple[str, 
     return [(c.guest_file, files[c.guest_file], c.soft) for c in chain]
 
 
-def ensure_distro_initrd(profile: TargetProfile, release: str, tree: ModuleTree) -> tuple[Path, str]:
-    """(the cached initramfs, its key)."""
+def ensure_distro_initrd(profile: TargetProfile, release: str, moddir: Path,
+                         tree: Callable[[], ModuleTree]) -> tuple[Path, str]:
+    """(the cached initramfs, its key). ``moddir`` is the kernel's module tree (from
+    kharness.kernels.modstore.modules_dir); ``tree`` reads its indexes, which only a build needs:
+    the key comes from what decides the content (the tree's seal, the module names asked for),
+    so that a run with everything cached does not resolve the chain again (0.2 s)."""
     busybox, bb_pkg = busybox_binary(profile)
     init = (data_dir("images") / "init-distro.sh").read_bytes()
-    mods = [(name, path.read_bytes(), soft) for name, path, soft in initrd_modules(profile, tree)]
     h = hashlib.sha256()
-    for part in (FORMAT.encode(), busybox, init, *(n.encode() + b"\0" + bytes([s]) + d for n, d, s in mods)):
+    for part in (FORMAT.encode(), busybox, init, release.encode(), tree_marker(moddir),
+                 "\0".join(profile.distro_initrd_modules).encode()):
         h.update(hashlib.sha256(part).digest())
     key = h.hexdigest()[:16]
     final = cache_dir() / "distro" / "initrd" / f"{profile.name}-{release}-{key}"
     with file_lock(final.with_name(final.name + ".lock")):
         if not seal.usable(final, "distro initramfs"):
+            mods = [(name, path.read_bytes(), soft) for name, path, soft in initrd_modules(profile, tree())]
             with staging_dir(final) as tmp, ui.step(f"building the {profile.name} distro initramfs"):
                 w = CpioWriter()
                 for d in ("bin", "dev", "etc", "lib", GUEST_MODULE_DIR, "proc", "sys", "newroot"):

@@ -19,6 +19,7 @@ from kharness import proc, seal, ui
 from kharness.errors import InfraError
 from kharness.image.rootfs import host_tool
 from kharness.lock import file_lock, staging_dir
+from kharness.kernels.modstore import tree_marker
 from kharness.paths import cache_dir, data_dir
 
 FORMAT = "2"   # 2: <release>/build links to the headers package
@@ -50,11 +51,9 @@ def ensure_modules_disk(release: str, moddir: Path) -> tuple[Path, str]:
     if not (moddir / "modules.dep").is_file():
         raise InfraError(f"{moddir} has no modules.dep: not a depmod'ed module tree")
     # The module tree's own seal names its content: its hash is this disk's key.
-    entry = moddir.parent.parent.parent
     h = hashlib.sha256(FORMAT.encode())
     h.update(release.encode())
-    marker = entry / seal.MARKER
-    h.update(marker.read_bytes() if marker.is_file() else str(moddir).encode())
+    h.update(tree_marker(moddir))
     h.update((data_dir("images") / "distro-mke2fs.conf").read_bytes())
     key = h.hexdigest()[:16]
     final = cache_dir() / "distro" / "modules" / f"{release}-{key}"

@@ -56,6 +56,12 @@ def modules_dep(spec: KernelSpec, target: str | None = None, symvers: Path | Non
     """The full module tree of a Debian kernel, unpacked and depmod'ed once per package content.
     ``symvers``: the headers' ``Module.symvers`` (who exports what, GPL-only or not, with which
     CRC), for explaining unknown symbols; the headers' ``build_dir`` holds it."""
+    return with_symvers(read_tree(modules_dir(spec), tree_label(spec.series, target)), symvers)
+
+
+def modules_dir(spec: KernelSpec) -> Path:
+    """``.../lib/modules/<release>`` of the kernel's full module tree, unpacked and depmod'ed
+    once per package content (without reading its indexes: :func:`modules_dep` does)."""
     final = cache_dir() / "modtrees" / f"{spec.release}-{_key(spec)}"
     with file_lock(final.with_name(final.name + ".lock")):
         if not seal.usable(final, "module tree"):
@@ -63,7 +69,14 @@ def modules_dep(spec: KernelSpec, target: str | None = None, symvers: Path | Non
             with staging_dir(final) as tmp, ui.step(f"unpacking the modules of {spec.release}"):
                 _assemble(spec.release, debs, tmp)
                 seal.seal(tmp, spec.to_dict())
-    return with_symvers(read_tree(final / "lib/modules" / spec.release, tree_label(spec.series, target)), symvers)
+    return final / "lib/modules" / spec.release
+
+
+def tree_marker(moddir: Path) -> bytes:
+    """What names the content of the tree at ``moddir`` (from :func:`modules_dir`): its entry's
+    seal, which records the packages it was unpacked from."""
+    marker = moddir.parent.parent.parent / seal.MARKER
+    return marker.read_bytes() if marker.is_file() else str(moddir).encode()
 
 
 def with_symvers(tree: ModuleTree, symvers: Path | None) -> ModuleTree:

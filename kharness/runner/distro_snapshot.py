@@ -74,7 +74,7 @@ def ensure(profile, boot, accel: str, image, boot_timeout: float) -> Path:
         if _usable(final):
             return final / "root.qcow2"
         with staging_dir(final) as tmp, ui.step(f"saving a ready snapshot of the {image.suite} guest on {profile.name}"):
-            root = distro.overlay(image, tmp / "root.qcow2")
+            root = distro.overlay(profile, image.rootfs, tmp / "root.qcow2")
             run_dir = Path(tempfile.mkdtemp(prefix=f"kharness-run-{os.getpid()}-snap-"))
             sock = run_dir / "qmp.sock"
             guest = _guest(None, profile, boot, run_dir, accel, image, root,
@@ -107,14 +107,28 @@ def ensure(profile, boot, accel: str, image, boot_timeout: float) -> Path:
     return final / "root.qcow2"
 
 
+# A restored guest answers SSH in a second or two (x86_64 and arm64 under TCG, idle). Its limit is
+# the busybox restore's, which grows with the host's load and --boot-timeout, times this for the
+# SSH handshake the guest does under TCG: one that never answers (stalled timers) is given up in
+# tens of seconds, not after a whole --boot-timeout, and booted instead.
+RESTORE_SSH_FACTOR = 3.0
+
+
+def restore_deadline(boot_timeout: float) -> float:
+    from kharness.runner.boot import restore_limit
+
+    return min(boot_timeout, RESTORE_SSH_FACTOR * restore_limit(boot_timeout)[0])
+
+
 def start(run: Context, staged, accel: str, timeout: float) -> bool:
     """Start this run's distro guest (run.guest): restored from the ready snapshot (True) or, with
     --cold, without snapshots or when none could be saved, booted (False)."""
     opts, r, profile, image = run.opts, run.result, run.profile, staged.distro
     root = run.workdir / "root.qcow2"
     saved = None
-    if opts.cold or not profile.snapshot:
-        r.boot_mode, r.boot_mode_note = "cold", "--cold" if opts.cold else f"{profile.name} does not support snapshots"
+    if opts.cold or not (profile.snapshot and profile.distro_snapshot):
+        r.boot_mode, r.boot_mode_note = "cold", ("--cold" if opts.cold else
+                                                 f"{profile.name} does not support snapshots of distro guests")
     else:
         try:
             saved = ensure(profile, staged.boot, accel, image, opts.boot_timeout)
@@ -128,7 +142,7 @@ def start(run: Context, staged, accel: str, timeout: float) -> bool:
         run.guest.start()
         try:
             with ui.step(f"restoring the {image.suite} guest on {profile.name} ({accel})"):
-                run.guest.wait_restored(opts.boot_timeout, staged.kernel.release)
+                run.guest.wait_restored(restore_deadline(opts.boot_timeout), staged.kernel.release)
             r.boot_mode, r.boot_mode_note = "snapshot", f"restored {saved.parent.name}"
             if r.image is not None:
                 r.image.snapshot = str(saved)
@@ -141,7 +155,7 @@ def start(run: Context, staged, accel: str, timeout: float) -> bool:
             shutil.rmtree(saved.parent, ignore_errors=True)
     if root.exists():   # (the abandoned restore's copy)
         root.unlink()
-    distro.overlay(image, root)
+    distro.overlay(profile, image.rootfs, root)
     run.guest = _guest(run, profile, staged.boot, run.workdir, accel, image, root)
     r.reproducer["qemu"] = reproducer(run.guest.argv)
     run.guest.start()

@@ -72,6 +72,10 @@ def prepare(run: Context) -> Prepared:
     else:
         profile = run.profile = get_target(opts.target)
         qemu_binary(profile)  # a missing QEMU is an error before any work, not after a build
+        if opts.guest == "debian":
+            from kharness.image.distro import check_target
+
+            check_target(profile)
     config = load_config(d)
     cli_params = parse_cli_params(opts.params)
     build = plan_build(d, name=config.name, sources=list(config.sources) or None,

@@ -41,8 +41,14 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 __all__ = ["SshAddress", "parse_address", "HostKeys", "HostKeyRefused", "RemoteFacts", "SshGuest"]
 
 ATTEMPT_TIMEOUT = 5.0     # TCP connect of one attempt
-HANDSHAKE_TIMEOUT = 15.0  # banner, key exchange and authentication of one attempt
+# Banner, key exchange and authentication of one attempt. Generous: an emulated POWER guest's
+# sshd (TCG) takes tens of seconds over its first key exchange and signature check; a deadline
+# that cuts it short only starts the same slow work again.
+HANDSHAKE_TIMEOUT = 90.0
 RETRY_PAUSE = 0.25        # between attempts while sshd is not up yet
+# ... to a guest on this host (QEMU's forwarded port): a refused attempt costs nothing, and a
+# restored guest answers a moment after QEMU listens.
+LOCAL_RETRY_PAUSE = 0.05
 SESSION_OPEN_TIMEOUT = 30.0   # opening the command session (an exec channel and kh-serve's ready line)
 DROP_CHECK_TIMEOUT = 3.0      # a session that ended: does sshd still answer (else the connection is gone)
 KEEPALIVE = 5             # seconds of silence before an SSH keepalive (NAT state; a reset peer is seen)
@@ -72,6 +78,12 @@ def parse_probe(stdout: str) -> RemoteFacts:
         raise ValueError(f"unexpected probe reply {stdout[:200]!r}")
     return RemoteFacts(lines[0].strip(), lines[1].strip(), "little" if octets[5] == "01" else "big",
                        32 if octets[4] == "01" else 64)
+
+
+def _slow_auth(e: Exception) -> bool:
+    """paramiko raises AuthenticationException("Authentication timeout.") when the server took
+    longer than auth_timeout: slowness, unlike a refusal."""
+    return "timeout" in str(e).lower()
 
 
 def _why(e: BaseException) -> str:
@@ -164,6 +176,9 @@ class SshGuest(AgentCalls):
                 raise refused_changed(self.address, e.key, self.host_keys) from None
             except paramiko.AuthenticationException as e:
                 client.close()
+                if _slow_auth(e):   # a slow sshd, not a refused key: again while time is left
+                    last = "authentication did not finish within the attempt's deadline"
+                    continue
                 raise self._auth_failed(e) from None
             except (HostKeyRefused, UsageError, InfraError):
                 client.close()
@@ -194,7 +209,8 @@ class SshGuest(AgentCalls):
                 transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.boot_seconds = time.monotonic() - t0
                 return
-            time.sleep(max(0.0, min(RETRY_PAUSE, deadline - time.monotonic())))
+            pause = LOCAL_RETRY_PAUSE if self.address.host in ("127.0.0.1", "::1", "localhost") else RETRY_PAUSE
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
     def _new_client(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()

@@ -74,7 +74,7 @@ def _boot_and_check(target: str, tmp_path, probe_module: str) -> None:
     kernel, _base, dtb = plan.image(spec, built)
     image = distro.ensure_distro(plan.profile, kernel, distro.suite_for(spec.release), spec=spec)
     port = distro.free_port()
-    root = distro.overlay(image, tmp_path / "root.qcow2")
+    root = distro.overlay(plan.profile, image.rootfs, tmp_path / "root.qcow2")
     guest = Guest(plan.profile, BootSpec(kernel.kernel, image.initrd, dtb, distro.kernel_append(plan.profile, image)),
                   tmp_path, "tcg", distro.qemu_args(plan.profile, image, root, port))
     # Loopback only: the forward binds 127.0.0.1 and the guest's network is restricted.

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import paramiko
@@ -77,6 +78,9 @@ class _Interface(paramiko.ServerInterface):
         return "publickey"
 
     def check_auth_publickey(self, username, key):
+        if self.server.slow_auth_first:
+            delay, self.server.slow_auth_first = self.server.slow_auth_first, 0.0
+            time.sleep(delay)
         ok = any(key.asbytes() == k.asbytes() for k in self.server.authorized)
         return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
 
@@ -90,11 +94,12 @@ class _Interface(paramiko.ServerInterface):
 
 class SshServer:
     def __init__(self, host_key: paramiko.PKey, authorized: list[paramiko.PKey], bin_dir: Path | None = None,
-                 port: int = 0, reject_first: int = 0):
+                 port: int = 0, reject_first: int = 0, slow_auth_first: float = 0.0):
         self.host_key = host_key
         self.authorized = authorized
         self.bin_dir = bin_dir
         self.reject_first = reject_first   # connections closed at once, before any banner
+        self.slow_auth_first = slow_auth_first   # the first authentication takes this long (a busy guest)
         self.commands: list[str] = []      # every exec request, in order
         self.exec_started = threading.Event()
         self.connections = 0

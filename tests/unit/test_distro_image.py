@@ -64,8 +64,15 @@ def test_bad_package_is_refused_before_any_work(cache):
 
 def test_board_without_distro_guest_is_refused():
     prof = dataclasses.replace(get_target("x86_64"), distro_disk="")
-    with pytest.raises(UsageError, match="has no distro guest"):
+    with pytest.raises(UsageError, match="has no distro guest") as e:
         distro.ensure_distro(prof, None, "bookworm", spec=None)
+    assert "x86_64" in e.value.hint and "busybox" in e.value.hint   # where distro guests do run
+
+
+def test_ppc64_big_endian_has_no_distro_guest():
+    # Debian ships no big-endian ppc64 userland in its main archive: said before any work.
+    with pytest.raises(UsageError, match="ppc64 has no distro guest"):
+        distro.check_target(get_target("ppc64"))
 
 
 # --- QEMU ----------------------------------------------------------------------------------------
@@ -93,6 +100,28 @@ def test_qemu_args(tmp_path, target):
     assert "readonly=on" in mods and "format=raw" in mods and "mods,, 1.ext4" in mods
 
 
+def test_a_pi_has_its_root_on_the_sd_card_and_the_rest_on_usb(tmp_path):
+    args = distro.qemu_args(get_target("rpi3"), _image(tmp_path), tmp_path / "ov.qcow2", 2222)
+    text = " ".join(args)
+    assert f"file={tmp_path / 'ov.qcow2'},if=sd,format=qcow2" in text      # the one SD card slot
+    assert "usb-storage,drive=kh_mods" in args and "usb-net,netdev=kh_net" in args
+    assert "virtio" not in text                                          # no PCI, no virtio-mmio
+
+
+def test_an_sd_card_overlay_has_a_power_of_two_size(tmp_path):
+    base = tmp_path / "root.ext4"
+    base.write_bytes(b"")
+    os.truncate(base, 700 * 1024 * 1024 + 512)
+    info = lambda p: subprocess.run(["qemu-img", "info", "--output=json", str(p)], capture_output=True,
+                                    text=True, check=True).stdout
+    import json
+
+    card = distro.overlay(get_target("rpi3"), base, tmp_path / "card.qcow2")
+    assert json.loads(info(card))["virtual-size"] == 1024 * 1024 * 1024
+    disk = distro.overlay(get_target("x86_64"), base, tmp_path / "disk.qcow2")
+    assert json.loads(info(disk))["virtual-size"] == base.stat().st_size   # a virtio disk: as is
+
+
 def test_kernel_append_keeps_the_console():
     words = distro.kernel_append(get_target("x86_64"), None).split()
     assert "systemd.show_status=0" in words
@@ -107,7 +136,7 @@ def test_free_port_is_free_on_loopback():
 
 def test_profiles_with_distro_guests_name_their_devices():
     with_distro = [p for p in all_targets().values() if p.distro_disk]
-    assert {"x86_64", "arm64"} <= {p.name for p in with_distro}
+    assert {"x86_64", "arm64", "rpi3", "ppc64le"} <= {p.name for p in with_distro}
     for p in with_distro:
         assert p.distro_net and p.distro_initrd_modules and "ext4" in p.distro_initrd_modules
         assert p.distro_memory_mb >= 512

@@ -232,6 +232,22 @@ def test_a_key_the_server_does_not_accept_is_one_clear_error(server, keys, tmp_p
     assert g.attempts == 1   # no retrying a refusal
 
 
+def test_authentication_that_outlasts_an_attempt_is_slowness_not_refusal(keys, tmp_path, monkeypatch):
+    # An emulated POWER guest's sshd took longer than one attempt's deadline to check the key:
+    # paramiko says "Authentication timeout." That is tried again, not reported as a refused key.
+    import kharness.vm.ssh as ssh
+
+    monkeypatch.setattr(ssh, "HANDSHAKE_TIMEOUT", 0.5)
+    with SshServer(keys.host, [keys.client], slow_auth_first=2.0) as s:
+        g = SshGuest(SshAddress("root", "127.0.0.1", s.port), identity=keys.identity,
+                     host_keys=HostKeys(pinned=public_line(keys.host)), use_agent=False)
+        try:
+            g.connect(20)
+            assert g.attempts >= 2 and g.run_exec("echo ok", 10).stdout == "ok\n"
+        finally:
+            g.close()
+
+
 def test_no_key_at_all_is_one_clear_error(server, keys, tmp_path):
     g = _guest(server, keys, tmp_path, identity=None)
     with pytest.raises(InfraError, match="refused no key"):
