@@ -31,7 +31,7 @@ from kharness.vm.distro_guest import DistroGuest
 from kharness.vm.errors import GuestError
 from kharness.vm.qemu import reproducer
 
-FORMAT = 1
+FORMAT = 2   # 2: saved with the console at log level 8
 
 
 def _guest(run_or_none, profile, boot, workdir: Path, accel: str, image, root: Path, extra=()) -> DistroGuest:

@@ -29,6 +29,9 @@ SIDE_TIMEOUT = 10.0
 DEATH_SETTLE = 5.0
 
 
+CONSOLE_LOGLEVEL = 8
+
+
 class DistroGuest(QemuGuest):
     """QEMU + a Debian root disk; commands over SSH to 127.0.0.1:``ssh_port``."""
 
@@ -64,7 +67,11 @@ class DistroGuest(QemuGuest):
 
     def wait_ready(self, timeout: float) -> str:
         self._connect(timeout)
-        self.release = self.ssh.run("uname -r", 30.0).stdout.strip()
+        # Every kernel message to the console from here on, as the busybox guest's /init does:
+        # `quiet` kept the boot fast, and the console is the record that outlives sshd (a module's
+        # pr_info before its panic). A restored guest was saved with this already done.
+        self.release = self.ssh.run(f"echo {CONSOLE_LOGLEVEL} > /proc/sys/kernel/printk; uname -r",
+                                    30.0).stdout.strip()
         self.boot_seconds = time.monotonic() - self._t0
         return self.release
 
