@@ -112,6 +112,12 @@ def write(path: str, data: bytes) -> str:
     return f"kh-agent write {shlex.quote(path)} {_hex(data)}"
 
 
+def redirect(path: str, data: bytes) -> str:
+    """As the shell's ``> PATH`` (created if missing, truncated), then one write() of exactly
+    ``data``: ``ret=N errno=NAME|0``, or ``open_errno=NAME`` with exit status 3."""
+    return f"kh-agent redirect {shlex.quote(path)} {_hex(data)}"
+
+
 def read(path: str, count: int) -> str:
     """One read() of up to ``count`` bytes: ``ret=N errno=NAME|0 data=HEX``."""
     return f"kh-agent read {shlex.quote(path)} {int(count)}"

@@ -181,6 +181,24 @@ def free_port() -> int:
 
 
 _EXIT_RE = re.compile(r"kh-configure-exit (\d+)")
+# The kernel's last word after /init's `poweroff -f`. A board without a way to switch itself off
+# (a Raspberry Pi without its watchdog driver) halts and QEMU keeps running: the disks were
+# unmounted before, so the guest is done and is stopped (Guest.close).
+_HALT_RE = re.compile(r"reboot: (System halted|Power down)")
+
+
+def _halted(console: str) -> bool:
+    return _HALT_RE.search(console) is not None
+
+
+def _stop_cleanly(proc) -> None:
+    """SIGTERM, which QEMU takes as a shutdown: it writes out the disk's qcow2 metadata (a
+    SIGKILL would lose what it holds in memory under cache=unsafe)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=QEMU_IMG_TIMEOUT)
+    except Exception:   # noqa: BLE001 - Guest.close() kills it
+        pass
 
 
 def first_boot(profile: TargetProfile, kernel: KernelBundle, initrd: Path, modules: Path, image: Path) -> None:
@@ -202,10 +220,12 @@ def first_boot(profile: TargetProfile, kernel: KernelBundle, initrd: Path, modul
         try:
             g.start()
             deadline = time.monotonic() + CONFIGURE_TIMEOUT
-            while g.proc.poll() is None and time.monotonic() < deadline:
+            while g.proc.poll() is None and time.monotonic() < deadline and not _halted(g.console_text(4096)):
                 time.sleep(1.0)
+            if g.proc.poll() is None and _halted(g.console_text(4096)):
+                _stop_cleanly(g.proc)
             text = g.console_text(65536)
-            if g.proc.poll() is None:
+            if g.proc.poll() is None and not _halted(text):
                 raise InfraError(f"the first boot of the {profile.debian_arch} root filesystem did not finish "
                                  f"within {CONFIGURE_TIMEOUT:g}s: {_tail(text)}")
         finally:

@@ -51,10 +51,12 @@ def test_errors_name_file_check_and_field(table, needle):
 def test_commands_mark_the_step_and_quote():
     v = values_for(["deque"], {"deque": {"cap": "4"}})
     assert command_for(Check("r", "run", run="echo {param.cap} ${HOME} {x}"), v) == STEP_CURSOR + "echo 4 ${HOME} {x}"
+    # Writes go through kh-agent (one write() of exactly the bytes, the errno named whatever the
+    # guest's shell): the value as hex, the path quoted.
     assert command_for(Check("w", "proc", path="/proc/{module}", write="a b"), v) == \
-        STEP_CURSOR + "echo -n 'a b' > /proc/deque"
-    assert command_for(Check("w", "proc", path="/proc/x", write="-7"), v) == STEP_CURSOR + "echo -n -7 > /proc/x"
-    assert command_for(Check("w", "proc", path="/proc/x", write="-n"), v) == STEP_CURSOR + "printf '%s' -n > /proc/x"
+        STEP_CURSOR + "kh-agent redirect /proc/deque 612062"
+    assert command_for(Check("w", "proc", path="/proc/x", write="-n"), v) == STEP_CURSOR + "kh-agent redirect /proc/x 2d6e"
+    assert command_for(Check("w", "proc", path="/proc/x y", write=""), v) == STEP_CURSOR + "kh-agent redirect '/proc/x y' -"
     assert command_for(Check("c", "sysfs", path="/sys/x y"), v) == STEP_CURSOR + "cat '/sys/x y'"
     assert command_for(Check("d", "dmesg", expect="x"), v) == "kh-agent dmesg-since step"
 
@@ -72,12 +74,17 @@ def test_errno_from_busybox_messages():
 
 def test_judge_writes():
     c = Check("w", "proc", path="/proc/x", write="9", expect_errno="EINVAL")
-    assert judge(c, 1, "", "sh: write error: Invalid argument", {}) == []
-    assert judge(c, 0, "", "", {}) == ["write of '9' succeeded, expected EINVAL"]
-    assert judge(c, 1, "", "sh: write error: Permission denied", {}) == ["write of '9' failed with EACCES, expected EINVAL"]
+    assert judge(c, 0, "ret=-1 errno=EINVAL\n", "", {}) == []
+    assert judge(c, 0, "ret=1 errno=0\n", "", {}) == ["write of '9' succeeded, expected EINVAL"]
+    assert judge(c, 0, "ret=-1 errno=EACCES\n", "", {}) == ["write of '9' failed with EACCES, expected EINVAL"]
+    assert judge(c, 3, "open_errno=EACCES\n", "", {}) == ["write of '9' failed with EACCES, expected EINVAL"]
     ok = Check("w", "proc", path="/proc/x", write="9")
-    assert judge(ok, 1, "", "sh: write error: No space left on device", {}) == \
-        ["write of '9' failed with ENOSPC, expected success"]
+    assert judge(ok, 0, "ret=1 errno=0\n", "", {}) == []
+    assert judge(ok, 0, "ret=-1 errno=ENOSPC\n", "", {}) == ["write of '9' failed with ENOSPC, expected success"]
+    assert judge(ok, 3, "open_errno=ENOENT\n", "", {}) == ["write of '9' failed with ENOENT, expected success"]
+    # kh-agent did not run at all: what the shell said.
+    assert judge(ok, 127, "", "sh: kh-agent: not found", {}) == \
+        ["write of '9' failed with sh: kh-agent: not found, expected success"]
 
 
 def test_judge_reads_and_dmesg():
@@ -331,7 +338,7 @@ def test_exact_fields_stay_exact():
     assert judge(c, 0, "175\n", "", GREETING) == ["read '175', expected '1.5'"]
     w = parse_check(P, 2, {"kind": "sysfs", "path": "/sys/{module}/g", "write": "{param.greeting}"})
     assert command_for(w, {"param.greeting": "a'b (c", "module": "m"}) == \
-        STEP_CURSOR + "echo -n 'a'\"'\"'b (c' > /sys/m/g"
+        STEP_CURSOR + "kh-agent redirect /sys/m/g " + "a'b (c".encode().hex()
 
 
 @pytest.mark.parametrize("field", ["expect_stdout", "expect_stderr"])

@@ -271,3 +271,10 @@ def test_mmdebstrap_failures_say_why(cache, monkeypatch, tmp_path):
         rootfs._mmdebstrap(get_target("x86_64"), "bookworm", ["kmod", "no-such-pkg"], tmp_path / "root.ext4")
     assert rootfs._why("I: x\nE: Release file for bookworm is expired\nE: setup failed: x failed\n") \
         == "E: Release file for bookworm is expired"
+
+
+def test_a_board_that_halts_instead_of_powering_off_is_done():
+    # A Pi without its watchdog driver halts after the first boot's `poweroff -f`; QEMU runs on.
+    assert distro._halted("kh-configure-exit 0\n[  678.65] reboot: System halted\n")
+    assert distro._halted("[ 9.1] reboot: Power down\n")
+    assert not distro._halted("kh-configure: installing the others\n")

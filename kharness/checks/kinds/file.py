@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 from typing import ClassVar
 
+from kharness import agent_client
 from kharness.checks import fields
 from kharness.checks.base import STEP_CURSOR, BaseCheck
 from kharness.checks.kinds.run import judge_output
@@ -61,17 +62,15 @@ def command(c: FileCheck, values: dict[str, str], target=None) -> str:
     if c.write is None:
         return STEP_CURSOR + f"cat {path}"
     value = substitute(c.write, values, where)
-    # One write() of exactly these bytes. busybox's echo reports a failed write with its
-    # strerror ("write error: Invalid argument"); its printf fails silently. echo would
-    # take a value made only of -n/-e/-E as options: only those go through printf.
-    if re.fullmatch(r"-[neE]+", value):
-        return STEP_CURSOR + f"printf '%s' {shlex.quote(value)} > {path}"
-    return STEP_CURSOR + f"echo -n {shlex.quote(value)} > {path}"
+    # One write() of exactly these bytes, the file opened as a shell's `>` opens it, by kh-agent:
+    # its reply names the errno in every guest (busybox's echo names it, dash's says "I/O
+    # error", a board's shell whatever it says).
+    return STEP_CURSOR + agent_client.redirect(substitute(c.path, values, where), value.encode())
 
 
 def judge(c: FileCheck, rc: int, stdout: str, stderr: str, values: dict[str, str], target=None) -> list[str]:
     if c.write is not None:
-        got = None if rc == 0 else (fields.errno_of(stderr) or f"exit status {rc}")
+        got = _write_error(rc, stdout, stderr)
         if c.expect_errno is None and got is not None:
             return [f"write of {c.write!r} failed with {got}, expected success"]
         if c.expect_errno is not None and not fields.same_errno(got, c.expect_errno):
@@ -86,6 +85,20 @@ def judge(c: FileCheck, rc: int, stdout: str, stderr: str, values: dict[str, str
         if stdout.rstrip("\n") != exp.rstrip("\n"):
             problems.append(f"read {stdout.strip()[:200]!r}, expected {exp.strip()[:200]!r}")
     return problems + judge_output(c.name, values, ("stdout", stdout, c.expect_stdout))
+
+
+def _write_error(rc: int, stdout: str, stderr: str) -> str | None:
+    """The errno the write (or the open before it) ended in, None for success, from kh-agent's
+    reply line (``ret=N errno=NAME|0``, or ``open_errno=NAME``)."""
+    try:
+        reply = agent_client.last_reply(stdout)
+    except ValueError:   # not kh-agent's line (it did not run): what the shell said
+        reply = {}
+    if "open_errno" in reply:
+        return reply["open_errno"]
+    if rc == 0 and "errno" in reply:
+        return None if reply["errno"] == "0" else reply["errno"]
+    return fields.errno_of(stderr) or stderr.strip()[:200] or f"exit status {rc}"
 
 
 def texts(c: FileCheck):

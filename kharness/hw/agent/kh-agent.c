@@ -24,6 +24,10 @@
  *   kh-agent restored EPOCH SEED_HEX                 set up a guest restored from a snapshot
  *   kh-agent version                                 kh-agent 3
  *
+ * redirect is write as a shell's `printf '%s' DATA > PATH` opens the file (created 0666 & umask
+ * and truncated), with the same one write() and reply line: the file check kinds' writes, the
+ * same in every guest (busybox's echo names a failed write's errno, dash's says "I/O error").
+ *
  * dmesg-since prints the raw kernel log lines (<level>[time] text, as `dmesg -r`) logged since
  * the previous call with the same NAME ("health" by default): the cursor, in
  * /tmp/.kh.dmesg.cursor.NAME, is the last line seen, because line counts break when the ring
@@ -123,6 +127,7 @@ static void usage(const char *why)
 	fprintf(stderr, "kh-agent: %s\n"
 		"usage: kh-agent ioctl PATH REQUEST_HEX IN_HEX|-|=VALUE OUT_LEN\n"
 		"       kh-agent write PATH DATA_HEX\n"
+		"       kh-agent redirect PATH DATA_HEX\n"
 		"       kh-agent read PATH COUNT\n"
 		"       kh-agent session PATH r|w|rw STEP...\n"
 		"       kh-agent hold PATH r|w|rw DIR\n"
@@ -192,7 +197,7 @@ static void print_hex(const unsigned char *buf, size_t n)
 
 static int open_or_exit(const char *path, int flags)
 {
-	int fd = open(path, flags | O_NOCTTY);
+	int fd = open(path, flags | O_NOCTTY, 0666);   /* the mode: for redirect's O_CREAT */
 
 	/* ioctl: a node we may not write to can still take ioctls read-only. */
 	if (fd < 0 && flags == O_RDWR && (errno == EACCES || errno == EPERM || errno == EISDIR))
@@ -262,11 +267,11 @@ static void do_ioctl(const char *path, const char *req_hex, const char *in_hex, 
 	free(buf);
 }
 
-static void do_write(const char *path, const char *data_hex)
+static void do_write(const char *path, const char *data_hex, int flags)
 {
 	size_t len;
 	unsigned char *buf = parse_hex(data_hex, 0, &len);
-	int fd = open_or_exit(path, O_WRONLY);
+	int fd = open_or_exit(path, flags);
 	ssize_t ret = write(fd, buf, len);
 	int err = ret < 0 ? errno : 0;
 
@@ -951,7 +956,9 @@ int main(int argc, char **argv)
 	else if (strcmp(op, "ioctl") == 0 && argc == 6)
 		do_ioctl(argv[2], argv[3], argv[4], argv[5]);
 	else if (strcmp(op, "write") == 0 && argc == 4)
-		do_write(argv[2], argv[3]);
+		do_write(argv[2], argv[3], O_WRONLY);
+	else if (strcmp(op, "redirect") == 0 && argc == 4)
+		do_write(argv[2], argv[3], O_WRONLY | O_CREAT | O_TRUNC);
 	else if (strcmp(op, "read") == 0 && argc == 4)
 		do_read(argv[2], argv[3]);
 	else if (strcmp(op, "session") == 0 && argc >= 4)
