@@ -44,6 +44,8 @@ class ModuleConfig:
     requires: tuple[Requirement, ...] = ()  # kernel modules to load (with parameters) before the module
     skip: tuple[str, ...] = ()              # built modules left out of the load ([module] skip)
     expect_errno: dict = field(default_factory=dict)   # {module or "": errno name} loads that must fail so
+    guest_packages: tuple[str, ...] = ()   # [guest] packages: Debian packages the checks need in a
+                                           # distro guest (i2c-tools for i2cget); the busybox guest ignores them
 
 
 def _err(path: Path, where: str, msg: str) -> UsageError:
@@ -160,6 +162,20 @@ def _param_value(v) -> str:
     return str(v)
 
 
+def parse_guest(table, path: Path) -> tuple[str, ...]:
+    """``[guest] packages = ["i2c-tools"]``: the names (each checked as a Debian package name when
+    a distro guest is made)."""
+    if not isinstance(table, dict):
+        raise _err(path, "[guest]", "must be a table such as [guest] packages = [\"i2c-tools\"]")
+    bad = set(table) - {"packages"}
+    if bad:
+        raise _err(path, "[guest]", f"unknown key(s) {sorted(bad)}; known: packages")
+    pkgs = table.get("packages", [])
+    if not (isinstance(pkgs, list) and all(isinstance(x, str) for x in pkgs)):
+        raise _err(path, "[guest] packages", "must be a list of Debian package names")
+    return tuple(pkgs)
+
+
 def load_config(directory: Path) -> ModuleConfig:
     path = directory / FILENAME
     if not path.is_file():
@@ -168,10 +184,10 @@ def load_config(directory: Path) -> ModuleConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{path}: not valid TOML: {e}") from None
-    unknown = set(data) - {"module", "load", "unload", "check", "build", "gpio", companions.KEY}
+    unknown = set(data) - {"module", "load", "unload", "check", "build", "gpio", "guest", companions.KEY}
     if unknown:
         raise _err(path, "top level",
-                   f"unknown section(s) {sorted(unknown)}; known: module, build, gpio, load, unload, check, "
+                   f"unknown section(s) {sorted(unknown)}; known: module, build, gpio, guest, load, unload, check, "
                    f"{companions.KEY}")
     mod = data.get("module", {})
     build = data.get("build", {})
@@ -247,7 +263,8 @@ def load_config(directory: Path) -> ModuleConfig:
                         load_expect_dmesg=sections["load"], unload_expect_dmesg=sections["unload"],
                         checks=tuple(checks), timeout=timeout, gpio=gpio,
                         requires=parse_requires(mod.get("requires", []), f"{path}: [module] requires"),
-                        skip=parse_skip(mod.get("skip", []), f"{path}: [module] skip"), expect_errno=expect_errno)
+                        skip=parse_skip(mod.get("skip", []), f"{path}: [module] skip"), expect_errno=expect_errno,
+                        guest_packages=parse_guest(data.get("guest", {}), path))
 
 
 # --- loads that must fail, and modules left out of the load ---------------------------------

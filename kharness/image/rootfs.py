@@ -50,11 +50,11 @@ SCRIPTS = ("distro-customize.sh", "kh-configure.sh", "distro-mke2fs.conf")
 Configure = Callable[[Path], None]
 
 
-def check_packages(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def check_packages(names: tuple[str, ...] | list[str], where: str = "--guest-packages") -> tuple[str, ...]:
     """``names`` if each is a Debian package name, else a UsageError naming the first bad one."""
     for n in names:
         if not _PACKAGE_RE.fullmatch(n):
-            raise UsageError(f"--guest-packages: {n!r} is not a Debian package name",
+            raise UsageError(f"{where}: {n!r} is not a Debian package name",
                              hint="names are lower case letters, digits and + - . (e.g. v4l-utils,i2c-tools)")
     return tuple(names)
 

@@ -36,6 +36,12 @@ class Staged:
     distro: object = None         # a distro guest's disks and initramfs (kharness.image.distro.DistroImage)
 
 
+def guest_packages(config, opts) -> tuple[str, ...]:
+    """What a distro guest adds to its defaults: the module's [guest] packages, then
+    --guest-packages."""
+    return tuple(dict.fromkeys((*config.guest_packages, *opts.guest_packages)))
+
+
 def image(run: Context, prep: Prepared, built: Built) -> Staged:
     with run.phase("image"):
         # First: a kernel module the target lacks is bad input (exit 2), named before any image
@@ -61,7 +67,7 @@ def image(run: Context, prep: Prepared, built: Built) -> Staged:
             from kharness.image import distro
 
             distro_image = distro.ensure_distro(run.profile, kernel, run.opts.guest_suite or distro.suite_for(spec.release),
-                                                tuple(run.opts.guest_packages), spec=spec)
+                                                guest_packages(prep.config, run.opts), spec=spec)
         run.workdir = run.workdir or make_run_dir()   # (a build on the board made it for its .ko files)
         payload = {f"{m.name}.ko": m.path.read_bytes() for m in built.load}
         if run.khgpio is not None:

@@ -77,6 +77,10 @@ def prepare(run: Context) -> Prepared:
 
             check_target(profile)
     config = load_config(d)
+    if opts.guest == "debian" and config.guest_packages:
+        from kharness.image.rootfs import check_packages   # a bad name: said before any work
+
+        check_packages(list(config.guest_packages), f"{config.path}: [guest] packages")
     cli_params = parse_cli_params(opts.params)
     build = plan_build(d, name=config.name, sources=list(config.sources) or None,
                        ccflags=list(config.ccflags), include_dirs=list(config.include_dirs))

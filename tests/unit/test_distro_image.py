@@ -278,3 +278,31 @@ def test_a_board_that_halts_instead_of_powering_off_is_done():
     assert distro._halted("kh-configure-exit 0\n[  678.65] reboot: System halted\n")
     assert distro._halted("[ 9.1] reboot: Power down\n")
     assert not distro._halted("kh-configure: installing the others\n")
+
+
+def test_a_module_names_the_packages_its_checks_need(tmp_path):
+    from kharness.modconfig import load_config
+    from kharness.runner.image import guest_packages
+    from kharness.runner.options import RunOptions
+
+    (tmp_path / "kharness.toml").write_text('[guest]\npackages = ["i2c-tools", "python3"]\n')
+    cfg = load_config(tmp_path)
+    assert cfg.guest_packages == ("i2c-tools", "python3")
+    opts = RunOptions(module_dir=tmp_path, guest="debian", guest_packages=("v4l-utils", "python3"))
+    assert guest_packages(cfg, opts) == ("i2c-tools", "python3", "v4l-utils")
+    for bad, msg in (('[guest]\npackages = "i2c-tools"\n', "list of Debian package names"),
+                     ('[guest]\npkgs = []\n', "unknown key")):
+        (tmp_path / "kharness.toml").write_text(bad)
+        with pytest.raises(UsageError, match=msg):
+            load_config(tmp_path)
+
+
+def test_a_bad_package_in_kharness_toml_is_refused_naming_the_file(tmp_path, cache):
+    import subprocess
+    import sys
+
+    (tmp_path / "hello.c").write_text("int x;\n")
+    (tmp_path / "kharness.toml").write_text('[guest]\npackages = ["i2c-tools", "x;reboot"]\n')
+    p = subprocess.run([sys.executable, "-m", "kharness", "run", str(tmp_path), "--guest", "debian"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "[guest] packages: 'x;reboot' is not a Debian package name" in p.stderr
