@@ -99,7 +99,7 @@ def test_empty_file(tmp_path):
 
 def test_unknown_top_level_section(tmp_path):
     assert _error(tmp_path, "[modul]\nname = 'x'\n") == (
-        "top level: unknown section(s) ['modul']; known: module, build, gpio, load, unload, check, programs")
+        "top level: unknown section(s) ['modul']; known: module, build, gpio, guest, load, unload, check, programs")
 
 
 def test_unknown_module_key(tmp_path):
