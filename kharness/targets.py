@@ -67,6 +67,8 @@ class TargetProfile:
     distro_initrd_modules: tuple[str, ...] = ()   # what the initramfs loads to reach the disks (with
                                                   # their dependencies, from the kernel's modules.dep)
     distro_memory_mb: int = 1024
+    distro_append: str = ""     # kernel command-line words of the distro guest only (udev loads
+                                # every driver the device tree names: some must be kept out)
     # A restored distro guest must answer SSH before kharness can repair anything in it (the
     # busybox guest's first command can): false where a restored guest's timers stall (pseries).
     distro_snapshot: bool = True

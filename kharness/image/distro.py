@@ -170,7 +170,8 @@ def kernel_append(profile: TargetProfile, image: DistroImage | None = None) -> s
     # init_on_free=1: freed pages are zeroed, so that a saved guest's free RAM is zero pages, which
     # savevm stores as nothing (runner.distro_snapshot drops the page cache before the save): a
     # smaller snapshot to copy and load on every restored run.
-    return "systemd.show_status=0 net.ifnames=0 fsck.mode=skip init_on_free=1"
+    return " ".join(filter(None, ("systemd.show_status=0 net.ifnames=0 fsck.mode=skip init_on_free=1",
+                                  profile.distro_append)))
 
 
 def free_port() -> int:
