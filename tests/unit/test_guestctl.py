@@ -8,6 +8,7 @@ import json
 import subprocess
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,11 @@ def test_a_running_guest_is_listed_and_down_stops_its_process_group():
     d = guestctl.guests_dir() / "live"
     p = subprocess.Popen(["sh", "-c", 'sleep 600; : "$0"', str(d)], start_new_session=True)
     try:
+        # Popen returns once exec is past its point of no return, a moment before the kernel has
+        # the new argv in place (/proc/PID/cmdline reads empty meanwhile): wait for it.
+        end = time.monotonic() + 10
+        while str(d).encode() not in Path(f"/proc/{p.pid}/cmdline").read_bytes() and time.monotonic() < end:
+            time.sleep(0.01)
         info = _register("live", p.pid)
         assert [g.name for g in guestctl.listing()] == ["live"]
         assert guestctl.down("live") == ["live"]
