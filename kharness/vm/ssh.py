@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import logging
 import posixpath
+import re
 import shlex
 import socket
 import time
@@ -325,16 +326,27 @@ class SshGuest(AgentCalls):
             ssh_exec.kill_group(transport, pgid, self.root)
             raise CommandTimeout(f"command {shown!r} did not finish within {timeout:g}s", self.console_text())
         if not started and not self.root:
-            reason = ssh_exec.decode(err).strip().splitlines()
-            raise InfraError(f"sudo on {self.address} refused to run commands as root for {self.address.user!r} "
-                             f"({reason[-1] if reason else f'exit {raw.rc}'})",
-                             hint=f"give {self.address.user} passwordless sudo (a line "
-                                  f"'{self.address.user} ALL=(ALL) NOPASSWD: ALL' in /etc/sudoers.d/kharness), "
-                                  "or connect as root")
+            raise self._no_sudo(raw.rc, ssh_exec.decode(err))
         err_size = raw.err.size - (len(raw.err.data) - len(err))
         return CommandResult(command, -1 if raw.rc is None else raw.rc, ssh_exec.decode(raw.out.data),
                              ssh_exec.decode(err[:ssh_exec.KH_MAX]), time.monotonic() - start,
                              raw.out.size, err_size)
+
+    def _no_sudo(self, rc: int | None, said: str) -> InfraError:
+        """A user other than root whose ``sudo -n sh`` did not start (the wrapper's marker never
+        came): no sudo on the remote, or sudo that wants a password or refuses the user. One line,
+        never a prompt (``-n``)."""
+        user, host = self.address.user, self.address.host
+        lines = [line.strip() for line in said.strip().splitlines() if line.strip()]
+        last = lines[-1][:200] if lines else f"exit {rc}"
+        grant = f"a line '{user} ALL=(ALL) NOPASSWD: ALL' in /etc/sudoers.d/kharness on {host}"
+        if rc == 127 or (lines and re.search(r"\bsudo\b.*not found|not found.*\bsudo\b", lines[-1])):
+            return InfraError(f"{user}@{host} is not root and {host} has no sudo: kharness runs its commands as root, "
+                              f"through `sudo -n` for another user ({last})",
+                              hint=f"install sudo there and give {user} {grant}, or connect as root@{host}")
+        return InfraError(f"{user}@{host} needs passwordless sudo: kharness runs its commands as root, through "
+                          f"`sudo -n` for another user, and sudo refused ({last})",
+                          hint=f"give {user} {grant}, or connect as root@{host}")
 
     def _note(self, command: str, outcome: str, start: float) -> None:
         """The run directory's record of commands (ssh.log, as channel.log for a QEMU guest)."""

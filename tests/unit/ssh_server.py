@@ -100,6 +100,7 @@ class SshServer:
         self.bin_dir = bin_dir
         self.reject_first = reject_first   # connections closed at once, before any banner
         self.slow_auth_first = slow_auth_first   # the first authentication takes this long (a busy guest)
+        self.path: str | None = None       # the commands' whole PATH, when set (a host without some tool)
         self.commands: list[str] = []      # every exec request, in order
         self.exec_started = threading.Event()
         self.connections = 0
@@ -144,6 +145,8 @@ class SshServer:
         env = dict(os.environ)
         if self.bin_dir is not None:
             env["PATH"] = f"{self.bin_dir}:{env['PATH']}"
+        if self.path is not None:
+            env["PATH"] = self.path
         proc = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True, env=env)
         self._procs.append(proc)

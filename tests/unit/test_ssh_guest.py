@@ -367,14 +367,31 @@ def test_a_user_other_than_root_runs_through_sudo_n(server, keys, tmp_path, bin_
     assert not (tmp_path / "kh").exists()
 
 
-def test_sudo_wanting_a_password_is_one_clear_error(server, keys, tmp_path, bin_dir):
-    _script(bin_dir / "sudo", 'echo "sudo: a password is required" >&2; exit 1\n')
+@pytest.mark.parametrize("said", ["sudo: a password is required",
+                                  "Sorry, user pi is not allowed to execute '/bin/sh -c true' as root on board."])
+def test_sudo_wanting_a_password_or_refusing_is_one_line_naming_passwordless_sudo(server, keys, tmp_path, bin_dir, said):
+    _script(bin_dir / "sudo", f'echo "{said}" >&2; exit 1\n')
     g = _guest(server, keys, tmp_path, user="pi")
     g.connect(20)
     with pytest.raises(InfraError) as e:
         g.run("true", 10)
     msg = str(e.value)
-    assert "a password is required" in msg and "NOPASSWD" in msg and "\n" not in msg
+    assert msg.startswith(f"pi@127.0.0.1 needs passwordless sudo") and said in msg and "\n" not in msg
+    assert "'pi ALL=(ALL) NOPASSWD: ALL' in /etc/sudoers.d/kharness" in msg and "connect as root@127.0.0.1" in msg
+    assert len(server.commands) == 1   # never retried, never waiting on a prompt
+    g.close()
+
+
+def test_a_remote_without_sudo_is_one_line_saying_so(server, keys, tmp_path, bin_dir):
+    (bin_dir / "sh").symlink_to("/bin/sh")
+    server.path = str(bin_dir)   # a shell, and no sudo anywhere in PATH
+    g = _guest(server, keys, tmp_path, user="pi")
+    g.connect(20)
+    with pytest.raises(InfraError) as e:
+        g.run("true", 10)
+    msg = str(e.value)
+    assert msg.startswith("pi@127.0.0.1 is not root and 127.0.0.1 has no sudo") and "not found" in msg, msg
+    assert "install sudo there" in msg and "NOPASSWD" in msg and "\n" not in msg
     g.close()
 
 
