@@ -11,6 +11,7 @@ docs/ssh.md describes what it does on a remote, for the people who own the board
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import posixpath
 import re
@@ -117,6 +118,7 @@ class SshGuest(AgentCalls):
         self._sftp: paramiko.SFTPClient | None = None
         self._log: LogStream | None = None
         self._owns_dir = False             # this guest made (or re-made) remote_dir
+        self._agent: str | None = None     # what install_agent put there (kh-agent's and kh-serve's digest)
         # Commands go over one command session (kharness.vm.ssh_session) once kh-serve is there
         # (install_agent, or a restored guest saved with it); until then, an exec channel each.
         self.sessions = False
@@ -381,8 +383,14 @@ class SshGuest(AgentCalls):
     def _put(self, path: str, data: bytes, timeout: float, mode: int) -> None:
         if posixpath.normpath(path).startswith(self.remote_dir.rstrip("/") + "/"):
             self._claim_remote_dir(timeout)
-        if not self.root:   # SFTP writes as the login user: the file goes as a root command's stdin
-            r = self.run(f"{put_file_command(path)} && chmod {mode:o} {shlex.quote(path)}", timeout,
+        if not self.root:
+            # SFTP writes as the login user: the file goes as a root command's stdin, written
+            # beside its place and renamed into it (a program that runs, kh-agent, can be replaced;
+            # nothing ever reads half a file).
+            part = f"{path}.kh-part"
+            q, qp = shlex.quote(path), shlex.quote(part)
+            r = self.run(f"{{ {put_file_command(part)} && chmod {mode:o} {qp} && mv -f {qp} {q}; }} "
+                         f"|| {{ kh_rc=$?; rm -f {qp}; exit $kh_rc; }}", timeout,
                          stdin=gzip.compress(data, 6, mtime=0))
             if r.rc != 0:
                 raise GuestError(f"writing {path} on {self.address} failed (exit {r.rc}): {r.stderr.strip()[:200]}")
@@ -417,9 +425,18 @@ class SshGuest(AgentCalls):
 
     def install_agent(self, agent: bytes, timeout: float) -> None:
         """kh-agent as /kh/.bin/kh-agent (mode 0755), where every wrapped command finds it, and
-        kh-serve beside it: from here on, commands go over the command session."""
+        kh-serve beside it: from here on, commands go over the command session. The same agent
+        again (``--build-on-remote`` installs it to build, the boot phase to run) is not sent
+        again: it is in place, and as another user than root the write would be a command that
+        kh-agent itself runs."""
+        serve = (data_dir("images") / SERVE).read_bytes()
+        digest = hashlib.sha256(agent + b"\0" + serve).hexdigest()
+        if self._owns_dir and self._agent == digest:
+            self.sessions = True
+            return
         self._put(f"{self.remote_dir}/.bin/kh-agent", agent, timeout, 0o755)
-        self._put(f"{self.remote_dir}/.bin/{SERVE}", (data_dir("images") / SERVE).read_bytes(), timeout, 0o755)
+        self._put(f"{self.remote_dir}/.bin/{SERVE}", serve, timeout, 0o755)
+        self._agent = digest
         self.sessions = True
 
     def probe(self, timeout: float) -> RemoteFacts:
@@ -459,6 +476,7 @@ class SshGuest(AgentCalls):
         if r.rc != 0:
             raise GuestError(f"cleaning up {self.address} failed (exit {r.rc}): {r.stderr.strip()[:200]}")
         self._owns_dir = False
+        self._agent = None
 
     def close(self) -> None:
         try:

@@ -367,6 +367,57 @@ def test_a_user_other_than_root_runs_through_sudo_n(server, keys, tmp_path, bin_
     assert not (tmp_path / "kh").exists()
 
 
+def _pass_through_sudo(bin_dir):
+    _script(bin_dir / "sudo", '[ "$1" = -n ] || exit 99; shift\nexec "$@"\n')
+
+
+def test_as_another_user_a_running_program_is_replaced_whole(server, keys, tmp_path, bin_dir):
+    """A file goes beside its place and is renamed into it: kh-agent can be replaced while it runs
+    (a write into it would fail with ETXTBSY), and a reader never sees half of it."""
+    import subprocess
+    import shutil
+
+    _pass_through_sudo(bin_dir)
+    g = _guest(server, keys, tmp_path, user="pi")
+    g.connect(20)
+    prog = tmp_path / "kh/.bin/prog"
+    try:
+        g.put_file(str(prog), Path(shutil.which("sleep")).read_bytes(), 10)
+        prog.chmod(0o755)
+        running = subprocess.Popen([str(prog), "60"])
+        try:
+            assert _until(lambda: os.path.exists(f"/proc/{running.pid}/exe")
+                          and os.readlink(f"/proc/{running.pid}/exe") == str(prog))
+            g.put_file(str(prog), b"#!/bin/sh\necho new\n", 10)
+        finally:
+            running.kill()
+            running.wait()
+        assert prog.read_bytes() == b"#!/bin/sh\necho new\n" and _mode(prog) == 0o644
+        assert sorted(p.name for p in prog.parent.iterdir()) == ["prog"]   # no part file left
+    finally:
+        g.close()
+
+
+def test_the_same_agent_is_not_sent_twice(server, keys, tmp_path, bin_dir):
+    """--build-on-remote installs kh-agent to build, the boot phase again to run: the second time
+    nothing is written (as another user the write would run under kh-agent itself)."""
+    _pass_through_sudo(bin_dir)
+    g = _guest(server, keys, tmp_path, user="pi")
+    g.connect(20)
+    try:
+        g.install_agent(b"#!/bin/sh\n", 10)
+        g.sessions = False   # (a stand-in agent: no command session to open)
+        sent = len(server.commands)
+        g.install_agent(b"#!/bin/sh\n", 10)
+        assert len(server.commands) == sent and g.sessions
+        g.sessions = False
+        g.install_agent(b"#!/bin/sh\n# another\n", 10)   # another agent is sent
+        assert len(server.commands) > sent
+        assert (tmp_path / "kh/.bin/kh-agent").read_bytes() == b"#!/bin/sh\n# another\n"
+    finally:
+        g.close()
+
+
 @pytest.mark.parametrize("said", ["sudo: a password is required",
                                   "Sorry, user pi is not allowed to execute '/bin/sh -c true' as root on board."])
 def test_sudo_wanting_a_password_or_refusing_is_one_line_naming_passwordless_sudo(server, keys, tmp_path, bin_dir, said):
