@@ -6,6 +6,12 @@ stops at its deadline (``--for``, default one hour), so none is ever leaked. Its
 :func:`guests_dir` holds its root disk (a qcow2 overlay on the cached Debian root filesystem), its
 console log and ``guest.json`` (how to reach it). ``ls`` forgets guests whose process is gone.
 Forwarded ports bind 127.0.0.1 only.
+
+``--user NAME`` makes the guest a board as boards usually are: reached as a normal user with
+passwordless sudo (``pi@raspberrypi``). sudo goes into the guest's packages (only then: the default
+root filesystem stays as it is), and once sshd answers, root makes the user (login by kharness's key
+and the ``--authorized-key`` keys, no password, ``NAME ALL=(ALL) NOPASSWD: ALL`` in
+/etc/sudoers.d/kharness); the address printed is then the user's.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -27,6 +34,11 @@ from kharness.paths import cache_dir
 DEFAULT_LIFETIME = 3600.0
 STOP_TIMEOUT = 10.0
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# A login name every Debian useradd takes as it is: lower case, no leading digit or '-', 32 at most.
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+ROOT = "root"
+SUDO_PACKAGE = "sudo"
+SUDOERS = "/etc/sudoers.d/kharness"
 
 
 def guests_dir() -> Path:
@@ -70,6 +82,29 @@ def check_name(name: str) -> str:
         raise UsageError(f"guest name {name!r} is not usable",
                          hint="use letters, digits, '.', '_' and '-' (at most 64)")
     return name
+
+
+def check_user(user: str) -> str:
+    """``user`` if it is a usable login name for ``guest up --user`` (UsageError otherwise)."""
+    if not _USER_RE.fullmatch(user):
+        raise UsageError(f"--user {user!r} is not a usable login name",
+                         hint="lower case letters, digits, '_' and '-', starting with a letter or '_' (at most 32)")
+    return user
+
+
+def add_user_command(user: str, *, home_base: str = "/home", sudoers: str = SUDOERS) -> str:
+    """The root command (in the guest) that makes ``user``: a home, bash as its shell, no password
+    (``*``: not a locked account, which sshd without PAM refuses), root's authorized keys, and
+    passwordless sudo. Prints ``made``, or ``exists`` for a name the guest already has."""
+    u = shlex.quote(check_user(user))
+    home = shlex.quote(f"{home_base}/{user}")
+    sudoers = shlex.quote(sudoers)
+    return (f"if id -u {u} >/dev/null 2>&1; then echo exists; exit 0; fi; "
+            f"useradd --create-home --home-dir {home} --shell /bin/bash --user-group --password '*' -- {u} && "
+            f"install -d -m 700 -o {u} -g {u} {home}/.ssh && "
+            f"install -m 600 -o {u} -g {u} /root/.ssh/authorized_keys {home}/.ssh/authorized_keys && "
+            f"printf '%s ALL=(ALL) NOPASSWD: ALL\\n' {u} > {sudoers}.tmp && chmod 440 {sudoers}.tmp && "
+            f"visudo -cqf {sudoers}.tmp && mv {sudoers}.tmp {sudoers} && echo made")
 
 
 def _read(d: Path) -> GuestInfo | None:
@@ -135,8 +170,10 @@ def down(name: str | None, everything: bool = False, timeout: float = STOP_TIMEO
 
 def up(target: str, *, name: str | None = None, kernel: str | None = None, suite: str | None = None,
        packages: tuple[str, ...] = (), port: int | None = None, authorized_keys: tuple[Path, ...] = (),
-       lifetime: float = DEFAULT_LIFETIME, boot_timeout: float = 600.0, accel: str = "auto") -> GuestInfo:
-    """Start a distro guest in the background and wait until its sshd answers."""
+       lifetime: float = DEFAULT_LIFETIME, boot_timeout: float = 600.0, accel: str = "auto",
+       user: str | None = None) -> GuestInfo:
+    """Start a distro guest in the background and wait until its sshd answers; with ``user``
+    (other than root), that user is made in it, with passwordless sudo."""
     from kharness.image import distro
     from kharness.plan import plan_guest
     from kharness.sshkeys import client_key
@@ -156,6 +193,10 @@ def up(target: str, *, name: str | None = None, kernel: str | None = None, suite
             raise UsageError(f"{k} is not an OpenSSH public key line", hint="give a .pub file")
         keys.append(text)
     name = check_name(name or f"{target}-{os.getpid()}")
+    if user is not None and check_user(user) != ROOT:
+        packages = (*packages, SUDO_PACKAGE)
+    else:
+        user = None
     if any(g.name == name for g in listing()):
         raise UsageError(f"a guest named {name!r} is already running", hint="pick another --name, or `kharness guest down`")
     plan = plan_guest(target, kernel)
@@ -181,8 +222,8 @@ def up(target: str, *, name: str | None = None, kernel: str | None = None, suite
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
     identity = client_key()[0]
     now = time.time()
-    info = GuestInfo(name, proc.pid, profile.name, spec.release, image.suite, port, image.user, str(identity),
-                     image.host_key, now, now + lifetime, str(d))
+    info = GuestInfo(name, proc.pid, profile.name, spec.release, image.suite, port, user or image.user,
+                     str(identity), image.host_key, now, now + lifetime, str(d))
     ssh = SshGuest(SshAddress(image.user, "127.0.0.1", port), identity=identity,
                    host_keys=HostKeys(pinned=image.host_key), use_agent=False, cleanup=False)
     try:
@@ -207,6 +248,13 @@ def up(target: str, *, name: str | None = None, kernel: str | None = None, suite
                             stdin=("\n".join(keys) + "\n").encode())
                 if r.rc != 0:
                     raise InfraError(f"could not add the authorized key(s): {r.stderr.strip()[:200]}")
+            if user is not None:   # (after the keys: the user gets root's authorized_keys)
+                r = ssh.run(add_user_command(user), 60.0)
+                if "exists" in r.stdout.split():
+                    raise UsageError(f"the guest already has a user {user!r}", hint="pick another --user name")
+                if r.rc != 0 or "made" not in r.stdout.split():
+                    raise InfraError(f"could not make the user {user!r} in the guest (exit {r.rc}): "
+                                     f"{r.stderr.strip()[:200]}")
     except BaseException:
         ssh.close()
         _stop(info, STOP_TIMEOUT)

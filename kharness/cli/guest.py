@@ -25,7 +25,10 @@ def guest_up(
     ssh: Optional[int] = typer.Option(None, "--ssh", min=1, max=65535, help="Loopback port for its sshd "
                                       "(default: a free one)."),
     authorized_key: List[Path] = typer.Option([], "--authorized-key", help="A public key file allowed to log in "
-                                              "as root (repeatable); kharness's own key always is."),
+                                              "as root and as --user (repeatable); kharness's own key always is."),
+    user: Optional[str] = typer.Option(None, "--user", help="Also make this login user, with passwordless sudo "
+                                       "(installs sudo in the guest), and print the address with it: a board "
+                                       "reached as pi@raspberrypi is."),
     name: Optional[str] = typer.Option(None, "--name", help="The guest's name (default TARGET-PID)."),
     lifetime: float = typer.Option(3600, "--for", min=1, help="Seconds until the guest is stopped, whatever "
                                    "happens (default one hour)."),
@@ -45,7 +48,7 @@ def guest_up(
         pkgs = tuple(p.strip() for p in (packages or "").split(",") if p.strip())
         info = guestctl.up(target, name=name, kernel=kernel, suite=suite, packages=pkgs, port=ssh,
                            authorized_keys=tuple(authorized_key), lifetime=lifetime, boot_timeout=boot_timeout,
-                           accel=accel)
+                           accel=accel, user=user)
     except KharnessError as e:
         die(e)
     if json_out:
