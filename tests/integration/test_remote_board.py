@@ -1,7 +1,10 @@
 """``kharness run --remote``: a "board on the desk" that is a Debian guest started with
 ``kharness guest up`` (its sshd on a loopback port), driven over real SSH with paramiko. The board
 is left as it was found; unknown and changed host keys are refused; a module that panics the board
-is reported as "unreachable ... after insmod". x86_64 in `make test`; arm64 with KH_DISTRO_GRID=1."""
+is reported as "unreachable ... after insmod". The board fixture also has a login user with
+passwordless sudo (``guest up --user``), as boards are reached (pi@raspberrypi): the same runs pass
+as that user, and a user without passwordless sudo is told so in one line. x86_64 in `make test`;
+arm64 with KH_DISTRO_GRID=1."""
 
 from __future__ import annotations
 
@@ -36,13 +39,23 @@ class Board:
 
     @property
     def address(self) -> str:
+        """root's (the tests of what kharness does on a board are root's, unless they say)."""
+        return self.at("root")
+
+    @property
+    def user_address(self) -> str:
+        """The address `guest up` printed: with --user, that user's."""
         return self.info["address"]
 
-    def ssh(self, command: str) -> str:
-        """A command on the board through kharness's own SSH code (pinned host key)."""
+    def at(self, user: str) -> str:
+        return f"{user}@127.0.0.1:{self.info['port']}"
+
+    def ssh(self, command: str, user: str = "root") -> str:
+        """A command on the board through kharness's own SSH code (pinned host key); as root
+        (through sudo for another user)."""
         from kharness.vm.ssh import HostKeys, SshGuest, parse_address
 
-        g = SshGuest(parse_address(self.address), identity=Path(self.info["identity"]),
+        g = SshGuest(parse_address(self.at(user)), identity=Path(self.info["identity"]),
                      host_keys=HostKeys(pinned=self.info["host_key"]), use_agent=False, cleanup=False)
         try:
             g.connect(60)
@@ -54,17 +67,44 @@ class Board:
         _cli("guest", "down", self.name, timeout=120)
 
 
+SUDO_USER = "kh-pi"   # the board fixture's login user with passwordless sudo
+
+
 @pytest.fixture(scope="module", params=TARGETS)
 def board(request):
     require_series(request.param, "6.1")
-    b = Board(request.param)
+    b = Board(request.param, 1800, "--user", SUDO_USER)
     yield b
     b.down()
 
 
-def _run(kharness, board: Board, module, known_hosts, *extra: str):
-    return kharness("run", str(module), "--remote", board.address, "--identity", board.info["identity"],
+def _log_stream_as(board: Board, user: str, text: str) -> str:
+    """The board's kernel-log stream as ``user`` sees it after ``text`` is logged."""
+    import time
+
+    from kharness.vm.ssh import HostKeys, SshGuest, parse_address
+
+    g = SshGuest(parse_address(board.at(user)), identity=Path(board.info["identity"]),
+                 host_keys=HostKeys(pinned=board.info["host_key"]), use_agent=False, cleanup=False)
+    try:
+        g.connect(60)
+        g.start_log_stream()
+        g.run(f"echo {text} > /dev/kmsg", 60)
+        end = time.monotonic() + 30
+        while text not in g.console_text() and time.monotonic() < end:
+            time.sleep(0.2)
+        return g.console_text()
+    finally:
+        g.close()
+
+
+def _run(kharness, board: Board, module, known_hosts, *extra: str, user: str = "root"):
+    return kharness("run", str(module), "--remote", board.at(user), "--identity", board.info["identity"],
                     "--known-hosts", str(known_hosts), *extra)
+
+
+# ([d]: the pattern does not match the command line of the shell that runs it)
+LEFTOVERS = "ls -d /kh /tmp/.kh.* 2>/dev/null; pgrep -a -f '[d]mesg -w|[k]h-serve|[k]h-agent'; true"
 
 
 @pytest.mark.timeout(UP_LIMIT + 600)
@@ -152,6 +192,50 @@ def test_a_changed_host_key_is_refused_even_with_accept_new(kharness, board, tmp
 
 
 @pytest.mark.timeout(UP_LIMIT + 600)
+def test_examples_pass_as_a_user_with_passwordless_sudo_and_the_board_is_left_clean(kharness, board, tmp_path):
+    """As boards are reached (pi@raspberrypi): every command through `sudo -n`, files as a root
+    command's stdin (SFTP would write as the user), the kernel log (dmesg_restrict=1) under sudo."""
+    assert board.info["user"] == SUDO_USER and board.user_address == board.at(SUDO_USER)
+    assert board.ssh("id -un; sysctl -n kernel.dmesg_restrict", user=SUDO_USER).split() == ["root", "1"]
+    assert "kh-log-stream-as-a-user" in _log_stream_as(board, SUDO_USER, "kh-log-stream-as-a-user")
+    known = tmp_path / "known_hosts"
+    before = board.ssh("cut -d' ' -f1 /proc/modules | sort")
+    for example in ("hello", "chardev-ioctl"):
+        r = _run(kharness, board, EXAMPLES / example, known, "--accept-new-host-key", user=SUDO_USER)
+        assert r.rc == 0, (example, r.result and r.result["summary"], r.stderr[-2000:])
+        assert r.result["guest"]["address"] == board.at(SUDO_USER)
+        assert all(c["status"] == "pass" for c in r.result["checks"])
+    # The kernel log (dmesg_restrict=1: root's) read through the user's sudo: by the health looks
+    # (the module's own messages), as by the stream above (what a board that dies leaves).
+    assert "khdemo: /dev/khdemo ready" in r.result["dmesg"]["load"], r.result["dmesg"]
+    assert "khdemo: /dev/khdemo removed" in r.result["dmesg"]["unload"]
+    # Left as found: no /kh, no scratch files, no log reader or kh-serve left, the same modules;
+    # nothing in the user's home either.
+    assert board.ssh(LEFTOVERS).strip() == ""
+    assert board.ssh("cut -d' ' -f1 /proc/modules | sort") == before
+    assert board.ssh(f"ls -A /home/{SUDO_USER}").split() == [".bash_logout", ".bashrc", ".profile", ".ssh"]
+
+
+@pytest.mark.timeout(UP_LIMIT + 600)
+def test_a_user_without_passwordless_sudo_is_told_in_one_line(kharness, board, tmp_path):
+    """No sudo rights at all, or sudo that wants a password: exit 2 at once with one line naming
+    passwordless sudo or root; never a prompt, nothing left on the board."""
+    keys = "/root/.ssh/authorized_keys"
+    board.ssh("for u in kh-nosudo kh-pwsudo; do id -u $u >/dev/null 2>&1 || { "
+              "useradd --create-home --shell /bin/bash --password '*' $u && install -d -m 700 -o $u -g $u /home/$u/.ssh "
+              f"&& install -m 600 -o $u -g $u {keys} /home/$u/.ssh/authorized_keys; }}; done; "
+              "echo 'kh-pwsudo ALL=(ALL) ALL' > /etc/sudoers.d/kh-pwsudo && chmod 440 /etc/sudoers.d/kh-pwsudo")
+    for user in ("kh-nosudo", "kh-pwsudo"):
+        r = _run(kharness, board, EXAMPLES / "hello", tmp_path / "known_hosts", "--accept-new-host-key", user=user)
+        assert r.rc == 2, (user, r.result and r.result["summary"], r.stderr[-2000:])
+        errors = [line for line in r.stderr.splitlines() if line.startswith("kharness: error:")]
+        assert len(errors) == 1, r.stderr
+        assert f"{user}@127.0.0.1 needs passwordless sudo" in errors[0] and "sudo: a password is required" in errors[0]
+        assert f"'{user} ALL=(ALL) NOPASSWD: ALL'" in errors[0] and "connect as root@127.0.0.1" in errors[0]
+    assert board.ssh(LEFTOVERS).strip() == ""
+
+
+@pytest.mark.timeout(UP_LIMIT + 600)
 def test_a_module_that_panics_the_board_is_unreachable_after_insmod(kharness, tmp_path):
     require_series("x86_64", "6.1")
     b = Board("x86_64", lifetime=900)   # its own board: this one does not come back
@@ -203,11 +287,14 @@ def test_a_module_built_on_the_board_passes_and_the_board_is_left_clean(kharness
     from kharness.targets import get_target
 
     release = resolve_kernel(get_target("x86_64"), "6.1").release   # the headers must be the running kernel's
-    b = Board("x86_64", 900, "--kernel", release, "--guest-packages", f"gcc,make,linux-headers-{release}")
+    b = Board("x86_64", 900, "--kernel", release, "--guest-packages", f"gcc,make,linux-headers-{release}",
+              "--user", SUDO_USER)
     try:
         known = tmp_path / "known_hosts"
         before = b.ssh("cut -d' ' -f1 /proc/modules | sort")
-        r = _run(kharness, b, EXAMPLES / "hello", known, "--accept-new-host-key", "--build-on-remote")
+        # As a user with passwordless sudo (kh-agent goes to the board to build, and is in place
+        # for the run: it is not written again under itself), then as root.
+        r = _run(kharness, b, EXAMPLES / "hello", known, "--accept-new-host-key", "--build-on-remote", user=SUDO_USER)
         assert r.rc == 0, (r.result and r.result["summary"], r.stderr[-2000:])
         assert r.result["kernel"]["built_on"]["build_tree"] == f"/lib/modules/{release}/build"
         assert r.result["kernel"]["packages"] == []
@@ -220,7 +307,7 @@ def test_a_module_built_on_the_board_passes_and_the_board_is_left_clean(kharness
         build = next(p for p in r.result["phases"] if p["name"] == "build")
         assert build["status"] == "fail" and "error:" in build["log"]
         # Left as found: no /kh, the same modules loaded.
-        assert b.ssh("ls -d /kh /tmp/.kh.* 2>/dev/null; true").strip() == ""
+        assert b.ssh(LEFTOVERS).strip() == ""
         assert b.ssh("cut -d' ' -f1 /proc/modules | sort") == before
     finally:
         b.down()
