@@ -22,7 +22,7 @@ TARGETS = ["x86_64"] + (["arm64", "rpi3", "rpi2", "ppc64le"] if GRID else [])
 
 @pytest.mark.timeout(3600)   # the first run builds the root filesystem (and, foreign, configures it)
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("example", ["hello", "chardev-ioctl"])
+@pytest.mark.parametrize("example", ["hello", "chardev-ioctl", "sysfs"])
 def test_an_example_passes_in_a_debian_guest(kharness, target, example):
     require_series(target, "6.1")
     r = kharness("run", str(EXAMPLES / example), "--target", target, "--guest", "debian")

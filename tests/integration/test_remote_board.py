@@ -119,6 +119,10 @@ def test_examples_pass_on_the_board_and_it_is_left_clean(kharness, board, tmp_pa
     assert f"[127.0.0.1]:{board.info['port']}" in known.read_text()
     again = _run(kharness, board, EXAMPLES / "hello", known)
     assert again.rc == 0, again.result and again.result["summary"]
+    # Writes that must fail with EINVAL/ERANGE: the errno is kh-agent's to name, whatever the
+    # board's shell (dash's echo says only "I/O error").
+    sysfs = _run(kharness, board, EXAMPLES / "sysfs", known)
+    assert sysfs.rc == 0, sysfs.result and sysfs.result["summary"]
     # Left as found: no /kh, no kharness scratch files, the same modules loaded.
     assert board.ssh("ls -d /kh /tmp/.kh.* 2>/dev/null; true").strip() == ""
     assert board.ssh("cut -d' ' -f1 /proc/modules | sort") == before
