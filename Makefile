@@ -78,8 +78,9 @@ test-examples: install
 test-debug: install
 	KH_DEBUG_TARGETS=x86_64,arm64 $(PY) -m pytest -n $(JOBS) -ra tests/integration/test_debug_kernels.py
 
-# Distro guests (--guest debian) and the remote board path on arm64 too (`make test` covers x86_64):
-# the first arm64 run configures its Debian root filesystem inside an emulated guest (minutes, once).
+# Distro guests (--guest debian) on arm64, rpi3, rpi2 and ppc64le, and the remote board path on arm64
+# (`make test` covers x86_64): each foreign Debian root filesystem is configured inside an emulated
+# guest the first time (4-21 minutes, once).
 test-distro: install
 	KH_DISTRO_GRID=1 $(PY) -m pytest -n $(JOBS) -ra tests/integration/test_distro_guest.py tests/integration/test_remote_board.py
 
