@@ -28,8 +28,9 @@ class GpioConfig:
     base: int | None = None
     lines: int = DEFAULT_LINES
 
-    def insmod_argv(self, path: str) -> list[str]:
-        argv = ["insmod", path, f"ngpio={self.lines}"]
+    def insmod_argv(self, path: str, insmod: tuple[str, ...] = ("insmod",)) -> list[str]:
+        """``insmod``: the words before the file (kh-agent's insmod in a guest over SSH)."""
+        argv = [*insmod, path, f"ngpio={self.lines}"]
         if self.base is not None:
             argv.append(f"base={self.base}")
         return argv

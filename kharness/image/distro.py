@@ -116,14 +116,15 @@ def ensure_distro(profile: TargetProfile, kernel: KernelBundle, suite: str,
 SD_CARD = "sd"
 
 
-def overlay(profile: TargetProfile, base: Path, dest: Path) -> Path:
-    """The per-guest writable root disk: a qcow2 overlay on the sealed root image ``base``."""
+def overlay(profile: TargetProfile, base: Path, dest: Path, base_format: str = "raw") -> Path:
+    """The per-guest writable root disk: a qcow2 overlay on the sealed root image ``base`` (or on
+    a saved guest's disk, ``base_format="qcow2"``: runner.distro_snapshot)."""
     size = []
     if profile.distro_disk == SD_CARD:
         # QEMU takes only SD cards of a power-of-two size: the overlay is that, larger than the
         # root image (the file system inside keeps its size; the rest reads as zeros).
         size = [str(1 << max(0, (base.stat().st_size - 1).bit_length()))]
-    p = proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "raw", str(dest), *size],
+    p = proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", base_format, str(dest), *size],
                  timeout=QEMU_IMG_TIMEOUT, what="qemu-img create (distro root overlay)", merge_stderr=True)
     if p.returncode != 0:
         raise InfraError(f"qemu-img could not create {dest}: {p.stdout.strip()[-300:]}",
@@ -168,8 +169,8 @@ def kernel_append(profile: TargetProfile, image: DistroImage | None = None) -> s
     """Kernel command-line words of a distro boot (BootSpec.append). The console stays the
     profile's (a panic is seen there); systemd's status lines stay off it."""
     # init_on_free=1: freed pages are zeroed, so that a saved guest's free RAM is zero pages, which
-    # savevm stores as nothing (runner.distro_snapshot drops the page cache before the save): a
-    # smaller snapshot to copy and load on every restored run.
+    # a migration stream stores as nothing (runner.distro_snapshot drops the page cache before the
+    # save): a smaller state to load on every restored run.
     return " ".join(filter(None, ("systemd.show_status=0 net.ifnames=0 fsck.mode=skip init_on_free=1",
                                   profile.distro_append)))
 

@@ -203,24 +203,26 @@ def restore(run: Context, snap, boot: BootSpec, payload: dict[str, bytes], relea
 
 
 def restored_setup(run: Context, payload: dict[str, bytes], timeout: float, at: _At | None = None,
-                   as_is: frozenset[str] = frozenset(), *, probe: bool = True, look: bool = True):
+                   as_is: frozenset[str] = frozenset(), *, probe: bool = True, look: bool = True,
+                   compressed: bool = True):
     """A restored guest is the saved one: check that its timers run, give it the host's clock,
     fresh randomness, and this run's files (its modules with their debug info stripped; those in
     ``as_is``, such as the kernel's own modules, as they are), then take the first health look;
     all in ONE guest command (each costs tens of milliseconds under TCG), the files its stdin as
-    one compressed bundle. Returns that command's result (None when there was nothing to do).
+    one bundle. Returns that command's result (None when there was nothing to do).
     ``probe=False`` leaves out the timer probe (a later setup command), ``look=False`` the look
-    (one before the guest is saved with its files)."""
+    (one before the guest is saved with its files); ``compressed=False`` sends the bundle as it
+    is (over SSH: a fast channel, and a gunzip fewer in the guest)."""
     at = at or _At()
     seed = os.urandom(32).hex()
     files = {name: strip_debug(data, run.profile) if name.endswith(".ko") and name not in as_is else data
              for name, data in payload.items()}
-    data = bundle(files) if files else b""
+    data = bundle(files, compressed) if files else b""
     # ``probe``: the timer probe (the first command after the restore); ``look``: the first
     # health look (the last setup command: what the kernel said from here on is the load's).
     steps = [agent.restored(int(time.time()), seed, template=_public().RESTORED_CMD)] if probe else []
     if files:
-        steps.append(agent.unpack_command())
+        steps.append(agent.unpack_command(made=probe, compressed=compressed))   # (the probe makes /kh)
     if look:
         steps += [agent.LOAD_MARK, agent.health()]
     if not steps:

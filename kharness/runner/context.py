@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -31,6 +32,35 @@ if TYPE_CHECKING:
 
 # How long a board that stopped answering gets to show its sshd is still there.
 BOARD_REACH_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class ModuleTools:
+    """What loads and unloads the modules in the guest: the words before insmod's FILE and
+    PARAMs and before rmmod's NAMEs. Both print busybox's messages (``insmod: can't insert
+    'FILE': ...``), which the load and unload phases read."""
+
+    insmod: tuple[str, ...] = ("insmod",)
+    rmmod: tuple[str, ...] = ("rmmod",)
+
+    def insmod_argv(self, path: str, args=()) -> list[str]:
+        return [*self.insmod, path, *args]
+
+    def rmmod_argv(self, *names: str) -> list[str]:
+        return [*self.rmmod, *names]
+
+
+# busybox's own applets: the initramfs guest's, where they cost no exec of another binary.
+PLAIN_MODULE_TOOLS = ModuleTools()
+# kh-agent's: a guest over SSH (a Debian guest, a board), where insmod and rmmod are kmod's, a
+# dynamic binary whose every exec costs tens of milliseconds under TCG.
+AGENT_MODULE_TOOLS = ModuleTools(insmod=("kh-agent", "insmod"), rmmod=("kh-agent", "rmmod"))
+
+
+def module_tool(argv: list[str]) -> tuple[str, str]:
+    """(``insmod``|``rmmod``, the file or module it names) of a module command, either tools'."""
+    words = argv[1:] if argv[0] == "kh-agent" else argv
+    return words[0], words[1]
 
 
 class Context:
@@ -68,6 +98,7 @@ class Context:
         self.last_module_change = 0.0          # when the last insmod/rmmod returned
         self._step_mark = 0                    # the console's mark when the last step began
         self.after_load = ""                   # a guest command run once the modules are in (udevadm settle)
+        self.module_tools = PLAIN_MODULE_TOOLS   # AGENT_MODULE_TOOLS: set by the boot of a guest over SSH
 
     # -- bookkeeping ---------------------------------------------------------------------------
     @contextmanager

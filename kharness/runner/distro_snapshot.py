@@ -1,12 +1,15 @@
 """A distro guest's ready snapshot: booted once, saved at the point where sshd answers, restored by
 every later run.
 
-Unlike the busybox guest's, the state lives in the guest's own root disk: a qcow2 overlay on the
-cached root filesystem, which ``savevm`` writes the VM state into (the modules disk is read-only,
-so it is left out of the snapshot). Each run restores from its own copy of that overlay: QEMU
-writes to the image it loads from, and parallel runs must not share one. The SSH session is
-closed before the save; a restored guest is reached on a new one (and a new loopback port: the
-host side of user-mode networking is not part of the saved state).
+Unlike the busybox guest's, it is two files: the guest's root disk as it was at the save (a qcow2
+overlay on the cached root filesystem) and its VM state, a migration stream QEMU wrote with
+``migrate exec:cat > FILE`` and reads back with ``-incoming exec:cat FILE``. Each run gets a
+fresh qcow2 overlay of its own on that saved disk, which stays read-only: nothing is copied (the
+saved disk is ~120 MB), and parallel runs share it. An incoming migration also starts sooner
+than ``-loadvm`` of the same state out of a qcow2 (measured on x86_64 under TCG: 0.25-0.35 s
+against 0.45-0.8 s for 111 MiB). The SSH session is closed before the save; a restored guest is
+reached on a new one (and a new loopback port: the host side of user-mode networking is not part
+of the saved state).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -31,7 +35,9 @@ from kharness.vm.distro_guest import DistroGuest
 from kharness.vm.errors import GuestError
 from kharness.vm.qemu import reproducer
 
-FORMAT = 2   # 2: saved with the console at log level 8
+FORMAT = 3   # 2: saved with the console at log level 8; 3: the VM state a migration stream beside the disk
+DISK = "root.qcow2"
+STATE = "state.bin"
 
 
 def _guest(run_or_none, profile, boot, workdir: Path, accel: str, image, root: Path, extra=()) -> DistroGuest:
@@ -62,19 +68,26 @@ def _dir(profile, boot, accel: str, image) -> Path:
 def _usable(d: Path) -> bool:
     try:
         meta = json.loads((d / "meta.json").read_text())
-        return (d / "root.qcow2").stat().st_size == meta["size"]
+        return (d / DISK).stat().st_size == meta["size"] and (d / STATE).stat().st_size == meta["state_size"]
     except (OSError, ValueError, KeyError):
         return False
 
 
+def incoming_args(state: Path) -> tuple[str, ...]:
+    """QEMU's arguments that restore the VM state saved in ``state`` (QEMU runs the command with
+    /bin/sh: the path is quoted for it)."""
+    return ("-incoming", f"exec:cat {shlex.quote(str(state))}")
+
+
 def ensure(profile, boot, accel: str, image, boot_timeout: float) -> Path:
-    """The saved ready guest's root disk (with its VM state), booted and saved the first time."""
+    """The directory of the saved ready guest (its root disk and VM state), booted and saved the
+    first time."""
     final = _dir(profile, boot, accel, image)
     with file_lock(final.with_name(final.name + ".lock")):
         if _usable(final):
-            return final / "root.qcow2"
+            return final
         with staging_dir(final) as tmp, ui.step(f"saving a ready snapshot of the {image.suite} guest on {profile.name}"):
-            root = distro.overlay(profile, image.rootfs, tmp / "root.qcow2")
+            root = distro.overlay(profile, image.rootfs, tmp / DISK)
             run_dir = Path(tempfile.mkdtemp(prefix=f"kharness-run-{os.getpid()}-snap-"))
             sock = run_dir / "qmp.sock"
             guest = _guest(None, profile, boot, run_dir, accel, image, root,
@@ -83,16 +96,18 @@ def ensure(profile, boot, accel: str, image, boot_timeout: float) -> Path:
                 guest.start()
                 release = guest.wait_ready(boot_timeout)
                 guest.install_agent(_agent(profile), boot_timeout)
-                # The page cache the boot filled is RAM savevm would store and every restore
+                # The page cache the boot filled is RAM the save would store and every restore
                 # load: dropped, its pages are zeroed (init_on_free=1, kernel_append) and saved
                 # as nothing.
                 guest.run("sync; echo 3 > /proc/sys/vm/drop_caches", boot_timeout)
                 guest.disconnect()
                 t = time.monotonic()
                 from kharness.vm import qmp
-                out = qmp.hmp(sock, f"savevm {snapshot.TAG}", max(snapshot.QMP_TIMEOUT, boot_timeout))
-                if out.strip():
-                    raise InfraError(f"savevm failed on {profile.name}: {out.strip()}")
+                # Migrated while it runs (an idle guest converges at once), so that the restored
+                # one starts running by itself; at the end QEMU stops the guest and flushes its
+                # disks, which is then the disk that goes with the state.
+                qmp.migrate(sock, f"exec:cat > {shlex.quote(str(tmp / STATE))}",
+                            max(snapshot.QMP_TIMEOUT, boot_timeout))
                 saved = time.monotonic() - t
             except GuestError as e:
                 raise InfraError(f"the distro guest to snapshot did not come up: {e.message}") from None
@@ -100,11 +115,12 @@ def ensure(profile, boot, accel: str, image, boot_timeout: float) -> Path:
                 guest.close()
                 shutil.rmtree(run_dir, ignore_errors=True)
             (tmp / "meta.json").write_text(json.dumps({
-                "release": release, "save_seconds": round(saved, 3), "size": (tmp / "root.qcow2").stat().st_size,
+                "release": release, "save_seconds": round(saved, 3), "size": (tmp / DISK).stat().st_size,
+                "state_size": (tmp / STATE).stat().st_size,
                 "target": profile.name, "accel": accel, "distro": image.key, "suite": image.suite}))
     if not _usable(final):
         raise InfraError(f"the distro snapshot for {profile.name} could not be saved")
-    return final / "root.qcow2"
+    return final
 
 
 # A restored guest answers SSH in a second or two (x86_64 and arm64 under TCG, idle). Its limit is
@@ -136,23 +152,25 @@ def start(run: Context, staged, accel: str, timeout: float) -> bool:
             r.boot_mode, r.boot_mode_note = "cold", f"no snapshot: {e}"
             ui.info(f"[yellow]no snapshot ({e}); booting cold[/yellow]")
     if saved is not None:
-        shutil.copyfile(saved, root)
-        run.guest = _guest(run, profile, staged.boot, run.workdir, accel, image, root, ("-loadvm", snapshot.TAG))
+        distro.overlay(profile, saved / DISK, root, base_format="qcow2")
+        monitor = run.workdir / "qmp.sock"
+        run.guest = _guest(run, profile, staged.boot, run.workdir, accel, image, root,
+                           incoming_args(saved / STATE) + ("-qmp", f"unix:{monitor},server=on,wait=off"))
         r.reproducer["qemu"] = reproducer(run.guest.argv)
         run.guest.start()
         try:
             with ui.step(f"restoring the {image.suite} guest on {profile.name} ({accel})"):
-                run.guest.wait_restored(restore_deadline(opts.boot_timeout), staged.kernel.release)
-            r.boot_mode, r.boot_mode_note = "snapshot", f"restored {saved.parent.name}"
+                run.guest.wait_restored(restore_deadline(opts.boot_timeout), staged.kernel.release, monitor)
+            r.boot_mode, r.boot_mode_note = "snapshot", f"restored {saved.name}"
             if r.image is not None:
-                r.image.snapshot = str(saved)
+                r.image.snapshot = str(saved / STATE)
             return True
         except GuestError as e:
             ui.info(f"[yellow]the restored guest did not answer ({e.message}); booting instead[/yellow]")
-            r.boot_mode, r.boot_mode_note = "cold", f"restoring {saved.parent.name} abandoned ({e.message}); booted instead"
+            r.boot_mode, r.boot_mode_note = "cold", f"restoring {saved.name} abandoned ({e.message}); booted instead"
             run.guest.close()
             run.guest = None
-            shutil.rmtree(saved.parent, ignore_errors=True)
+            shutil.rmtree(saved, ignore_errors=True)
     if root.exists():   # (the abandoned restore's copy)
         root.unlink()
     distro.overlay(profile, image.rootfs, root)

@@ -19,7 +19,7 @@ from kharness.checks.fields import errno_of
 from kharness.modconfig import ModuleConfig, insmod_arg, judge_load
 from kharness.runner import deps as kdeps
 from kharness.runner import verdict
-from kharness.runner.context import Context
+from kharness.runner.context import Context, module_tool
 from kharness.vm.errors import GuestError
 
 
@@ -82,7 +82,7 @@ def _insmod_argv(run: Context, m, per_module: dict[str, dict[str, str]]) -> list
     # Parameters may name resolved values: button_gpio = "{gpio.17}".
     per_module[m.name] = {k: checks.substitute(v, run.values, f"parameter {m.name}.{k}")
                           for k, v in per_module[m.name].items()}
-    return ["insmod", f"/kh/{m.name}.ko", *insmod_args(per_module[m.name])]
+    return run.module_tools.insmod_argv(f"/kh/{m.name}.ko", insmod_args(per_module[m.name]))
 
 
 def load_chain(run: Context, deps: kdeps.Deps, timeout: float, then: list[str] | None = None):
@@ -96,10 +96,10 @@ def load_chain(run: Context, deps: kdeps.Deps, timeout: float, then: list[str] |
     pending = list(deps.chain)
     try:
         while pending:
-            steps = [(["insmod", f"/kh/{c.guest_file}", *deps.args.get(c.name, [])], f"/kh/{c.guest_file}")
-                     for c in pending]
+            steps = [(run.module_tools.insmod_argv(f"/kh/{c.guest_file}", deps.args.get(c.name, [])),
+                      f"/kh/{c.guest_file}") for c in pending]
             if then is not None:
-                steps.append((then, then[1]))
+                steps.append((then, module_tool(then)[1]))
             failed, res = run_batch(run, "load", steps, timeout, "loading the kernel's modules")
             for c in pending[:failed]:
                 deps.status[c.name] = "loaded"
@@ -171,7 +171,7 @@ def module_command(run: Context, phase: str, name: str, argv: list[str], timeout
     """insmod/rmmod one module; a failure is explained by the kernel's report when it has one, and
     by ``explain`` (the kernel log of the failure -> why its symbols did not resolve) when given.
     (Whether /proc/modules agrees is read by the health look that ends the phase.)"""
-    tool = argv[0]
+    tool = module_tool(argv)[0]   # insmod, rmmod: whichever runs it (busybox's, kh-agent's)
     cmd = shlex.join(argv)
     res = run.step(phase, cmd, timeout, f"{tool} {name}")
     run.result.phase(phase).log += f"$ {cmd}\n{res.stdout}{res.stderr}"
@@ -208,7 +208,7 @@ def expect_dmesg(run: Context, phase: str, regex: str | None, modules) -> None:
 
 def _load_khgpio(run: Context, config: ModuleConfig, timeout: float) -> None:
     """insmod khgpio before the module under test; {gpio.base} and {gpio.N} from its base."""
-    argv = config.gpio.insmod_argv(f"/kh/{khgpio.MODULE}.ko")
+    argv = config.gpio.insmod_argv(f"/kh/{khgpio.MODULE}.ko", run.module_tools.insmod)
     res = run.step("load", agent.khgpio_load(argv), timeout, "insmod khgpio")
     run.result.phase("load").log += f"$ {shlex.join(argv)}\n{res.stdout}{res.stderr}"
     try:

@@ -4,8 +4,10 @@ board (``--remote``, already running). Either way kh-agent and the run's files g
 
 from __future__ import annotations
 
+import importlib
 import os
 import shlex
+import threading
 import time
 
 from kharness import agent_client as agent
@@ -15,7 +17,7 @@ from kharness.hw.agent import build_agent
 from kharness.image.initramfs import PROGRAM_DIR
 from kharness.result.model import cap
 from kharness.runner import remote
-from kharness.runner.context import Context
+from kharness.runner.context import AGENT_MODULE_TOOLS, Context
 from kharness.runner.prepare import Prepared
 from kharness.vm.accel import choose_accel
 from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, GuestError, QemuStartError
@@ -43,6 +45,9 @@ def deliver(run: Context, payload: dict[str, bytes], timeout: float) -> None:
 # udev rules a module ships: beside its sources, or in udev/ (as DKMS packages keep them).
 UDEV_RULES_GLOBS = ("*.rules", "udev/*.rules", "udev/rules.d/*.rules")
 UDEV_SETTLE = "udevadm settle --timeout=30"
+# Without the module's own rules, udev acts on the devices a load makes: kh-agent settles only
+# when the load emitted more uevents than its modules' own (kh-agent.c, udev-settle).
+UDEV_SETTLE_IF_NEEDED = "kh-agent udev-settle"
 
 
 def udev_rules(module_dir) -> dict[str, bytes]:
@@ -66,17 +71,26 @@ def install_udev_rules(run: Context, timeout: float) -> None:
         if r.rc != 0:
             raise InfraError(f"udev did not take the module's rules: {r.stderr.strip()[:200]}")
         run.result.phase("boot").log += f"udev rules installed: {', '.join(rules)}\n"
-    run.after_load = UDEV_SETTLE
+    # The module's rules may act on its own uevent (SUBSYSTEM=="module"): always settle then.
+    run.after_load = UDEV_SETTLE if rules else UDEV_SETTLE_IF_NEEDED
 
 
 def boot_distro(run: Context, prep: Prepared, built, staged) -> None:
     """A Debian guest: restored from its ready snapshot (saved by the first run), else booted.
-    Its files then arrive as the busybox guest's do: one compressed bundle on the stdin of ONE
-    command that also (restored) sets the clock and entropy and takes the first health look."""
-    from kharness.runner import distro_snapshot   # (paramiko: only distro runs import it)
+    Its files then arrive as the busybox guest's do: one bundle (uncompressed: SSH is fast) on the
+    stdin of ONE command that also (restored) sets the clock and entropy and takes the first
+    health look."""
+    importlib.import_module("kharness.vm.qmp")   # (first: it and paramiko then share no module to wait on)
+
+    # paramiko (only distro runs import it) loads in the background while QEMU starts and takes
+    # the guest's state back in: 0.1-0.2 s of a restored run's second or so.
+    threading.Thread(target=importlib.import_module, args=("paramiko",), name="kh-import-paramiko",
+                     daemon=True).start()
+    from kharness.runner import distro_snapshot
     from kharness.runner.boot import restored_setup
 
     opts, r, profile = run.opts, run.result, run.profile
+    run.module_tools = AGENT_MODULE_TOOLS   # insmod/rmmod by kh-agent: kmod's take ~0.1 s more each under TCG
     with run.phase("boot") as ph:
         accel, note = choose_accel(profile, opts.accel, staged.boot)
         r.accelerator, r.accelerator_note = accel, note
@@ -86,7 +100,8 @@ def boot_distro(run: Context, prep: Prepared, built, staged) -> None:
             if not restored:   # (a restored guest was saved with kh-agent in place)
                 run.guest.install_agent(build_agent(profile).read_bytes(), prep.timeout)
             install_udev_rules(run, prep.timeout)
-            run.first_look = restored_setup(run, staged.payload, prep.timeout, as_is=staged.as_is, probe=restored)
+            run.first_look = restored_setup(run, staged.payload, prep.timeout, as_is=staged.as_is, probe=restored,
+                                            compressed=False)
             run.look("boot", prep.timeout, agent.boot_look())
             run.devices_at_boot = dict(run.char_devices)
         except (QemuStartError, BootTimeout, GuestDied, CommandTimeout) as e:
@@ -101,6 +116,7 @@ def boot_remote(run: Context, prep: Prepared, built, staged) -> None:
     """The board is up: check that the modules fit its kernel, then hand it the files."""
     r = run.result
     g = run.guest
+    run.module_tools = AGENT_MODULE_TOOLS
     with run.phase("boot") as ph:
         r.guest.update(address=run.opts.remote, machine=run.profile.name)
         try:

@@ -24,15 +24,16 @@ def unload(run: Context, modules, config: ModuleConfig, timeout: float) -> None:
         chain = run.deps.to_unload() if run.deps is not None else []
         # The last rmmod of a module under test rides with the chain's (one guest command fewer).
         last = modules[0] if modules and chain and run.khgpio is None else None
+        tools = run.module_tools
         for m in reversed(modules):
             if m is not last:
-                module_command(run, "unload", m.name, ["rmmod", m.name], timeout)
+                module_command(run, "unload", m.name, tools.rmmod_argv(m.name), timeout)
         if run.khgpio is not None:
-            module_command(run, "unload", khgpio.MODULE, ["rmmod", khgpio.MODULE], timeout)
+            module_command(run, "unload", khgpio.MODULE, tools.rmmod_argv(khgpio.MODULE), timeout)
         if chain:
-            steps = [(["rmmod", n], f"'{n}'") for n in chain]
+            steps = [(tools.rmmod_argv(n), f"'{n}'") for n in chain]
             if last is not None:
-                steps.insert(0, (["rmmod", last.name], f"'{last.name}'"))
+                steps.insert(0, (tools.rmmod_argv(last.name), f"'{last.name}'"))
             failed, res = run_batch(run, "unload", steps, timeout, "unloading the kernel's modules")
             if last is not None:
                 if failed == 0:

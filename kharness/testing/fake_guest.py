@@ -6,10 +6,11 @@ stand in for hardware: a verdict test scripts what the guest answers and judges 
 verdict in milliseconds.
 
 What it emulates by itself, as kh-agent and busybox do (docs/protocol.md): ``kh-agent health``,
-``dmesg-since`` and ``restored``, ``insmod``/``rmmod`` (the list of loaded modules), file delivery
-(``put_file``), ``true``. Everything else needs a :class:`Rule`; an unscripted command answers
-exit 127, so a test never passes by accident. A command is matched whole first, then split at
-``;`` and ``&&`` (outside single quotes) and each simple command is matched on its own::
+``dmesg-since`` and ``restored``, ``insmod``/``rmmod`` (busybox's or kh-agent's: the list of
+loaded modules), file delivery (``put_file``), ``true``. Everything else needs a :class:`Rule`;
+an unscripted command answers exit 127, so a test never passes by accident. A command is matched
+whole first, then split at ``;`` and ``&&`` (outside single quotes) and each simple command is
+matched on its own::
 
     guest = FakeGuest([Rule(r"^insmod /kh/bad\\.ko", rc=1, stderr="insmod: ... No such device\\n")])
     guest = FakeGuest([Rule(r"^insmod", raises=CommandTimeout("insmod did not finish"))],
@@ -194,6 +195,8 @@ class FakeGuest(AgentCalls):
             return format_health(look), "", 0
         if argv[:2] == ["kh-agent", "restored"]:
             return "", "", 0
+        if argv[:2] in (["kh-agent", "insmod"], ["kh-agent", "rmmod"]):
+            argv = argv[1:]   # kh-agent's, with busybox's messages
         if argv[0] == "insmod" and len(argv) > 1:
             # As the kernel names it: snd-dummy.ko.xz is the module snd_dummy.
             name = PurePosixPath(argv[1]).name.split(".ko", 1)[0].replace("-", "_")
@@ -221,8 +224,10 @@ class FakeGuest(AgentCalls):
         if m:
             self._cwd = shlex.split(m.group(1))[0]
             return "", "", 0
-        if re.fullmatch(r"gunzip \| cpio -idmu", simple):
-            for name, mode, data in read_newc(gzip.decompress(self._stdin)):
+        m = re.fullmatch(r"(gunzip \| )?cpio -idmu", simple)
+        if m:
+            archive = gzip.decompress(self._stdin) if m.group(1) else self._stdin
+            for name, mode, data in read_newc(archive):
                 if stat.S_ISREG(mode):
                     self.files[f"{self._cwd}/{name}"] = data
                     self.modes[f"{self._cwd}/{name}"] = stat.S_IMODE(mode)

@@ -21,7 +21,6 @@ from kharness.vm.channel import CommandResult
 from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, GuestError
 from kharness.vm.machine import Guest as QemuGuest
 from kharness.vm.qemu import BootSpec
-from kharness.vm.ssh import HostKeys, SshAddress, SshGuest, SshUnanswered
 
 # How long a side-channel question (sysrq, a module's state) may take over SSH.
 SIDE_TIMEOUT = 10.0
@@ -40,15 +39,30 @@ class DistroGuest(QemuGuest):
                  user: str = "root"):
         super().__init__(profile, boot, workdir, accel, extra_args)
         self.ssh_port = ssh_port
-        self.ssh = SshGuest(SshAddress(user, "127.0.0.1", ssh_port), identity=identity,
-                            host_keys=HostKeys(pinned=host_key), use_agent=False, workdir=workdir,
-                            cleanup=False)   # the guest's disk is thrown away with it
+        self._ssh_spec = (user, identity, host_key, workdir)
+        self._ssh = None
+
+    @property
+    def ssh(self):
+        """The SSH side (:class:`kharness.vm.ssh.SshGuest`), made on first use: paramiko takes a
+        tenth of a second or more to import, which a restored run spends while QEMU loads the
+        guest's state (runner.ssh_boot imports it in the background meanwhile)."""
+        if self._ssh is None:
+            from kharness.vm.ssh import HostKeys, SshAddress, SshGuest
+
+            user, identity, host_key, workdir = self._ssh_spec
+            self._ssh = SshGuest(SshAddress(user, "127.0.0.1", self.ssh_port), identity=identity,
+                                 host_keys=HostKeys(pinned=host_key), use_agent=False, workdir=workdir,
+                                 cleanup=False)   # the guest's disk is thrown away with it
+        return self._ssh
 
     # -- coming up ------------------------------------------------------------------------------
     def _connect(self, timeout: float) -> None:
         """sshd answers once systemd has started it: connect attempts until ``timeout``, with
         QEMU's and the kernel's health looked at between them (a panic at boot is a GuestDied
         with its console, not a long wait)."""
+        from kharness.vm.ssh import SshUnanswered
+
         deadline = time.monotonic() + timeout
         while True:
             self.check_alive()
@@ -75,8 +89,17 @@ class DistroGuest(QemuGuest):
         self.boot_seconds = time.monotonic() - self._t0
         return self.release
 
-    def wait_restored(self, timeout: float, release: str) -> None:
-        self._connect(timeout)
+    def wait_restored(self, timeout: float, release: str, monitor: Path | None = None) -> None:
+        """A guest restored from a saved state answers SSH; ``monitor``: the QMP socket of one
+        restored by an incoming migration, asked first whether it runs yet."""
+        deadline = time.monotonic() + timeout
+        if monitor is not None:
+            from kharness.vm import qmp
+            try:
+                qmp.wait_running(monitor, timeout, self.check_alive)
+            except qmp.QmpTimeout as e:
+                raise BootTimeout(e.message, self.console_text()) from None
+        self._connect(max(0.1, deadline - time.monotonic()))
         self.ssh.sessions = True   # saved with kh-agent and kh-serve in place (runner.distro_snapshot)
         self.release = release
         self.boot_seconds = time.monotonic() - self._t0
@@ -135,6 +158,8 @@ class DistroGuest(QemuGuest):
         return r.stdout.strip() or None
 
     def shutdown(self, timeout: float = 10.0) -> None:
+        if self._ssh is None:   # (never connected: nothing to ask, close() stops QEMU)
+            return
         try:
             self.ssh.run("systemctl poweroff --no-block", 10.0)
             if self.proc is not None:
@@ -144,6 +169,7 @@ class DistroGuest(QemuGuest):
 
     def close(self) -> None:
         try:
-            self.ssh.close()
+            if self._ssh is not None:
+                self._ssh.close()
         finally:
             super().close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 from qemu.qmp import ExecuteError, QMPClient
@@ -46,3 +47,70 @@ def hmp(sock: Path, command: str, timeout: float) -> str:
     except (QMPError, OSError, EOFError) as e:
         raise InfraError(f"cannot talk to QEMU's monitor at {sock} (`{command}`): {e}") from None
     return out if isinstance(out, str) else ""
+
+
+# How often a migration's progress is asked for while it runs.
+MIGRATE_POLL = 0.05
+
+
+async def _migrate(sock: Path, uri: str) -> dict:
+    client = QMPClient("kharness")
+    try:
+        await client.connect(str(sock))
+        await client.execute("migrate", {"uri": uri})
+        while True:
+            info = await client.execute("query-migrate")
+            if isinstance(info, dict) and info.get("status") in ("completed", "failed", "cancelled"):
+                return info
+            await asyncio.sleep(MIGRATE_POLL)
+    finally:
+        await client.disconnect()
+
+
+def migrate(sock: Path, uri: str, timeout: float) -> None:
+    """Migrate the VM behind ``sock`` to ``uri`` (``exec:cat > FILE`` saves its state to a file
+    that ``-incoming exec:cat FILE`` restores), all of it within ``timeout`` seconds; QEMU's
+    reason when it did not complete."""
+    try:
+        info = asyncio.run(asyncio.wait_for(_migrate(sock, uri), timeout))
+    except (asyncio.TimeoutError, TimeoutError):
+        raise QmpTimeout(f"the migration to {uri} did not finish within {timeout:g}s") from None
+    except ExecuteError as e:
+        raise InfraError(f"QEMU refused to migrate to {uri}: {e.error.error.desc}") from None
+    except (QMPError, OSError, EOFError) as e:
+        raise InfraError(f"cannot talk to QEMU's monitor at {sock} (migrate): {e}") from None
+    if info.get("status") != "completed":
+        raise InfraError(f"the migration to {uri} {info.get('status')}: {info.get('error-desc', 'no reason given')}")
+
+
+async def _status(sock: Path) -> str:
+    client = QMPClient("kharness")
+    try:
+        await client.connect(str(sock))
+        info = await client.execute("query-status")
+        return info.get("status", "") if isinstance(info, dict) else ""
+    finally:
+        await client.disconnect()
+
+
+def wait_running(sock: Path, timeout: float, alive) -> None:
+    """Until the VM behind ``sock`` runs (an incoming migration done), within ``timeout``
+    seconds; ``alive()`` is called between the questions (it raises when QEMU died). A guest
+    reached before it runs misses what it is sent: user-mode networking accepts a connection
+    for it at once, and the SYN it forwards to a guest that is still loading is lost."""
+    deadline = time.monotonic() + timeout
+    status = "no answer"
+    while True:
+        alive()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise QmpTimeout(f"the restored guest did not start running within {timeout:g}s (status: {status})")
+        try:
+            status = asyncio.run(asyncio.wait_for(_status(sock), left))
+        except (asyncio.TimeoutError, TimeoutError):
+            continue
+        except (QMPError, OSError, EOFError, ExecuteError):
+            status = "monitor not up"   # (the socket is made as QEMU starts)
+        if status == "running":
+            return
+        time.sleep(MIGRATE_POLL)

@@ -89,7 +89,10 @@ def test_last_reply_reads_the_last_line():
 
 def test_khgpio_commands_and_replies():
     assert agent.khgpio_load(["insmod", "/kh/khgpio.ko", "ngpio=8"]) == \
-        "insmod /kh/khgpio.ko ngpio=8 && cat /sys/kernel/debug/khgpio/base"
+        "insmod /kh/khgpio.ko ngpio=8 && kh-agent cat /sys/kernel/debug/khgpio/base"
+    assert agent.khgpio_load(["kh-agent", "insmod", "/kh/khgpio.ko", "ngpio=8"]) == \
+        "kh-agent insmod /kh/khgpio.ko ngpio=8 && kh-agent cat /sys/kernel/debug/khgpio/base"
+    assert agent.cat("/sys/x y") == "kh-agent cat '/sys/x y'"
     assert agent.parse_khgpio_base("512\n") == 512
     with pytest.raises((ValueError, IndexError)):
         agent.parse_khgpio_base("insmod: can't insert\n")

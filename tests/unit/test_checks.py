@@ -57,7 +57,7 @@ def test_commands_mark_the_step_and_quote():
         STEP_CURSOR + "kh-agent redirect /proc/deque 612062"
     assert command_for(Check("w", "proc", path="/proc/x", write="-n"), v) == STEP_CURSOR + "kh-agent redirect /proc/x 2d6e"
     assert command_for(Check("w", "proc", path="/proc/x y", write=""), v) == STEP_CURSOR + "kh-agent redirect '/proc/x y' -"
-    assert command_for(Check("c", "sysfs", path="/sys/x y"), v) == STEP_CURSOR + "cat '/sys/x y'"
+    assert command_for(Check("c", "sysfs", path="/sys/x y"), v) == STEP_CURSOR + "kh-agent cat '/sys/x y'"
     assert command_for(Check("d", "dmesg", expect="x"), v) == "kh-agent dmesg-since step"
 
 
@@ -92,6 +92,9 @@ def test_judge_reads_and_dmesg():
     assert judge(c, 0, "1 2 3\n", "", {}) == []
     assert judge(c, 0, "1 2\n", "", {}) == ["read '1 2', expected '1 2 3'"]
     assert "reading /proc/x failed: ENOENT" in judge(c, 1, "", "cat: can't open '/proc/x': No such file or directory", {})[0]
+    # kh-agent cat's words (as coreutils' cat): a missing file, a show() that failed
+    assert judge(c, 1, "", "cat: /proc/x: No such file or directory\n", {}) == ["reading /proc/x failed: ENOENT"]
+    assert judge(c, 1, "", "cat: /proc/x: Input/output error\n", {}) == ["reading /proc/x failed: EIO"]
     d = Check("d", "dmesg", expect="deque: cap 4", forbid="WARNING")
     assert judge(d, 0, "<6>[1.0] deque: cap 4\n", "", {}) == []
     probs = judge(d, 0, "<4>[1.0] WARNING: CPU: 0 at x\n", "", {})

@@ -119,7 +119,7 @@ def agent():
 
 @native
 def test_version(agent):
-    assert agent("version") == "kh-agent 3\n"
+    assert agent("version") == "kh-agent 4\n"
 
 
 @native
@@ -234,3 +234,109 @@ def test_run_frames_a_command_as_the_channel_expects(tmp_path):
     text = "".join(chr(c) for c in range(1, 128)) + "é€"          # every byte crosses intact
     assert run(f"printf '%s' {__import__('shlex').quote(text)}")[0] == text
     assert run("pwd")[0] == "/\n"                                  # runs from /
+
+
+# --- insmod, rmmod, cat: busybox's messages from one static process --------------------------
+
+def _tool(*args, env=None):
+    path = build_agent(TARGETS["x86_64"])
+    return subprocess.run([str(path), *map(str, args)], capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_insmod_messages_map_back_to_their_errno():
+    """Every message kh-agent's moderror() prints (busybox's words) reads back as its errno."""
+    import re
+
+    from kharness.checks.fields import errno_of
+    from kharness.hw.agent import SOURCE
+
+    body = SOURCE.read_text().split("static const char *moderror(int err)", 1)[1].split("\n}\n", 1)[0]
+    cases = re.findall(r"case (E[A-Z0-9]+):\s*return \"([^\"]+)\";", body)
+    assert {e for e, _ in cases} == {"ENOEXEC", "ENOENT", "ESRCH", "ENOSYS"}
+    for name, text in cases:
+        assert errno_of(f"insmod: can't insert '/kh/m.ko': {text}\n") == name, text
+
+
+@native
+def test_insmod_of_a_missing_file(tmp_path):
+    p = _tool("insmod", tmp_path / "missing.ko", "a=1")
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == f"insmod: can't insert '{tmp_path}/missing.ko': No such file or directory\n"
+
+
+@native
+def test_insmod_of_a_file_that_is_no_module(tmp_path):
+    # The kernel refuses it before anything is loaded: ENOEXEC as root, EPERM without
+    # CAP_SYS_MODULE, ENOSYS where there is no module loading at all (a sandboxed kernel),
+    # EKEYREJECTED where only signed modules load.
+    from kharness.checks.fields import errno_of
+
+    f = tmp_path / "notmod.ko"
+    f.write_bytes(b"hello, not an ELF file\n" * 4)
+    p = _tool("insmod", f, "x=1", 'y="a b"')
+    assert (p.returncode, p.stdout) == (1, ""), p.stderr
+    assert p.stderr.startswith(f"insmod: can't insert '{f}': ") and p.stderr.count("\n") == 1
+    assert errno_of(p.stderr) in {"ENOEXEC", "EPERM", "ENOSYS", "EKEYREJECTED"}, p.stderr
+
+
+@native
+def test_insmod_hands_a_compressed_module_the_kernel_cannot_take_to_the_guests_insmod(tmp_path):
+    import gzip
+
+    try:
+        kernel_takes = open("/sys/module/compression").read().strip()
+    except OSError:
+        kernel_takes = None
+    if kernel_takes == "gzip":
+        pytest.skip("this kernel decompresses gzip modules itself")
+    f = tmp_path / "m.ko.gz"
+    f.write_bytes(gzip.compress(b"\x7fELF not really"))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "insmod").write_text('#!/bin/sh\necho "the guest\'s insmod: $*"\nexit 3\n')
+    (bindir / "insmod").chmod(0o755)
+    p = _tool("insmod", f, "a=1", "b=2", env={"PATH": str(bindir)})
+    assert (p.returncode, p.stdout) == (3, f"the guest's insmod: {f} a=1 b=2\n")
+    # no insmod to hand it to: said so, and busybox's line for a file it cannot load
+    p = _tool("insmod", f, env={"PATH": str(tmp_path / "nowhere")})
+    assert p.returncode == 1
+    assert p.stderr.splitlines()[-1] == f"insmod: can't insert '{f}': invalid module format"
+    assert "gzip-compressed" in p.stderr.splitlines()[0]
+
+
+@native
+def test_rmmod_of_a_module_that_is_not_loaded():
+    from kharness.checks.fields import errno_of
+
+    # A file name names its module, as busybox reads it; the first failure ends the command.
+    p = _tool("rmmod", "/lib/kh-no-such-module.ko", "kh_other")
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr.startswith("rmmod: can't unload module 'kh_no_such_module': ") and p.stderr.count("\n") == 1
+    # ENOENT as root; EPERM without CAP_SYS_MODULE; ENOSYS in a sandbox without modules
+    assert errno_of(p.stderr) in {"ENOENT", "EPERM", "ENOSYS"}, p.stderr
+    if os.geteuid() == 0 and errno_of(p.stderr) != "ENOSYS":
+        assert p.stderr.endswith(": No such file or directory\n")
+
+
+@native
+def test_cat_prints_files_and_names_what_it_cannot_read(tmp_path):
+    big = bytes(range(256)) * 1000                  # several reads and writes
+    (tmp_path / "a").write_bytes(big)
+    (tmp_path / "b").write_text("second\n")
+    path = build_agent(TARGETS["x86_64"])
+    p = subprocess.run([str(path), "cat", tmp_path / "a", tmp_path / "b"], capture_output=True, timeout=30)
+    assert (p.returncode, p.stdout, p.stderr) == (0, big + b"second\n", b"")
+    # one it cannot open: said, and the next one still printed
+    p = _tool("cat", tmp_path / "missing", tmp_path / "b", tmp_path)
+    assert (p.returncode, p.stdout) == (1, "second\n")
+    assert p.stderr == f"cat: {tmp_path}/missing: No such file or directory\ncat: {tmp_path}: Is a directory\n"
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([str(path), "cat", tmp_path / "b"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert (p.returncode, p.stderr) == (1, "cat: write error: No space left on device\n")
+
+
+@native
+def test_the_new_operations_need_an_argument():
+    for op in ("insmod", "rmmod", "cat"):
+        p = _tool(op)
+        assert p.returncode == 2 and "usage" in p.stderr, op

@@ -226,6 +226,8 @@ def test_gpio_section(tmp_path):
     assert cfg.gpio == GpioConfig(None, 32)
     assert load_config(_write(tmp_path, "")).gpio is None
     assert GpioConfig(0, 8).insmod_argv("/kh/khgpio.ko") == ["insmod", "/kh/khgpio.ko", "ngpio=8", "base=0"]
+    assert GpioConfig(None, 8).insmod_argv("/kh/khgpio.ko", ("kh-agent", "insmod")) == \
+        ["kh-agent", "insmod", "/kh/khgpio.ko", "ngpio=8"]
 
 
 @pytest.mark.parametrize("text,needle", [

@@ -479,3 +479,76 @@ def test_the_chain_is_sent_once_then_restored_with_the_guest(tmp_path, drivers, 
     assert len(saves) == 1
     assert set(guest.files) == {"/kh/v4l2dep.ko"}                          # only the module crossed
     assert r.boot_mode_note == f"restored x86_64-test+{key} (with the run's unchanging files)"
+
+
+# --- kh-agent's insmod and rmmod (the tools of a guest driven over SSH) -----------------------------
+
+@pytest.fixture
+def agent_tools(monkeypatch):
+    """The run loads and unloads with kh-agent's insmod/rmmod, as ssh_boot sets it for a Debian
+    guest or a board (the fake guest answers them as busybox's, with busybox's messages)."""
+    from kharness.runner import context
+
+    monkeypatch.setattr(context, "PLAIN_MODULE_TOOLS", context.AGENT_MODULE_TOOLS)
+
+
+def test_kh_agent_tools_load_the_chain_and_the_module_and_unload_them(tmp_path, drivers, agent_tools):
+    drivers.modinfo["v4l2dep"] = V4L2_DEP
+    d = module_dir(tmp_path, '[module]\nrequires = ["i2c-stub chip_addr=0x48"]\n', "v4l2dep")
+    guest = _guest()
+    r = _run(d, guest)
+    assert r.status == "pass", r.summary
+    parts = [p for c in guest.commands if c.startswith("kh-agent insmod") or c.startswith("kh-agent rmmod")
+             for p in c.split(" && ")]
+    assert parts == ["kh-agent insmod /kh/i2c-stub.ko chip_addr=0x48", "kh-agent insmod /kh/fakesoft.ko",
+                     "kh-agent insmod /kh/mc.ko", "kh-agent insmod /kh/videodev.ko", "kh-agent insmod /kh/v4l2dep.ko",
+                     "kh-agent rmmod v4l2dep", "kh-agent rmmod videodev", "kh-agent rmmod mc",
+                     "kh-agent rmmod fakesoft", "kh-agent rmmod i2c_stub"]
+    assert not _module_commands(guest)                                    # no plain insmod/rmmod at all
+
+
+def test_kh_agent_tools_blame_the_step_that_failed(tmp_path, drivers, agent_tools):
+    """run_batch finds the failed step by the file (insmod) or 'name' (rmmod) the message names,
+    and the verdict names the tool, not kh-agent."""
+    drivers.modinfo["v4l2dep"] = V4L2_DEP
+    d = module_dir(tmp_path, "", "v4l2dep")
+    r = _run(d, _guest(Rule(r"^kh-agent insmod /kh/mc\.ko$", rc=1,
+                            stderr="insmod: can't insert '/kh/mc.ko': No such device\n")))
+    assert r.summary == ("load: kernel module mc, which videodev needs, did not load: "
+                         "insmod: can't insert '/kh/mc.ko': No such device")
+    assert [e["status"] for e in r.dependencies["v4l2dep"]] == ["loaded", "not loaded", "not loaded"]
+    r = _run(d, _guest(Rule(r"^kh-agent insmod /kh/v4l2dep\.ko$", rc=1, kernel_log=UNKNOWN,
+                            stderr="insmod: can't insert '/kh/v4l2dep.ko': unknown symbol in module, or "
+                                   "unknown parameter\n")))
+    assert r.summary.startswith("load: insmod v4l2dep failed (exit 1): insmod: can't insert '/kh/v4l2dep.ko'")
+    assert {e["status"] for e in r.dependencies["v4l2dep"]} == {"loaded"}
+    guest = _guest(Rule(r"^kh-agent rmmod videodev$", rc=1,
+                        stderr="rmmod: can't unload module 'videodev': Resource temporarily unavailable\n"))
+    r = _run(d, guest)
+    assert r.summary == ("unload: rmmod videodev (a kernel module loaded for the module under test) failed: "
+                         "rmmod: can't unload module 'videodev': Resource temporarily unavailable")
+    guest = _guest(Rule(r"^kh-agent rmmod v4l2dep$", rc=1,
+                        stderr="rmmod: can't unload module 'v4l2dep': Resource temporarily unavailable\n"))
+    r = _run(d, guest)
+    assert r.summary == ("unload: rmmod v4l2dep failed (exit 1): rmmod: can't unload module 'v4l2dep': "
+                         "Resource temporarily unavailable")
+    # a module without a chain: its own guest command each way
+    plain = module_dir(tmp_path, "", "plain")
+    r = _run(plain, _guest(Rule(r"^kh-agent insmod /kh/plain\.ko$", rc=1,
+                                stderr="insmod: can't insert '/kh/plain.ko': No such device\n")))
+    assert r.summary == "load: insmod plain failed (exit 1): insmod: can't insert '/kh/plain.ko': No such device"
+    r = _run(plain, _guest(Rule(r"^kh-agent rmmod plain$", rc=1,
+                                stderr="rmmod: can't unload module 'plain': Resource temporarily unavailable\n")))
+    assert r.summary == ("unload: rmmod plain failed (exit 1): rmmod: can't unload module 'plain': "
+                         "Resource temporarily unavailable")
+
+
+def test_kh_agent_tools_judge_expected_load_failures(drivers, agent_tools):
+    def enodev(name, text="No such device"):
+        return Rule(rf"^kh-agent insmod /kh/{name}\.ko$", rc=1, stderr=f"insmod: can't insert '/kh/{name}.ko': {text}\n")
+
+    r = _run(FIXTURES / "expected_fail", _guest(enodev("kdatasize"), enodev("kdataalign")))
+    assert r.status == "pass", r.summary
+    r = _run(FIXTURES / "expected_fail", _guest(enodev("kdatasize"), enodev("kdataalign", "invalid module format")))
+    assert r.summary == ("load: insmod kdataalign failed with ENOEXEC, expected ENODEV (insmod: can't insert "
+                         "'/kh/kdataalign.ko': invalid module format)")

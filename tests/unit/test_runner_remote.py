@@ -74,8 +74,9 @@ def test_a_module_passes_on_a_board_and_its_files_went_to_kh(board_run):
     assert r.status == "pass", r.summary
     assert r.guest == {"kind": "remote", "address": "pi@127.0.0.1:2222", "machine": "x86_64"}
     assert "/kh/init_enodev.ko" in board.g.files and board.agent == b"\x7fELF agent"
-    cmds = [c for c in board.g.commands if c.startswith(("insmod", "rmmod"))]
-    assert cmds == ["insmod /kh/init_enodev.ko", "rmmod init_enodev"]
+    # kh-agent's insmod/rmmod on a board (kharness.runner.context.AGENT_MODULE_TOOLS)
+    cmds = [c for c in board.g.commands if c.startswith(("kh-agent insmod", "kh-agent rmmod", "insmod", "rmmod"))]
+    assert cmds == ["kh-agent insmod /kh/init_enodev.ko", "kh-agent rmmod init_enodev"]
     assert board.g.closed                      # closing is what cleans the board (kharness.vm.ssh)
     assert "qemu" not in r.reproducer
     assert "--remote pi@127.0.0.1:2222" in r.reproducer["kharness"] and "--kernel" not in r.reproducer["kharness"]
@@ -84,7 +85,7 @@ def test_a_module_passes_on_a_board_and_its_files_went_to_kh(board_run):
 
 
 def test_a_board_that_stops_answering_after_insmod_is_unreachable_likely_a_panic(board_run):
-    board = _board(Rule(r"^insmod /kh/init_enodev\.ko", raises=GuestDied("the connection was lost")),
+    board = _board(Rule(r"^kh-agent insmod /kh/init_enodev\.ko", raises=GuestDied("the connection was lost")),
                    reachable=False)
     r = board_run("init_enodev", board)
     assert r.status == "fail" and r.exit_code == 1
@@ -96,7 +97,7 @@ def test_a_board_that_stops_answering_after_insmod_is_unreachable_likely_a_panic
 
 def test_a_board_that_still_answers_is_not_called_unreachable(board_run):
     """The test above can fail: a dropped command on a board whose sshd answers is no panic."""
-    board = _board(Rule(r"^insmod /kh/init_enodev\.ko", raises=GuestDied("the connection was lost")))
+    board = _board(Rule(r"^kh-agent insmod /kh/init_enodev\.ko", raises=GuestDied("the connection was lost")))
     r = board_run("init_enodev", board)
     assert r.status == "fail" and "unreachable" not in r.summary
 
@@ -108,7 +109,7 @@ def test_a_module_built_for_another_kernel_is_refused_before_loading(board_run):
     r = board_run("init_enodev", board)
     assert r.status == "error" and r.exit_code == 2
     assert "vermagic mismatch" in r.summary and "SMP mod_unload aarch64" in r.summary
-    assert not [c for c in board.g.commands if c.startswith("insmod")]
+    assert not [c for c in board.g.commands if c.startswith(("insmod", "kh-agent insmod"))]
 
 
 def test_vermagic_compares_the_rest_with_a_module_the_board_has():

@@ -117,7 +117,7 @@ def test_the_module_is_built_on_the_board_and_its_ko_fetched(board_run, moddir):
     assert r.kernel.built_on == {"board": "pi@127.0.0.1:2222", "build_tree": f"/lib/modules/{RELEASE}/build"}
     assert r.kernel.headers == {"source": "board", "dir": f"/lib/modules/{RELEASE}/build"}
     assert r.build.compiler == "gcc (Debian 12.2.0-14) 12.2.0"
-    assert "insmod /kh/mymod.ko" in b.g.commands and "rmmod mymod" in b.g.commands
+    assert "kh-agent insmod /kh/mymod.ko" in b.g.commands and "kh-agent rmmod mymod" in b.g.commands
     assert r.reproducer["kharness"].endswith("--remote pi@127.0.0.1:2222 --build-on-remote")
 
 
@@ -131,7 +131,7 @@ def test_a_compile_error_is_the_modules_build_failure_with_the_compilers_output(
     assert ph.status == "fail" and "expected ';' before 'module_init'" in ph.log
     (d,) = [d for d in r.build.diagnostics if d["severity"] == "error"]
     assert d["file"] == f"{moddir.resolve()}/mymod.c" and d["line"] == 3
-    assert not [c for c in b.g.commands if c.startswith(("dd ", "insmod"))]
+    assert not [c for c in b.g.commands if c.startswith(("dd ", "insmod", "kh-agent insmod"))]
 
 
 def test_a_board_without_its_kernels_build_tree_is_told_what_to_install(board_run, moddir):
@@ -181,7 +181,7 @@ def test_dependencies_are_the_boards_own_loaded_with_modprobe_and_removed_after(
     chain = {d["name"]: d["status"] for d in r.dependencies["mymod"]}
     assert chain == {"mc": "already loaded", "videodev": "loaded"}
     assert "modprobe videodev" in b.g.commands
-    assert not [c for c in b.g.commands if c.startswith("insmod /kh/") and "mymod" not in c]
+    assert not [c for c in b.g.commands if c.startswith(("insmod /kh/", "kh-agent insmod /kh/")) and "mymod" not in c]
     # Only videodev (not mc, which the board had) is removed, when the board is closed.
     (cleanup,) = [c for c in b.g.commands if c.startswith("kh_rm()")]
     assert "for m in videodev;" in cleanup and "case ' mc '" in cleanup
