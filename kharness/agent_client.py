@@ -256,12 +256,13 @@ def put_file_command(path: str) -> str:
 
 
 def unpack_command(dest: str = PAYLOAD_DIR, *, made: bool = False, compressed: bool = True) -> str:
-    """The guest command that unpacks a bundle (a cpio, gzip-compressed or not, its stdin: see
+    """The guest command that unpacks a bundle (a newc cpio, gzip-compressed or not, its stdin: see
     kharness.image.initramfs.bundle) into ``dest``: by default /kh, where modules are loaded from.
     ``made``: ``dest`` exists (the restored guest's first step makes /kh), no mkdir. Each left-out
     tool is an exec fewer, ~40 ms of a Debian guest's under TCG."""
     d = shlex.quote(dest)
-    return ("" if made else f"mkdir -p {d} && ") + f"cd {d} && " + ("gunzip | cpio -idmu" if compressed else "cpio -idmu")
+    # Uncompressed (a guest over SSH): kh-agent unpacks it, not the guest's cpio (a dynamic binary).
+    return ("" if made else f"mkdir -p {d} && ") + f"cd {d} && " + ("gunzip | cpio -idmu" if compressed else "kh-agent unpack")
 
 
 # --- the protocol's agent calls for any guest that can run a command ----------------------------------

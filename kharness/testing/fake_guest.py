@@ -224,9 +224,9 @@ class FakeGuest(AgentCalls):
         if m:
             self._cwd = shlex.split(m.group(1))[0]
             return "", "", 0
-        m = re.fullmatch(r"(gunzip \| )?cpio -idmu", simple)
+        m = re.fullmatch(r"gunzip \| cpio -idmu|kh-agent unpack", simple)
         if m:
-            archive = gzip.decompress(self._stdin) if m.group(1) else self._stdin
+            archive = gzip.decompress(self._stdin) if simple.startswith("gunzip") else self._stdin
             for name, mode, data in read_newc(archive):
                 if stat.S_ISREG(mode):
                     self.files[f"{self._cwd}/{name}"] = data

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from kharness.errors import InfraError
 from kharness.targets import TargetProfile
 from kharness.vm.channel import CommandResult
 from kharness.vm.errors import BootTimeout, CommandTimeout, GuestDied, GuestError
@@ -97,7 +98,8 @@ class DistroGuest(QemuGuest):
             from kharness.vm import qmp
             try:
                 qmp.wait_running(monitor, timeout, self.check_alive)
-            except qmp.QmpTimeout as e:
+            except InfraError as e:   # (a monitor that hung up: QEMU exiting, most likely)
+                self.check_alive()
                 raise BootTimeout(e.message, self.console_text()) from None
         self._connect(max(0.1, deadline - time.monotonic()))
         self.ssh.sessions = True   # saved with kh-agent and kh-serve in place (runner.distro_snapshot)

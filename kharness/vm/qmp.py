@@ -83,34 +83,48 @@ def migrate(sock: Path, uri: str, timeout: float) -> None:
         raise InfraError(f"the migration to {uri} {info.get('status')}: {info.get('error-desc', 'no reason given')}")
 
 
-async def _status(sock: Path) -> str:
-    client = QMPClient("kharness")
+# How often a guest still loading is looked at (QEMU alive, the kernel not panicked), and how
+# soon a monitor that is not up yet is tried again.
+ALIVE_POLL = 0.25
+CONNECT_RETRY = 0.01
+
+
+async def _until_running(sock: Path, alive) -> None:
+    while True:
+        alive()
+        client = QMPClient("kharness")
+        try:
+            await client.connect(str(sock))
+            break
+        except (QMPError, OSError, EOFError):   # (the socket is made as QEMU starts)
+            await asyncio.sleep(CONNECT_RETRY)
     try:
-        await client.connect(str(sock))
-        info = await client.execute("query-status")
-        return info.get("status", "") if isinstance(info, dict) else ""
+        # The RESUME event says when the guest runs, the moment it does (no polling delay);
+        # asked first in case it came before the listener did.
+        with client.listener("RESUME") as resumed:
+            info = await client.execute("query-status")
+            if isinstance(info, dict) and info.get("status") == "running":
+                return
+            while True:
+                try:
+                    await asyncio.wait_for(resumed.get(), ALIVE_POLL)
+                    return
+                except asyncio.TimeoutError:
+                    alive()
     finally:
         await client.disconnect()
 
 
 def wait_running(sock: Path, timeout: float, alive) -> None:
     """Until the VM behind ``sock`` runs (an incoming migration done), within ``timeout``
-    seconds; ``alive()`` is called between the questions (it raises when QEMU died). A guest
-    reached before it runs misses what it is sent: user-mode networking accepts a connection
-    for it at once, and the SYN it forwards to a guest that is still loading is lost."""
-    deadline = time.monotonic() + timeout
-    status = "no answer"
-    while True:
-        alive()
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise QmpTimeout(f"the restored guest did not start running within {timeout:g}s (status: {status})")
-        try:
-            status = asyncio.run(asyncio.wait_for(_status(sock), left))
-        except (asyncio.TimeoutError, TimeoutError):
-            continue
-        except (QMPError, OSError, EOFError, ExecuteError):
-            status = "monitor not up"   # (the socket is made as QEMU starts)
-        if status == "running":
-            return
-        time.sleep(MIGRATE_POLL)
+    seconds; ``alive()`` is called meanwhile (it raises when QEMU died). A guest reached before
+    it runs misses what it is sent: user-mode networking accepts a connection for it at once,
+    and the SYN it forwards to a guest that is still loading is lost."""
+    try:
+        asyncio.run(asyncio.wait_for(_until_running(sock, alive), timeout))
+    except (asyncio.TimeoutError, TimeoutError):
+        raise QmpTimeout(f"the restored guest did not start running within {timeout:g}s") from None
+    except ExecuteError as e:
+        raise InfraError(f"QEMU's monitor refused query-status: {e.error.error.desc}") from None
+    except (QMPError, OSError, EOFError) as e:
+        raise InfraError(f"cannot talk to QEMU's monitor at {sock}: {e}") from None

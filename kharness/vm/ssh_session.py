@@ -16,6 +16,7 @@ descriptor) reads it as it reads QEMU's FIFOs.
 from __future__ import annotations
 
 import select
+import shlex
 import socket
 import threading
 import time
@@ -42,7 +43,9 @@ class CommandSession:
         self.transport = transport
         self.root = root
         self.chan = transport.open_session(timeout=timeout)
-        self.chan.exec_command(ssh_exec.wrap(f"exec sh {remote_dir}/.bin/{SERVE}", root, remote_dir))
+        # Sourced by the shell the exec request starts (`.`), not run by a new one: a dash start
+        # fewer (~25 ms under TCG), and the same process group that a kill ends.
+        self.chan.exec_command(ssh_exec.wrap(f". {shlex.quote(remote_dir + '/.bin/' + SERVE)}", root, remote_dir))
         self.host, self._bridge = socket.socketpair()
         self._err = bytearray()
         self.closed = threading.Event()

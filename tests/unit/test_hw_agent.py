@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -340,3 +341,55 @@ def test_the_new_operations_need_an_argument():
     for op in ("insmod", "rmmod", "cat"):
         p = _tool(op)
         assert p.returncode == 2 and "usage" in p.stderr, op
+
+
+# --- unpack: the bundle of a guest over SSH, without the guest's cpio ------------------------
+
+def _unpack(tmp_path, data: bytes, rc: int = 0) -> subprocess.CompletedProcess:
+    dest = tmp_path / "kh"
+    dest.mkdir(exist_ok=True)
+    p = subprocess.run([str(build_agent(TARGETS["x86_64"])), "unpack"], input=data, cwd=dest, capture_output=True)
+    assert p.returncode == rc, p.stderr
+    return p
+
+
+@native
+def test_unpack_makes_the_bundles_files_and_modes_and_replaces_old_ones(tmp_path):
+    from kharness.image.initramfs import bundle
+
+    files = {"hello.ko": b"\x7fELF module", "bin/test": b"\x7fELF program", "bin/sub/x": b"x" * 70001, "empty": b""}
+    (tmp_path / "kh").mkdir()
+    (tmp_path / "kh" / "hello.ko").write_bytes(b"an older, longer module from the last run")
+    _unpack(tmp_path, bundle(files, compressed=False))
+    for name, content in files.items():
+        assert (tmp_path / "kh" / name).read_bytes() == content
+    assert (tmp_path / "kh/bin/test").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "kh/hello.ko").stat().st_mode & 0o111 == 0
+
+
+@native
+@pytest.mark.parametrize("name", ["../x", "bin/../../x", "bin/.."])   # (CpioWriter drops a leading /)
+def test_unpack_refuses_names_that_leave_the_directory(tmp_path, name):
+    from kharness.image.cpio import CpioWriter
+
+    w = CpioWriter()
+    w.file(name, b"x", 0o644)
+    p = _unpack(tmp_path, w.getvalue(), rc=1)
+    assert b"leaves the directory" in p.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@native
+@pytest.mark.parametrize("data", [b"", b"not a cpio at all", b"070701" + b"0" * 50])
+def test_unpack_refuses_what_is_not_a_whole_archive(tmp_path, data):
+    assert b"kh-agent: unpack:" in _unpack(tmp_path, data, rc=1).stderr
+
+
+@native
+@pytest.mark.skipif(os.path.exists("/run/udev/control"), reason="this host runs udevd")
+def test_udev_settle_without_udevd_does_nothing_and_drops_the_note(tmp_path):
+    note = Path("/tmp/.kh-uevents")
+    note.write_text("1 0\n")
+    p = subprocess.run([str(build_agent(TARGETS["x86_64"])), "udev-settle"], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout == p.stderr == ""
+    assert not note.exists()
