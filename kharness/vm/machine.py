@@ -63,6 +63,7 @@ class Guest(AgentCalls):
         self.boot_seconds: float | None = None
         self._fds: list[int] = []
         self._stderr = None
+        self.pass_fds: tuple[int, ...] = ()   # open files QEMU inherits (an incoming migration's state)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -76,7 +77,7 @@ class Guest(AgentCalls):
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._stderr,
                                          stderr=self._stderr, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=_die_with_parent, pass_fds=self.pass_fds)
         except OSError as e:
             raise QemuStartError(f"cannot start {self.argv[0]}: {e}") from e
 
