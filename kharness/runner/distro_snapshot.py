@@ -2,8 +2,8 @@
 every later run.
 
 Unlike the busybox guest's, it is two files: the guest's root disk as it was at the save (a qcow2
-overlay on the cached root filesystem) and its VM state, a migration stream QEMU wrote with
-``migrate exec:cat > FILE`` and reads back from the file handed to it open (``-incoming fd:N``).
+overlay on the cached root filesystem) and its VM state, a migration stream QEMU wrote to a file
+handed to it open (QMP ``getfd``, ``migrate fd:``) and reads back the same way (``-incoming fd:N``).
 Each run gets a fresh qcow2 overlay of its own on that saved disk, which stays read-only: nothing
 is copied, and parallel runs share it. It used to be ``savevm`` into the root qcow2, which each run
 copied (~120 MB) before ``-loadvm`` read 111 MiB back out of it in 0.45-0.8 s; the incoming
@@ -117,8 +117,7 @@ def ensure(profile, boot, accel: str, image, boot_timeout: float) -> Path:
                 # Migrated while it runs (an idle guest converges at once), so that the restored
                 # one starts running by itself; at the end QEMU stops the guest and flushes its
                 # disks, which is then the disk that goes with the state.
-                qmp.migrate(sock, f"exec:cat > {shlex.quote(str(tmp / STATE))}",
-                            max(snapshot.QMP_TIMEOUT, boot_timeout))
+                qmp.migrate(sock, tmp / STATE, max(snapshot.QMP_TIMEOUT, boot_timeout))
                 saved = time.monotonic() - t
             except GuestError as e:
                 raise InfraError(f"the distro guest to snapshot did not come up: {e.message}") from None

@@ -53,11 +53,13 @@ def hmp(sock: Path, command: str, timeout: float) -> str:
 MIGRATE_POLL = 0.05
 
 
-async def _migrate(sock: Path, uri: str) -> dict:
+async def _migrate(sock: Path, fd: int) -> dict:
     client = QMPClient("kharness")
     try:
         await client.connect(str(sock))
-        await client.execute("migrate", {"uri": uri})
+        client.send_fd_scm(fd)
+        await client.execute("getfd", {"fdname": STATE_FD})
+        await client.execute("migrate", {"uri": f"fd:{STATE_FD}"})
         while True:
             info = await client.execute("query-migrate")
             if isinstance(info, dict) and info.get("status") in ("completed", "failed", "cancelled"):
@@ -67,20 +69,27 @@ async def _migrate(sock: Path, uri: str) -> dict:
         await client.disconnect()
 
 
-def migrate(sock: Path, uri: str, timeout: float) -> None:
-    """Migrate the VM behind ``sock`` to ``uri`` (``exec:cat > FILE`` saves its state to a file
-    that ``-incoming exec:cat FILE`` restores), all of it within ``timeout`` seconds; QEMU's
-    reason when it did not complete."""
+STATE_FD = "kh-state"
+
+
+def migrate(sock: Path, dest: Path, timeout: float) -> None:
+    """Save the state of the VM behind ``sock`` to the file ``dest`` (a migration stream, which
+    ``-incoming fd:N`` of the file restores), all of it within ``timeout`` seconds. QEMU is handed
+    the file open (no shell line to quote), so that it sees a failed write itself."""
     try:
-        info = asyncio.run(asyncio.wait_for(_migrate(sock, uri), timeout))
+        with open(dest, "wb") as f:
+            info = asyncio.run(asyncio.wait_for(_migrate(sock, f.fileno()), timeout))
     except (asyncio.TimeoutError, TimeoutError):
-        raise QmpTimeout(f"the migration to {uri} did not finish within {timeout:g}s") from None
+        raise QmpTimeout(f"saving the VM state to {dest} did not finish within {timeout:g}s") from None
     except ExecuteError as e:
-        raise InfraError(f"QEMU refused to migrate to {uri}: {e.error.error.desc}") from None
-    except (QMPError, OSError, EOFError) as e:
+        raise InfraError(f"QEMU refused to save the VM state: {e.error.error.desc}") from None
+    except (QMPError, EOFError) as e:
         raise InfraError(f"cannot talk to QEMU's monitor at {sock} (migrate): {e}") from None
+    except OSError as e:
+        raise InfraError(f"cannot save the VM state to {dest}: {e.strerror or e}") from None
     if info.get("status") != "completed":
-        raise InfraError(f"the migration to {uri} {info.get('status')}: {info.get('error-desc', 'no reason given')}")
+        raise InfraError(f"saving the VM state to {dest} {info.get('status')}: "
+                         f"{info.get('error-desc', 'no reason given')}")
 
 
 # How often a guest still loading is looked at (QEMU alive, the kernel not panicked), and how
