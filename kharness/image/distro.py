@@ -120,7 +120,7 @@ def overlay(profile: TargetProfile, base: Path, dest: Path, base_format: str = "
     """The per-guest writable root disk: a qcow2 overlay on the sealed root image ``base`` (or on
     a saved guest's disk, ``base_format="qcow2"``: runner.distro_snapshot)."""
     size = []
-    if profile.distro_disk == SD_CARD:
+    if profile.distro_disk == SD_CARD and base_format == "raw":   # (a saved qcow2 has the size already)
         # QEMU takes only SD cards of a power-of-two size: the overlay is that, larger than the
         # root image (the file system inside keeps its size; the rest reads as zeros).
         size = [str(1 << max(0, (base.stat().st_size - 1).bit_length()))]
@@ -215,7 +215,7 @@ def first_boot(profile: TargetProfile, kernel: KernelBundle, initrd: Path, modul
     boot = BootSpec(kernel.kernel, initrd, dtb, kernel_append(profile) + " kh_configure")
     with tempfile.TemporaryDirectory(prefix="kh-configure.") as d:
         disk, fmt = image, "raw"
-        if profile.distro_disk == SD_CARD:   # a power-of-two card over the image, committed after
+        if profile.distro_disk == SD_CARD and base_format == "raw":   # (a saved qcow2 has the size already)   # a power-of-two card over the image, committed after
             disk, fmt = overlay(profile, image, Path(d) / "card.qcow2"), "qcow2"
         g = Guest(profile, boot, Path(d), "tcg",
                   ("-m", str(profile.distro_memory_mb), *disk_args(profile, disk, fmt, modules)))

@@ -202,6 +202,11 @@ def restore(run: Context, snap, boot: BootSpec, payload: dict[str, bytes], relea
         return False
 
 
+# The largest bundle sent uncompressed (a guest over SSH): past it, gzip keeps it well inside the
+# 16 MiB of base64 one request may carry (kh-agent's MAX_LEN).
+UNCOMPRESSED_BUNDLE_MAX = 4 << 20
+
+
 def restored_setup(run: Context, payload: dict[str, bytes], timeout: float, at: _At | None = None,
                    as_is: frozenset[str] = frozenset(), *, probe: bool = True, look: bool = True,
                    compressed: bool = True):
@@ -217,7 +222,10 @@ def restored_setup(run: Context, payload: dict[str, bytes], timeout: float, at: 
     seed = os.urandom(32).hex()
     files = {name: strip_debug(data, run.profile) if name.endswith(".ko") and name not in as_is else data
              for name, data in payload.items()}
+    # Uncompressed only while small: the command channel takes at most kh-agent's MAX_LEN.
     data = bundle(files, compressed) if files else b""
+    if not compressed and len(data) > UNCOMPRESSED_BUNDLE_MAX:
+        data, compressed = bundle(files, True), True
     # ``probe``: the timer probe (the first command after the restore); ``look``: the first
     # health look (the last setup command: what the kernel said from here on is the load's).
     steps = [agent.restored(int(time.time()), seed, template=_public().RESTORED_CMD)] if probe else []

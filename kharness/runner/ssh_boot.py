@@ -75,6 +75,14 @@ def install_udev_rules(run: Context, timeout: float) -> None:
     run.after_load = UDEV_SETTLE if rules else UDEV_SETTLE_IF_NEEDED
 
 
+def _import_quietly(name: str) -> None:
+    """Import ``name`` ahead of its use; a failure is left to that use to raise and report."""
+    try:
+        importlib.import_module(name)
+    except BaseException:   # noqa: BLE001 - reported by the import that needs it
+        pass
+
+
 def boot_distro(run: Context, prep: Prepared, built, staged) -> None:
     """A Debian guest: restored from its ready snapshot (saved by the first run), else booted.
     Its files then arrive as the busybox guest's do: one bundle (uncompressed: SSH is fast) on the
@@ -84,8 +92,7 @@ def boot_distro(run: Context, prep: Prepared, built, staged) -> None:
 
     # paramiko (only distro runs import it) loads in the background while QEMU starts and takes
     # the guest's state back in: 0.1-0.2 s of a restored run's second or so.
-    threading.Thread(target=importlib.import_module, args=("paramiko",), name="kh-import-paramiko",
-                     daemon=True).start()
+    threading.Thread(target=_import_quietly, args=("paramiko",), name="kh-import-paramiko", daemon=True).start()
     from kharness.runner import distro_snapshot
     from kharness.runner.boot import restored_setup
 

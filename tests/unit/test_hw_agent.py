@@ -388,7 +388,7 @@ def test_unpack_refuses_what_is_not_a_whole_archive(tmp_path, data):
 @native
 @pytest.mark.skipif(os.path.exists("/run/udev/control"), reason="this host runs udevd")
 def test_udev_settle_without_udevd_does_nothing_and_drops_the_note(tmp_path):
-    note = Path("/tmp/.kh-uevents")
+    note = Path("/run/kh-uevents")
     note.write_text("1 0\n")
     p = subprocess.run([str(build_agent(TARGETS["x86_64"])), "udev-settle"], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout == p.stderr == ""

@@ -734,11 +734,11 @@ static int kernel_decompresses(const char *format)
  * udev-settle: `udevadm settle` costs ~0.15 s in a Debian guest under TCG (a dynamic binary and
  * a round with udevd), and after most loads udev has nothing to do: loading a module emits one
  * uevent of its own (add@/module/NAME), and only a module that makes devices emits more. So the
- * first insmod of a load notes the kernel's uevent sequence number in SETTLE_STATE, each one
- * that loads counts itself there, and udev-settle runs udevadm settle only when more uevents came
- * than modules were loaded (or when it cannot tell: no note, no counter).
+ * first insmod of a load notes the kernel's uevent sequence number in SETTLE_STATE (where udevd
+ * runs), each one that loads counts itself there, and udev-settle runs udevadm settle only when
+ * more uevents came than modules were loaded (or when it cannot tell: no note, no counter).
  */
-#define SETTLE_STATE "/tmp/.kh-uevents"
+#define SETTLE_STATE "/run/kh-uevents"	/* (root's; gone at reboot) */
 
 static long long uevent_seqnum(void)
 {
@@ -826,7 +826,8 @@ static void do_insmod(int argc, char **argv)
 		}
 		flags = MODULE_INIT_COMPRESSED_FILE;
 	}
-	if (!settle_read(&base, &count))	/* the load's first insmod: see udev-settle */
+	/* The load's first insmod, where udevd runs: see udev-settle. */
+	if (!settle_read(&base, &count) && access("/run/udev/control", F_OK) == 0)
 		settle_write(base = uevent_seqnum(), count = 0);
 	err = syscall(SYS_finit_module, fd, opts, flags) == 0 ? 0 : errno;
 	close(fd);
@@ -1237,13 +1238,14 @@ static void do_unpack(void)
 		mtime = newc_field(a + at, 5);
 		size = newc_field(a + at, 6);
 		namesize = newc_field(a + at, 11);
-		if (namesize == 0 || at + 110 + namesize > len)
+		/* (compared so that no sum can wrap, on a 32-bit guest too) */
+		if (namesize == 0 || namesize > len - at - 110)
 			unpack_fail("a name runs past the end", NULL);
 		name = a + at + 110;
 		if (name[namesize - 1] != '\0')
 			unpack_fail("a name is not terminated", NULL);
 		data = (at + 110 + namesize + 3) & ~(size_t)3;
-		if (data + size > len)
+		if (data > len || size > len - data)
 			unpack_fail("a file runs past the end", name);
 		if (strcmp(name, "TRAILER!!!") == 0)
 			break;
