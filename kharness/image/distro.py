@@ -215,7 +215,7 @@ def first_boot(profile: TargetProfile, kernel: KernelBundle, initrd: Path, modul
     boot = BootSpec(kernel.kernel, initrd, dtb, kernel_append(profile) + " kh_configure")
     with tempfile.TemporaryDirectory(prefix="kh-configure.") as d:
         disk, fmt = image, "raw"
-        if profile.distro_disk == SD_CARD and base_format == "raw":   # (a saved qcow2 has the size already)   # a power-of-two card over the image, committed after
+        if profile.distro_disk == SD_CARD:   # a power-of-two card over the image, committed after
             disk, fmt = overlay(profile, image, Path(d) / "card.qcow2"), "qcow2"
         g = Guest(profile, boot, Path(d), "tcg",
                   ("-m", str(profile.distro_memory_mb), *disk_args(profile, disk, fmt, modules)))
