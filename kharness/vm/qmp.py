@@ -35,17 +35,25 @@ async def _hmp(sock: Path, command: str) -> object:
         await client.disconnect()
 
 
+def _run(coro, timeout: float, late: str, refused: str, unreachable: str):
+    """``coro`` run to its end within ``timeout`` seconds: past it a QmpTimeout saying ``late``
+    "within N s"; a QMP error QEMU returned, an InfraError ``refused: why``; a monitor that
+    cannot be talked to, an InfraError ``unreachable: why``. Each caller names what it was doing."""
+    try:
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+    except (asyncio.TimeoutError, TimeoutError):
+        raise QmpTimeout(f"{late} within {timeout:g}s") from None
+    except ExecuteError as e:
+        raise InfraError(f"{refused}: {e.error.error.desc}") from None
+    except (QMPError, OSError, EOFError) as e:
+        raise InfraError(f"{unreachable}: {e}") from None
+
+
 def hmp(sock: Path, command: str, timeout: float) -> str:
     """Run a human-monitor command (e.g. ``savevm``) on the QMP socket ``sock``, all of it within
     ``timeout`` seconds; its text output (HMP reports errors as text, not as QMP errors)."""
-    try:
-        out = asyncio.run(asyncio.wait_for(_hmp(sock, command), timeout))
-    except (asyncio.TimeoutError, TimeoutError):
-        raise QmpTimeout(f"QEMU's monitor did not answer `{command}` within {timeout:g}s") from None
-    except ExecuteError as e:
-        raise InfraError(f"QEMU refused `{command}`: {e.error.error.desc}") from None
-    except (QMPError, OSError, EOFError) as e:
-        raise InfraError(f"cannot talk to QEMU's monitor at {sock} (`{command}`): {e}") from None
+    out = _run(_hmp(sock, command), timeout, f"QEMU's monitor did not answer `{command}`",
+               f"QEMU refused `{command}`", f"cannot talk to QEMU's monitor at {sock} (`{command}`)")
     return out if isinstance(out, str) else ""
 
 
@@ -77,16 +85,12 @@ def migrate(sock: Path, dest: Path, timeout: float) -> None:
     ``-incoming fd:N`` of the file restores), all of it within ``timeout`` seconds. QEMU is handed
     the file open (no shell line to quote), so that it sees a failed write itself."""
     try:
-        with open(dest, "wb") as f:
-            info = asyncio.run(asyncio.wait_for(_migrate(sock, f.fileno()), timeout))
-    except (asyncio.TimeoutError, TimeoutError):
-        raise QmpTimeout(f"saving the VM state to {dest} did not finish within {timeout:g}s") from None
-    except ExecuteError as e:
-        raise InfraError(f"QEMU refused to save the VM state: {e.error.error.desc}") from None
-    except (QMPError, EOFError) as e:
-        raise InfraError(f"cannot talk to QEMU's monitor at {sock} (migrate): {e}") from None
+        f = open(dest, "wb")
     except OSError as e:
         raise InfraError(f"cannot save the VM state to {dest}: {e.strerror or e}") from None
+    with f:
+        info = _run(_migrate(sock, f.fileno()), timeout, f"saving the VM state to {dest} did not finish",
+                    "QEMU refused to save the VM state", f"cannot talk to QEMU's monitor at {sock} (migrate)")
     if info.get("status") != "completed":
         raise InfraError(f"saving the VM state to {dest} {info.get('status')}: "
                          f"{info.get('error-desc', 'no reason given')}")
@@ -129,11 +133,5 @@ def wait_running(sock: Path, timeout: float, alive) -> None:
     seconds; ``alive()`` is called meanwhile (it raises when QEMU died). A guest reached before
     it runs misses what it is sent: user-mode networking accepts a connection for it at once,
     and the SYN it forwards to a guest that is still loading is lost."""
-    try:
-        asyncio.run(asyncio.wait_for(_until_running(sock, alive), timeout))
-    except (asyncio.TimeoutError, TimeoutError):
-        raise QmpTimeout(f"the restored guest did not start running within {timeout:g}s") from None
-    except ExecuteError as e:
-        raise InfraError(f"QEMU's monitor refused query-status: {e.error.error.desc}") from None
-    except (QMPError, OSError, EOFError) as e:
-        raise InfraError(f"cannot talk to QEMU's monitor at {sock}: {e}") from None
+    _run(_until_running(sock, alive), timeout, "the restored guest did not start running",
+         "QEMU's monitor refused query-status", f"cannot talk to QEMU's monitor at {sock}")
